@@ -1,0 +1,125 @@
+// Package report holds the death report that vatrun writes once per worker death, the evidence it is
+// built from, and Classify, the pure function that turns evidence into a cause and a class.
+package report
+
+// Cause says why a worker died. See the classification table in the README.
+type Cause string
+
+const (
+	CauseExited           Cause = "exited"
+	CauseMeteringFault    Cause = "metering-fault"
+	CauseExitCode         Cause = "exit-code"
+	CauseOOMLimit         Cause = "oom-limit"
+	CauseOOMHost          Cause = "oom-host"
+	CauseCPULimit         Cause = "cpu-limit"
+	CauseSegv             Cause = "segv"
+	CauseAbort            Cause = "abort"
+	CausePidsLimit        Cause = "pids-limit"
+	CauseSandboxViolation Cause = "sandbox-violation"
+	CauseExternalSignal   Cause = "external-signal"
+	CauseKilled           Cause = "killed"
+	CauseStopped          Cause = "stopped"
+	CauseSetupFailed      Cause = "setup-failed"
+	// CauseSignal: killed by a signal that no other row explains (SIGUSR1, SIGPIPE, SIGILL…).
+	CauseSignal Cause = "signal"
+	// CauseLauncherDied: the supervisor (vatrun) vanished; seen only by the Go API of a kernel
+	// that spawned `vatrun run` and saw it die without a report.
+	CauseLauncherDied Cause = "launcher-died"
+)
+
+// Class is what the kernel's crash policy keys on.
+type Class string
+
+const (
+	ClassClean              Class = "clean"
+	ClassDeterministic      Class = "deterministic"
+	ClassResourceExhaustion Class = "resource-exhaustion"
+	ClassExternal           Class = "external"
+	ClassSandboxViolation   Class = "sandbox-violation"
+	ClassLauncherError      Class = "launcher-error"
+	ClassUnknown            Class = "unknown"
+)
+
+// ExitMeaning is what the profile says about one exit code.
+type ExitMeaning struct {
+	Meaning       string
+	MeteringFault bool
+}
+
+// CgroupEvidence is read from the worker's cgroup leaf after the wait and before removal. Event
+// counters are the growth over the worker's life (leaf counters start at 0).
+type CgroupEvidence struct {
+	OOM           uint64 `json:"oom"`           // memory.events oom
+	OOMKill       uint64 `json:"oomKill"`       // memory.events oom_kill
+	OOMGroupKill  uint64 `json:"oomGroupKill"`  // memory.events oom_group_kill
+	MemoryPeak    uint64 `json:"memoryPeak"`    // memory.peak, bytes
+	MemoryMax     int64  `json:"memoryMax"`     // memory.max as applied, -1 = max
+	PidsMaxEvents uint64 `json:"pidsMaxEvents"` // pids.events max
+	PidsPeak      uint64 `json:"pidsPeak"`      // pids.peak when the kernel has it, else 0
+	CPUUsageUsec  uint64 `json:"cpuUsageUsec"`  // cpu.stat usage_usec
+	ThrottledUsec uint64 `json:"throttledUsec"` // cpu.stat throttled_usec
+	NrThrottled   uint64 `json:"nrThrottled"`   // cpu.stat nr_throttled
+}
+
+// Evidence is everything vatrun knows about one worker death. Classify is a pure function of it.
+type Evidence struct {
+	// SetupError is non-empty when the sandbox could not be set up; the worker never ran.
+	SetupError string
+	// Exited is true for a normal exit (ExitCode valid); false for death by Signal.
+	Exited     bool
+	ExitCode   int
+	Signal     int // signal number when !Exited
+	CoreDumped bool
+	// CPUSeconds is the worker's user+system time (rusage).
+	CPUSeconds float64
+	// RlimitCPUHard is the RLIMIT_CPU hard limit in seconds (0 = none).
+	RlimitCPUHard uint64
+	// Cgroup is nil when cgroup evidence is unavailable (no cgroup v2 here): never guessed.
+	Cgroup *CgroupEvidence
+	// ExitCodes is the profile's meaning of exit codes.
+	ExitCodes map[int]ExitMeaning
+	// KilledBy is "vatrun" when vatrun itself stopped the worker, "" otherwise; KillReason says why
+	// ("received SIGTERM", "kernel asked", "timeout").
+	KilledBy   string
+	KillReason string
+}
+
+// Report is the one JSON object written per worker death (schema documented in the README).
+type Report struct {
+	// Version of the schema.
+	Version int `json:"version"`
+	// Cause and Class come from Classify; Detail is a human sentence.
+	Cause  Cause  `json:"cause"`
+	Class  Class  `json:"class"`
+	Detail string `json:"detail,omitempty"`
+	// ExitCode is set when the worker exited; Signal/SignalName when a signal killed it.
+	ExitCode    *int   `json:"exitCode,omitempty"`
+	Signal      int    `json:"signal,omitempty"`
+	SignalName  string `json:"signalName,omitempty"`
+	CoreDumped  bool   `json:"coreDumped"`
+	ExitMeaning string `json:"exitMeaning,omitempty"`
+	// Cgroup evidence; CgroupEvidence false means the counters below are unavailable, not zero.
+	CgroupEvidence bool            `json:"cgroupEvidence"`
+	Cgroup         *CgroupEvidence `json:"cgroup,omitempty"`
+	// The DESIGN.md headline fields, copied out of Cgroup (nil when unavailable).
+	OOMKills   *uint64 `json:"oomKills,omitempty"`
+	OOMEvents  *uint64 `json:"oomEvents,omitempty"`
+	PeakMemory *uint64 `json:"peakMemory,omitempty"`
+	PidsMax    *uint64 `json:"pidsMax,omitempty"`
+	CPUSeconds float64 `json:"cpuSeconds"`
+	// Phase is "startup", "in-delivery" or "idle" when the kernel tells vatrun; "" otherwise.
+	Phase         string  `json:"phase,omitempty"`
+	ProfileName   string  `json:"profile"`
+	ProfileDigest string  `json:"profileDigest"`
+	WallTime      float64 `json:"wallTime"` // seconds from launch to death
+	// KilledBy is "vatrun" (with KillReason) or "nobody".
+	KilledBy   string `json:"killedBy"`
+	KillReason string `json:"killReason,omitempty"`
+	// Pid is the worker's pid as vatrun's namespace sees it (the init stage's pid when the worker
+	// is in its own pid namespace: that is the process vatrun waited for).
+	Pid int `json:"pid"`
+	// SetupError is the reason the sandbox could not be set up (cause setup-failed).
+	SetupError string `json:"setupError,omitempty"`
+	// Warnings lists anything degraded (e.g. cgroup evidence unavailable and why).
+	Warnings []string `json:"warnings,omitempty"`
+}

@@ -1,0 +1,111 @@
+// Package seccompprofiles defines vatrun's sandbox profile: the JSON format operators write, the
+// built-in profiles embedded in the binary, strict validation, the canonical digest that validators
+// compare, and the compilation of the profile's seccomp section to a BPF program.
+package seccompprofiles
+
+// Profile is one sandbox description. Two validators whose profiles have the same Digest run
+// identical sandboxes. The zero value of an optional field means "default" while parsing; after
+// Parse/Load every default is filled in, so the struct is the resolved form.
+type Profile struct {
+	// Name identifies the profile (built-in name, or the file's "name" field).
+	Name string `json:"name"`
+	// Description is free text for `vatrun profile list`.
+	Description string `json:"description,omitempty"`
+	// Consensus: cgroup v2 is mandatory, worker stdout/stderr are /dev/null, any missing feature
+	// refuses to start.
+	Consensus bool `json:"consensus"`
+	// Limits are the resource limits (cgroup and rlimits).
+	Limits Limits `json:"limits"`
+	// Namespaces says which namespaces the worker gets.
+	Namespaces Namespaces `json:"namespaces"`
+	// Seccomp is the filter in OCI runtime-spec shape; nil means no filter.
+	Seccomp *Seccomp `json:"seccomp,omitempty"`
+	// ExitCodes gives the worker's own exit codes a meaning, keyed by the decimal code ("11").
+	ExitCodes map[string]ExitCode `json:"exitCodes,omitempty"`
+}
+
+// Size is a byte count. JSON accepts a number of bytes, a string with a binary unit suffix
+// ("512K", "64M", "2G", case-insensitive, optional trailing "i"/"iB"/"B"), or "max" (Unlimited).
+type Size int64
+
+// Unlimited is the Size of "max".
+const Unlimited Size = -1
+
+// Limits, resolved. For Size fields Unlimited means no limit.
+type Limits struct {
+	// Memory is cgroup memory.max.
+	Memory Size `json:"memory"`
+	// Swap is cgroup memory.swap.max (default 0).
+	Swap Size `json:"swap"`
+	// CPUMax is cgroup cpu.max in the kernel's syntax: "QUOTA PERIOD" in microseconds, or
+	// "max PERIOD" (default "max 100000").
+	CPUMax string `json:"cpuMax"`
+	// CPUSeconds is the RLIMIT_CPU soft limit; the hard limit is CPUSeconds+1 so that SIGXCPU
+	// arrives first. 0 means unlimited.
+	CPUSeconds uint64 `json:"cpuSeconds"`
+	// Pids is cgroup pids.max; 0 means unlimited.
+	Pids int64 `json:"pids"`
+	// Stack is RLIMIT_STACK.
+	Stack Size `json:"stack"`
+	// Nofile is RLIMIT_NOFILE (soft = hard); 0 means leave as inherited.
+	Nofile uint64 `json:"nofile"`
+	// Core is RLIMIT_CORE (default 0: no core dumps).
+	Core Size `json:"core"`
+	// FileSize is RLIMIT_FSIZE.
+	FileSize Size `json:"fileSize"`
+}
+
+// UserNS says when the worker gets a user namespace.
+type UserNS string
+
+const (
+	// UserAuto: only when vatrun is unprivileged (no CAP_SYS_ADMIN), which it needs to create
+	// the other namespaces.
+	UserAuto UserNS = "auto"
+	// UserAlways: always.
+	UserAlways UserNS = "always"
+	// UserNever: never (unprivileged vatrun then cannot create other namespaces).
+	UserNever UserNS = "never"
+)
+
+// Namespaces the worker is placed in. Pid implies the worker is NOT pid 1: vatrun's init stage is.
+type Namespaces struct {
+	Pid   bool `json:"pid"`
+	Net   bool `json:"net"`
+	IPC   bool `json:"ipc"`
+	UTS   bool `json:"uts"`
+	Mount bool `json:"mount"` // private mount namespace with a read-only view of / and a fresh /proc
+	// User: "auto" (default), "always", "never".
+	User UserNS `json:"user"`
+}
+
+// Seccomp is the OCI runtime-spec LinuxSeccomp subset vatrun supports.
+type Seccomp struct {
+	DefaultAction   string           `json:"defaultAction"`
+	DefaultErrnoRet *uint            `json:"defaultErrnoRet,omitempty"`
+	Architectures   []string         `json:"architectures,omitempty"`
+	Syscalls        []SeccompSyscall `json:"syscalls,omitempty"`
+}
+
+// SeccompSyscall is one rule: the names get Action when all Args match.
+type SeccompSyscall struct {
+	Names    []string     `json:"names"`
+	Action   string       `json:"action"`
+	ErrnoRet *uint        `json:"errnoRet,omitempty"`
+	Args     []SeccompArg `json:"args,omitempty"`
+}
+
+// SeccompArg is an argument condition (OCI shape).
+type SeccompArg struct {
+	Index    uint   `json:"index"`
+	Value    uint64 `json:"value"`
+	ValueTwo uint64 `json:"valueTwo,omitempty"`
+	Op       string `json:"op"`
+}
+
+// ExitCode is what one of the worker's own exit codes means.
+type ExitCode struct {
+	Meaning string `json:"meaning"`
+	// MeteringFault: the worker reports a deterministic meter overrun (xsnap 11, 12, 17).
+	MeteringFault bool `json:"meteringFault,omitempty"`
+}
