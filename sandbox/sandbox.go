@@ -1,0 +1,141 @@
+// Package sandbox is the child-side stage that runs between the supervisor's clone and the
+// worker's exec. The stage itself is C (stage.c) and runs as a constructor before the Go runtime
+// starts, in any binary that links this package, when its argv[1] is Marker; this file is the Go
+// side of its wire format: the config the supervisor writes and the status messages it reads.
+package sandbox
+
+/*
+#cgo CFLAGS: -O2 -Wall -Wextra -Werror=implicit-function-declaration
+#include <string.h>
+#include "stage.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+)
+
+// Marker is argv[1] of the init stage.
+const Marker = C.VR_MARKER
+
+// MaxBPF is the longest seccomp program the stage accepts (the kernel's BPF_MAXINSNS).
+const MaxBPF = C.VR_MAX_BPF
+
+// MsgSize is the size of one status message.
+const MsgSize = int(C.sizeof_struct_vr_msg)
+
+// Rlimit is one resource limit the worker gets.
+type Rlimit struct {
+	Resource int
+	Cur, Max uint64
+}
+
+// Config is what the init stage needs to know.
+type Config struct {
+	PidNS    bool // the stage is pid 1 of a new pid namespace
+	MountNS  bool // read-only view of /, fresh /proc
+	UTSNS    bool // set Hostname
+	DropCaps bool // empty the bounding and ambient capability sets before exec
+	Hostname string
+	// KeepFDs: fds [0, KeepFDs) reach the worker; every fd above is closed at exec.
+	KeepFDs int
+	// StatusFD is the stage's fd number of the status pipe's write end.
+	StatusFD int
+	Rlimits  []Rlimit
+	// BPF is a raw seccomp program (struct sock_filter array); empty means no filter.
+	BPF []byte
+}
+
+// Encode serialises the config for the stage's config fd.
+func (c *Config) Encode() ([]byte, error) {
+	if len(c.Rlimits) > C.VR_MAX_RLIMITS {
+		return nil, fmt.Errorf("sandbox config: %d rlimits, at most %d", len(c.Rlimits), C.VR_MAX_RLIMITS)
+	}
+	if len(c.BPF)%8 != 0 {
+		return nil, fmt.Errorf("sandbox config: seccomp program of %d bytes is not a whole number of instructions", len(c.BPF))
+	}
+	if n := len(c.BPF) / 8; n > MaxBPF {
+		return nil, fmt.Errorf("sandbox config: seccomp program has %d instructions, the kernel takes at most %d", n, MaxBPF)
+	}
+	if len(c.Hostname) >= 64 {
+		return nil, fmt.Errorf("sandbox config: hostname %q longer than 63 bytes", c.Hostname)
+	}
+	var cfg C.struct_vr_config
+	cfg.magic = C.VR_MAGIC
+	cfg.version = C.VR_VERSION
+	var flags uint32
+	if c.PidNS {
+		flags |= C.VR_FLAG_PIDNS
+	}
+	if c.MountNS {
+		flags |= C.VR_FLAG_MOUNTNS
+	}
+	if c.UTSNS {
+		flags |= C.VR_FLAG_UTSNS
+	}
+	if c.DropCaps {
+		flags |= C.VR_FLAG_DROPCAPS
+	}
+	cfg.flags = C.uint32_t(flags)
+	cfg.keep_fds = C.int32_t(c.KeepFDs)
+	cfg.status_fd = C.int32_t(c.StatusFD)
+	cfg.nrlimits = C.uint32_t(len(c.Rlimits))
+	for i, r := range c.Rlimits {
+		cfg.rlimits[i].resource = C.int32_t(r.Resource)
+		cfg.rlimits[i].cur = C.uint64_t(r.Cur)
+		cfg.rlimits[i].max = C.uint64_t(r.Max)
+	}
+	cfg.bpf_len = C.uint32_t(len(c.BPF) / 8)
+	for i := 0; i < len(c.Hostname); i++ {
+		cfg.hostname[i] = C.char(c.Hostname[i])
+	}
+	raw := C.GoBytes(unsafe.Pointer(&cfg), C.int(unsafe.Sizeof(cfg)))
+	return append(raw, c.BPF...), nil
+}
+
+// MsgType says what a status message reports.
+type MsgType uint32
+
+const (
+	// MsgExecOK: the worker's execve succeeded; Msg.A is its pid as the stage sees it.
+	MsgExecOK MsgType = C.VR_MSG_EXEC_OK
+	// MsgSetupFailed: a step failed before the worker ran; Msg.A is the errno, Msg.Text the step.
+	MsgSetupFailed MsgType = C.VR_MSG_SETUP_FAILED
+	// MsgExited: the worker was reaped; Msg.A is the raw wait status.
+	MsgExited MsgType = C.VR_MSG_EXITED
+)
+
+// Msg is one status message from the stage.
+type Msg struct {
+	Type     MsgType
+	A        int
+	Utime    time.Duration
+	Stime    time.Duration
+	MaxRSSKB int64
+	Text     string
+}
+
+// DecodeMsg parses one MsgSize-byte status message.
+func DecodeMsg(b []byte) (Msg, error) {
+	if len(b) != MsgSize {
+		return Msg{}, fmt.Errorf("sandbox status message: %d bytes, want %d", len(b), MsgSize)
+	}
+	var raw C.struct_vr_msg
+	C.memcpy(unsafe.Pointer(&raw), unsafe.Pointer(&b[0]), C.size_t(MsgSize))
+	m := Msg{
+		Type:     MsgType(raw._type),
+		A:        int(raw.a),
+		Utime:    time.Duration(raw.utime_usec) * time.Microsecond,
+		Stime:    time.Duration(raw.stime_usec) * time.Microsecond,
+		MaxRSSKB: int64(raw.maxrss_kb),
+		Text:     C.GoStringN(&raw.text[0], C.int(C.strnlen(&raw.text[0], C.size_t(len(raw.text))))),
+	}
+	switch m.Type {
+	case MsgExecOK, MsgSetupFailed, MsgExited:
+		return m, nil
+	}
+	return Msg{}, errors.New("sandbox status message: unknown type " + fmt.Sprint(m.Type))
+}

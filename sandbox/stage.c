@@ -1,0 +1,332 @@
+/*
+ * vatrun's init stage. It runs as a constructor, before the Go runtime starts, in the process the
+ * supervisor cloned into the worker's namespaces (and cgroup). When argv[1] is not VR_MARKER it
+ * returns at once and the Go program starts as usual.
+ *
+ * As the init stage it: reads its config, sets up the mount and uts namespaces, forks the worker
+ * (so that the worker is not pid 1 of its pid namespace), and in the worker's process, between
+ * fork and exec: parent-death signal, rlimits, capability drop, no_new_privs, close every fd
+ * above the kept ones, the seccomp filter, execve. The init stage then forwards signals to the
+ * worker, reaps every process of the namespace, and reports the worker's wait status and rusage
+ * on the status fd before exiting. Nothing here runs on a Go stack.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "stage.h"
+
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+#define VR_MOUNT_ATTR_RDONLY 0x00000001
+#define VR_MOUNT_ATTR_NOSUID 0x00000002
+
+struct vr_mount_attr {
+	uint64_t attr_set;
+	uint64_t attr_clr;
+	uint64_t propagation;
+	uint64_t userns_fd;
+};
+
+static volatile pid_t vr_child = 0;
+static int vr_status_fd = -1;
+
+static const int vr_forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH};
+#define VR_NFORWARDED (int)(sizeof(vr_forwarded) / sizeof(vr_forwarded[0]))
+
+static void vr_send(const struct vr_msg *m)
+{
+	const char *p = (const char *)m;
+	size_t left = sizeof(*m);
+	while (left > 0) {
+		ssize_t n = write(vr_status_fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* the supervisor is gone; nothing to tell */
+		p += n;
+		left -= (size_t)n;
+	}
+}
+
+static void vr_fail(int err, const char *step) __attribute__((noreturn));
+static void vr_fail(int err, const char *step)
+{
+	struct vr_msg m;
+	memset(&m, 0, sizeof(m));
+	m.type = VR_MSG_SETUP_FAILED;
+	m.a = err;
+	snprintf(m.text, sizeof(m.text), "%s", step);
+	vr_send(&m);
+	_exit(120);
+}
+
+static int vr_read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	while (len > 0) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void vr_forward(int sig)
+{
+	int saved = errno;
+	if (vr_child > 0)
+		kill(vr_child, sig);
+	errno = saved;
+}
+
+/* The worker's side of the fork: everything between fork and exec. On failure the step and errno
+ * go to errfd (close-on-exec), so the init stage can tell the supervisor. */
+static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, int errfd, pid_t initpid,
+			  char *path, char **argv, char **envp) __attribute__((noreturn));
+static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, int errfd, pid_t initpid,
+			  char *path, char **argv, char **envp)
+{
+	char step[128];
+	int err;
+	sigset_t none;
+	struct sigaction dfl;
+
+	snprintf(step, sizeof(step), "set parent-death signal");
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+		goto fail;
+	if (getppid() != initpid)
+		_exit(121); /* the init stage already died */
+
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	for (int i = 0; i < VR_NFORWARDED; i++)
+		sigaction(vr_forwarded[i], &dfl, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
+	for (uint32_t i = 0; i < cfg->nrlimits; i++) {
+		struct rlimit rl = {.rlim_cur = cfg->rlimits[i].cur, .rlim_max = cfg->rlimits[i].max};
+		if (setrlimit(cfg->rlimits[i].resource, &rl) != 0) {
+			snprintf(step, sizeof(step), "setrlimit resource %d to %llu/%llu", cfg->rlimits[i].resource,
+				 (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+			goto fail;
+		}
+	}
+
+	if (cfg->flags & VR_FLAG_DROPCAPS) {
+		snprintf(step, sizeof(step), "clear the ambient capability set");
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+			goto fail;
+		for (int cap = 0; cap < 64; cap++) {
+			if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
+				snprintf(step, sizeof(step), "drop capability %d from the bounding set", cap);
+				goto fail;
+			}
+		}
+	}
+
+	snprintf(step, sizeof(step), "set no_new_privs");
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		goto fail;
+
+	/* Mark every fd above the kept ones close-on-exec (errfd must survive until execve). */
+	snprintf(step, sizeof(step), "close_range fds from %d", cfg->keep_fds);
+	if (syscall(SYS_close_range, (unsigned)cfg->keep_fds, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+		goto fail;
+
+	if (prog != NULL) {
+		snprintf(step, sizeof(step), "load the seccomp filter (%u instructions)", prog->len);
+		if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) != 0)
+			goto fail;
+	}
+
+	execve(path, argv, envp);
+	snprintf(step, sizeof(step), "execve %s", path);
+fail:
+	err = errno;
+	{
+		struct vr_msg m;
+		memset(&m, 0, sizeof(m));
+		m.type = VR_MSG_SETUP_FAILED;
+		m.a = err;
+		snprintf(m.text, sizeof(m.text), "%s", step);
+		ssize_t n = write(errfd, &m, sizeof(m));
+		(void)n;
+	}
+	_exit(127);
+}
+
+static void vr_setup_mounts(const struct vr_config *cfg)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		vr_fail(errno, "make the mount namespace private (mount --make-rprivate /)");
+	if (cfg->flags & VR_FLAG_PIDNS) {
+		if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+			vr_fail(errno, "mount a fresh /proc for the pid namespace");
+	}
+	struct vr_mount_attr attr;
+	memset(&attr, 0, sizeof(attr));
+	attr.attr_set = VR_MOUNT_ATTR_RDONLY | VR_MOUNT_ATTR_NOSUID;
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &attr, sizeof(attr)) != 0)
+		vr_fail(errno, "make / read-only recursively (mount_setattr, Linux >= 5.12)");
+}
+
+static void vr_init(int argc, char **argv, char **envp)
+{
+	struct vr_config cfg;
+	struct sock_filter *filter = NULL;
+	struct sock_fprog prog, *progp = NULL;
+	int cfgfd, errpipe[2], rc;
+	sigset_t block, old;
+	struct sigaction sa;
+	pid_t self = getpid();
+
+	if (argc < 5 || strcmp(argv[1], VR_MARKER) != 0)
+		return;
+
+	cfgfd = atoi(argv[2]);
+	rc = vr_read_full(cfgfd, &cfg, sizeof(cfg));
+	if (rc != 0 || cfg.magic != VR_MAGIC || cfg.version != VR_VERSION) {
+		fprintf(stderr, "vatrun init: bad or missing config on fd %d (run vatrun, not this stage)\n", cfgfd);
+		_exit(120);
+	}
+	vr_status_fd = cfg.status_fd;
+	fcntl(vr_status_fd, F_SETFD, FD_CLOEXEC);
+	if (cfg.nrlimits > VR_MAX_RLIMITS)
+		vr_fail(EINVAL, "config: too many rlimits");
+	if (cfg.bpf_len > VR_MAX_BPF)
+		vr_fail(E2BIG, "config: seccomp program longer than 4096 instructions");
+	if (cfg.bpf_len > 0) {
+		filter = calloc(cfg.bpf_len, sizeof(*filter));
+		if (filter == NULL)
+			vr_fail(ENOMEM, "allocate the seccomp program");
+		rc = vr_read_full(cfgfd, filter, cfg.bpf_len * sizeof(*filter));
+		if (rc != 0)
+			vr_fail(-rc, "read the seccomp program");
+		prog.len = (unsigned short)cfg.bpf_len;
+		prog.filter = filter;
+		progp = &prog;
+	}
+	close(cfgfd);
+
+	if (cfg.flags & VR_FLAG_MOUNTNS)
+		vr_setup_mounts(&cfg);
+	if (cfg.flags & VR_FLAG_UTSNS) {
+		cfg.hostname[sizeof(cfg.hostname) - 1] = 0;
+		if (sethostname(cfg.hostname, strlen(cfg.hostname)) != 0)
+			vr_fail(errno, "set the hostname in the uts namespace");
+	}
+	if (!(cfg.flags & VR_FLAG_PIDNS)) {
+		/* Without a pid namespace, orphans of the worker come back to us to be reaped. */
+		prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	}
+
+	/* Forwarded signals stay blocked until the worker's pid is known. */
+	sigemptyset(&block);
+	for (int i = 0; i < VR_NFORWARDED; i++)
+		sigaddset(&block, vr_forwarded[i]);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = vr_forward;
+	sa.sa_flags = SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	for (int i = 0; i < VR_NFORWARDED; i++)
+		sigaction(vr_forwarded[i], &sa, NULL);
+
+	if (pipe2(errpipe, O_CLOEXEC) != 0)
+		vr_fail(errno, "create the exec error pipe");
+
+	pid_t child = fork();
+	if (child < 0)
+		vr_fail(errno, "fork the worker");
+	if (child == 0) {
+		close(errpipe[0]);
+		vr_child_exec(&cfg, progp, errpipe[1], self, argv[3], &argv[4], envp);
+	}
+	vr_child = child;
+	close(errpipe[1]);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+
+	/* EOF on the error pipe means execve succeeded (close-on-exec); a record means it did not. */
+	struct vr_msg m;
+	memset(&m, 0, sizeof(m));
+	rc = vr_read_full(errpipe[0], &m, sizeof(m));
+	close(errpipe[0]);
+	if (rc == 0 && m.type == VR_MSG_SETUP_FAILED) {
+		vr_send(&m);
+		int st;
+		while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+			;
+		_exit(120);
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = VR_MSG_EXEC_OK;
+	m.a = child;
+	vr_send(&m);
+
+	/* Reap everything; report when the worker itself is reaped. */
+	for (;;) {
+		int st;
+		struct rusage ru;
+		pid_t p = wait4(-1, &st, 0, &ru);
+		if (p < 0) {
+			if (errno == EINTR)
+				continue;
+			vr_fail(errno, "wait for the worker");
+		}
+		if (p != child)
+			continue;
+		memset(&m, 0, sizeof(m));
+		m.type = VR_MSG_EXITED;
+		m.a = st;
+		m.utime_usec = (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec;
+		m.stime_usec = (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
+		m.maxrss_kb = ru.ru_maxrss;
+		vr_send(&m);
+		/* As pid 1 our exit takes the rest of the namespace with it; otherwise the cgroup
+		 * (or the worker's own parent-death signals) does. */
+		_exit(0);
+	}
+}
+
+__attribute__((constructor)) static void vr_init_constructor(int argc, char **argv, char **envp)
+{
+	vr_init(argc, argv, envp);
+}

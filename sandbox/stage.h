@@ -1,0 +1,61 @@
+/*
+ * The wire format between vatrun's Go supervisor and its init stage (stage.c).
+ *
+ * The supervisor starts its own executable as
+ *     argv = { "vatrun-init", VR_MARKER, "<config fd>", "<worker path>", "<worker argv0>", ... }
+ * with the worker's environment. The config fd holds one struct vr_config followed by
+ * bpf_len BPF instructions (struct sock_filter, 8 bytes each). The init stage writes
+ * struct vr_msg records to status_fd.
+ */
+#ifndef VATRUN_STAGE_H
+#define VATRUN_STAGE_H
+
+#include <stdint.h>
+
+#define VR_MARKER "__vatrun_init__"
+#define VR_MAGIC 0x76617472u /* "vatr" */
+#define VR_VERSION 1u
+#define VR_MAX_RLIMITS 16
+#define VR_MAX_BPF 4096
+
+/* vr_config.flags */
+#define VR_FLAG_PIDNS 0x1u    /* we are pid 1 of a new pid namespace: fork the worker as pid 2 */
+#define VR_FLAG_MOUNTNS 0x2u  /* private mount namespace: read-only view of /, fresh /proc */
+#define VR_FLAG_UTSNS 0x4u    /* new uts namespace: set the hostname */
+#define VR_FLAG_DROPCAPS 0x8u /* empty the bounding set and ambient set before exec */
+
+struct vr_rlimit {
+	int32_t resource;
+	int32_t pad;
+	uint64_t cur;
+	uint64_t max;
+};
+
+struct vr_config {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t flags;
+	int32_t keep_fds;  /* fds [0, keep_fds) reach the worker; everything above is closed at exec */
+	int32_t status_fd; /* where vr_msg records go */
+	uint32_t nrlimits;
+	struct vr_rlimit rlimits[VR_MAX_RLIMITS];
+	uint32_t bpf_len; /* number of struct sock_filter following this struct */
+	uint32_t pad;
+	char hostname[64];
+};
+
+/* vr_msg.type */
+#define VR_MSG_EXEC_OK 1      /* a = worker pid as the init stage sees it */
+#define VR_MSG_SETUP_FAILED 2 /* a = errno, text = which step */
+#define VR_MSG_EXITED 3       /* a = raw wait status; utime/stime/maxrss from wait4 */
+
+struct vr_msg {
+	uint32_t type;
+	int32_t a;
+	int64_t utime_usec;
+	int64_t stime_usec;
+	int64_t maxrss_kb;
+	char text[160];
+};
+
+#endif

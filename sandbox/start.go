@@ -1,0 +1,281 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Spec says how to start one sandboxed worker.
+type Spec struct {
+	Config Config // KeepFDs and StatusFD are filled in by Start
+	// Path is the worker executable (absolute); Args its argv (Args[0] included).
+	Path string
+	Args []string
+	Env  []string
+	Dir  string
+	// Stdin, Stdout, Stderr: nil means /dev/null.
+	Stdin, Stdout, Stderr *os.File
+	// ExtraFiles become fds 3, 4, … of the worker; a nil entry is a closed fd.
+	ExtraFiles []*os.File
+	// Namespaces to create (CLONE_NEW* flags, without CLONE_NEWUSER).
+	Cloneflags uintptr
+	// UserNS: also create a user namespace that maps the caller's uid and gid to themselves.
+	UserNS bool
+	// CgroupFD, when >= 0, is a cgroup v2 directory fd the stage is cloned into
+	// (CLONE_INTO_CGROUP): the worker never runs outside it.
+	CgroupFD int
+}
+
+// SetupError says which step of the sandbox setup failed; the worker never ran.
+type SetupError struct {
+	Step  string
+	Errno syscall.Errno
+}
+
+func (e *SetupError) Error() string {
+	if e.Errno == 0 {
+		return "sandbox setup: " + e.Step
+	}
+	return fmt.Sprintf("sandbox setup: %s: %v", e.Step, e.Errno)
+}
+
+func (e *SetupError) Unwrap() error {
+	if e.Errno == 0 {
+		return nil
+	}
+	return e.Errno
+}
+
+// Exit is how a worker ended.
+type Exit struct {
+	// Status is the worker's wait status. When Reported is false the stage died before it could
+	// report (it was killed), and Status is the stage's own wait status.
+	Status   unix.WaitStatus
+	Reported bool
+	Utime    time.Duration
+	Stime    time.Duration
+	MaxRSSKB int64
+	// At is when the death was noticed.
+	At time.Time
+}
+
+// Process is a running sandboxed worker.
+type Process struct {
+	// InitPid is the pid of the init stage in the caller's pid namespace; with a pid namespace
+	// the worker is its only child (pid 2 inside), otherwise the worker is its child.
+	InitPid int
+	// WorkerPid is the worker's pid as the init stage sees it.
+	WorkerPid int
+	proc      *os.Process
+	status    *os.File
+	waitOnce  sync.Once
+	exit      Exit
+	waitErr   error
+}
+
+// spawner runs every clone on one locked OS thread that never exits: the stage's parent-death
+// signal (PR_SET_PDEATHSIG) fires when the *thread* that forked it exits, so a thread that Go
+// might retire would kill workers at random. With this thread, it fires only when the supervisor
+// process dies.
+var spawner struct {
+	once sync.Once
+	reqs chan func()
+}
+
+func onSpawnerThread(f func()) {
+	spawner.once.Do(func() {
+		spawner.reqs = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: this goroutine lives as long as the process
+			for f := range spawner.reqs {
+				f()
+			}
+		}()
+	})
+	done := make(chan struct{})
+	spawner.reqs <- func() { f(); close(done) }
+	<-done
+}
+
+// Start clones the init stage into the requested namespaces (and cgroup), which forks and
+// execs the worker inside the sandbox. It returns once the worker's execve succeeded, or a
+// *SetupError when a step failed (nothing is left running then).
+func Start(spec Spec) (*Process, error) {
+	if len(spec.Args) == 0 {
+		spec.Args = []string{spec.Path}
+	}
+	cfg := spec.Config
+	cfg.KeepFDs = 3 + len(spec.ExtraFiles)
+	cfgFD := cfg.KeepFDs
+	cfg.StatusFD = cfgFD + 1
+
+	payload, err := cfg.Encode()
+	if err != nil {
+		return nil, err
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: config pipe: %w", err)
+	}
+	defer cfgR.Close()
+	if len(payload) > 60*1024 {
+		// A pipe holds 64 KiB; the largest config (4096 BPF instructions) is ~33 KiB.
+		cfgW.Close()
+		return nil, fmt.Errorf("sandbox: config of %d bytes does not fit a pipe", len(payload))
+	}
+	_, err = cfgW.Write(payload)
+	cfgW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: write config: %w", err)
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: status pipe: %w", err)
+	}
+
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		statusR.Close()
+		statusW.Close()
+		return nil, fmt.Errorf("sandbox: open %s: %w", os.DevNull, err)
+	}
+	defer devnull.Close()
+	orNull := func(f *os.File) *os.File {
+		if f == nil {
+			return devnull
+		}
+		return f
+	}
+	files := []*os.File{orNull(spec.Stdin), orNull(spec.Stdout), orNull(spec.Stderr)}
+	files = append(files, spec.ExtraFiles...)
+	files = append(files, cfgR, statusW)
+
+	sys := &syscall.SysProcAttr{
+		Cloneflags: spec.Cloneflags,
+		Pdeathsig:  syscall.SIGKILL,
+		Setpgid:    true,
+	}
+	if spec.UserNS {
+		sys.Cloneflags |= syscall.CLONE_NEWUSER
+		sys.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}}
+		sys.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}}
+		sys.GidMappingsEnableSetgroups = false
+		// The stage keeps, across its own execve, the two capabilities it needs inside the new
+		// user namespace (mounts and hostname; emptying the bounding set). The worker's side of
+		// the fork clears the ambient set and the bounding set, so the worker execs with none.
+		sys.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP}
+	}
+	if spec.CgroupFD >= 0 {
+		sys.UseCgroupFD = true
+		sys.CgroupFD = spec.CgroupFD
+	}
+	argv := append([]string{"vatrun-init", Marker, strconv.Itoa(cfgFD), spec.Path}, spec.Args...)
+	env := spec.Env
+	if env == nil {
+		env = []string{}
+	}
+	attr := &os.ProcAttr{Dir: spec.Dir, Env: env, Files: files, Sys: sys}
+
+	var proc *os.Process
+	onSpawnerThread(func() { proc, err = os.StartProcess("/proc/self/exe", argv, attr) })
+	statusW.Close()
+	if err != nil {
+		statusR.Close()
+		return nil, fmt.Errorf("sandbox: start the init stage: %w", explainCloneError(err, spec))
+	}
+	p := &Process{InitPid: proc.Pid, proc: proc, status: statusR}
+
+	m, err := p.readMsg()
+	switch {
+	case err == nil && m.Type == MsgExecOK:
+		p.WorkerPid = m.A
+		return p, nil
+	case err == nil && m.Type == MsgSetupFailed:
+		p.Wait()
+		return nil, &SetupError{Step: m.Text, Errno: syscall.Errno(m.A)}
+	}
+	// The stage died (or spoke nonsense) before the worker started.
+	proc.Kill()
+	ex, _ := p.Wait()
+	if err == nil {
+		err = fmt.Errorf("unexpected status message type %d", m.Type)
+	}
+	return nil, &SetupError{Step: fmt.Sprintf("init stage ended before the worker started (%s; %v)", describe(ex.Status), err)}
+}
+
+func explainCloneError(err error, spec Spec) error {
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EUSERS) {
+		what := "namespaces"
+		if spec.CgroupFD >= 0 {
+			what = "namespaces or the cgroup (CLONE_INTO_CGROUP)"
+		}
+		return fmt.Errorf("the kernel refused to create the %s: %w (check `vatrun check`: unprivileged users need user namespaces, kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0)", what, err)
+	}
+	return err
+}
+
+func (p *Process) readMsg() (Msg, error) {
+	buf := make([]byte, MsgSize)
+	if _, err := io.ReadFull(p.status, buf); err != nil {
+		return Msg{}, err
+	}
+	return DecodeMsg(buf)
+}
+
+// Wait blocks until the worker is dead and the init stage reaped, and says how the worker
+// ended. It may be called more than once.
+func (p *Process) Wait() (Exit, error) {
+	p.waitOnce.Do(func() {
+		m, merr := p.readMsg()
+		noticed := time.Now()
+		p.status.Close()
+		st, err := p.proc.Wait()
+		if err != nil {
+			p.waitErr = fmt.Errorf("sandbox: wait for init stage %d: %w", p.InitPid, err)
+			return
+		}
+		if merr == nil && m.Type == MsgExited {
+			p.exit = Exit{Status: unix.WaitStatus(m.A), Reported: true, Utime: m.Utime, Stime: m.Stime, MaxRSSKB: m.MaxRSSKB, At: noticed}
+			return
+		}
+		ws, _ := st.Sys().(syscall.WaitStatus)
+		ru, _ := st.SysUsage().(*syscall.Rusage)
+		ex := Exit{Status: unix.WaitStatus(ws), At: time.Now()}
+		if ru != nil {
+			ex.Utime = time.Duration(ru.Utime.Nano())
+			ex.Stime = time.Duration(ru.Stime.Nano())
+			ex.MaxRSSKB = ru.Maxrss
+		}
+		p.exit = ex
+	})
+	return p.exit, p.waitErr
+}
+
+// Signal sends sig to the init stage, which forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
+// SIGUSR2, SIGALRM and SIGWINCH to the worker. SIGKILL kills the stage and, with a pid
+// namespace, every process in it.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if err := p.proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("sandbox: signal init stage %d: %w", p.InitPid, err)
+	}
+	return nil
+}
+
+func describe(ws unix.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("exit status %d", ws.ExitStatus())
+	case ws.Signaled():
+		return "killed by " + unix.SignalName(ws.Signal())
+	}
+	return fmt.Sprintf("wait status %#x", uint32(ws))
+}
