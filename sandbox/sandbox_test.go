@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -200,5 +201,64 @@ func TestKillingStageKillsWorker(t *testing.T) {
 	}
 	if ex.Reported || !ex.Status.Signaled() || ex.Status.Signal() != unix.SIGKILL {
 		t.Fatalf("exit %+v, want the stage's own SIGKILL", ex)
+	}
+}
+
+func TestWorkerHasNoPrivileges(t *testing.T) {
+	spec := baseSpec(t, `grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status | tr -s '\t ' ' ' >&4`)
+	_, replyR := withPipes(t, &spec)
+	p := start(t, spec)
+	spec.ExtraFiles[1].Close()
+	var lines []string
+	sc := bufio.NewScanner(replyR)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	wait(t, p)
+	want := []string{"CapPrm: 0000000000000000", "CapEff: 0000000000000000", "CapBnd: 0000000000000000", "CapAmb: 0000000000000000", "NoNewPrivs: 1"}
+	if strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Fatalf("worker privileges:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestUnprivileged re-runs this package's tests as an unprivileged user (nobody) when the suite
+// runs as root, so the user-namespace path is exercised in CI too.
+func TestUnprivileged(t *testing.T) {
+	if os.Getenv("VATRUN_UNPRIV_CHILD") != "" {
+		t.Skip("already the unprivileged re-run")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to the nobody user (the tests above already ran unprivileged)")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "vatrun-unpriv-") // t.TempDir's parent is not traversable by nobody
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyPath := dir + "/sandbox.test"
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(copyPath, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(copyPath, "-test.v", "-test.run", "^Test[^U]")
+	cmd.Dir = dir
+	cmd.Env = []string{"VATRUN_UNPRIV_CHILD=1", "PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("unprivileged run failed: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "--- SKIP") || !strings.Contains(string(out), "--- PASS: TestWorkerHasNoPrivileges") {
+		t.Fatalf("unprivileged run skipped tests or missed some:\n%s", out)
 	}
 }
