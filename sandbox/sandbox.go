@@ -139,3 +139,12 @@ func DecodeMsg(b []byte) (Msg, error) {
 	}
 	return Msg{}, errors.New("sandbox status message: unknown type " + fmt.Sprint(m.Type))
 }
+
+// InheritedFD says whether fd (0–4) was open when this process started, as seen by a
+// constructor that ran before the Go runtime could open descriptors of its own.
+func InheritedFD(fd int) bool {
+	if fd < 0 || fd >= 5 {
+		return false
+	}
+	return C.vr_inherited_fds[fd] != 0
+}

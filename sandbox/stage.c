@@ -326,7 +326,14 @@ static void vr_init(int argc, char **argv, char **envp)
 	}
 }
 
+/* Which of fds 0..4 were open when the process started, before the Go runtime could open any fd
+ * of its own (it may reuse 3 or 4 when they were closed). vatrun run passes 3 and 4 through only
+ * if they were really inherited. */
+int vr_inherited_fds[5];
+
 __attribute__((constructor)) static void vr_init_constructor(int argc, char **argv, char **envp)
 {
 	vr_init(argc, argv, envp);
+	for (int fd = 0; fd < 5; fd++)
+		vr_inherited_fds[fd] = fcntl(fd, F_GETFD) >= 0;
 }

@@ -58,4 +58,7 @@ struct vr_msg {
 	char text[160];
 };
 
+/* Set by the constructor in every process: 1 when fd i (0..4) was open at process start. */
+extern int vr_inherited_fds[5];
+
 #endif
