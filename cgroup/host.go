@@ -1,0 +1,261 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	cgroups "github.com/containerd/cgroups/v3"
+	"golang.org/x/sys/unix"
+)
+
+// Mode strings reported in Host.Mode.
+const (
+	ModeUnified     = "unified"     // only cgroup v2, mounted at the root: usable
+	ModeHybrid      = "hybrid"      // v1 controllers plus a controller-less cgroup2 at <root>/unified: not usable
+	ModeLegacy      = "legacy"      // cgroup v1 only: not usable
+	ModeUnavailable = "unavailable" // no cgroup filesystem at all
+)
+
+// ParentEnv names the environment variable that sets the parent cgroup when the caller passes "".
+const ParentEnv = "VATRUN_CGROUP_PARENT"
+
+// SupervisorLeaf is the leaf, beside the workers' leaves, that vatrun moves its own cgroup's
+// processes into before enabling controllers there (cgroup v2 lets a non-root cgroup either hold
+// processes or delegate controllers to children, not both).
+const SupervisorLeaf = "vatrun-supervisor"
+
+// required lists every controller vatrun may need; memory is always used (evidence, oom.group).
+var required = []string{"memory", "pids", "cpu"}
+
+// ErrUnusable is wrapped by every refusal: cgroup v2 cannot be used here (see Host.Problem/Fix).
+var ErrUnusable = errors.New("cgroup v2 unusable")
+
+// Test hooks: where vatrun's own cgroup is read from, and the access(2) check.
+var (
+	selfCgroupFile = "/proc/self/cgroup"
+	accessW        = func(p string) error { return unix.Faccessat(unix.AT_FDCWD, p, unix.W_OK, unix.AT_EACCESS) }
+)
+
+// Host is what Detect found. Every field is read, never written.
+type Host struct {
+	Mode        string   // ModeUnified, ModeHybrid, ModeLegacy or ModeUnavailable
+	Mountpoint  string   // the cgroup2 mountpoint vatrun uses (only a unified one counts)
+	Self        string   // vatrun's own cgroup, from /proc/self/cgroup "0::<path>"
+	Parent      string   // the parent chosen for the workers' leaves (a cgroup path, "/a/b")
+	Controllers []string // the parent's cgroup.controllers
+	Writable    bool     // this user may create a child of Parent and move processes into it
+	Problem     string   // why cgroup v2 cannot be used here; "" when it can
+	Fix         string   // how to fix Problem
+}
+
+// Detect reports whether vatrun can create worker leaves under parent, reading only. root ""
+// means /sys/fs/cgroup (a non-empty root is for tests: a directory laid out like a cgroup2 tree);
+// parent "" means $VATRUN_CGROUP_PARENT, else vatrun's own cgroup (its parent when vatrun already
+// sits in <parent>/vatrun-supervisor).
+func Detect(root, parent string) Host {
+	return detect(newTree(root), parent, required)
+}
+
+// err turns a Host's Problem into a refusal.
+func (h Host) err() error {
+	if h.Problem == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s\nfix: %s", ErrUnusable, h.Problem, h.Fix)
+}
+
+func detect(t tree, parent string, need []string) Host {
+	h := Host{Mountpoint: t.root, Mode: mode(t)}
+	self, selfErr := selfCgroup()
+	h.Self = self
+	if h.Mode != ModeUnified {
+		h.Problem, h.Fix = notUnified(t.root, h.Mode)
+		return h
+	}
+	if parent == "" {
+		parent = os.Getenv(ParentEnv)
+	}
+	if parent == "" {
+		if selfErr != nil {
+			h.Problem = fmt.Sprintf("cannot tell which cgroup vatrun runs in to use it as the parent: %v", selfErr)
+			h.Fix = "pass --cgroup-parent PATH (or set " + ParentEnv + "), a cgroup path inside " + t.root
+			return h
+		}
+		parent = self
+		if path.Base(parent) == SupervisorLeaf {
+			parent = path.Dir(parent)
+		}
+	}
+	h.Parent = parent
+	if !path.IsAbs(parent) || path.Clean(parent) != parent {
+		h.Problem = fmt.Sprintf("cgroup parent %q is not a clean absolute cgroup path", parent)
+		h.Fix = "pass --cgroup-parent /system.slice/NAME.service (the form /proc/self/cgroup shows after 0::)"
+		return h
+	}
+	dir := t.dir(parent)
+	ctl, err := read(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		h.Problem = fmt.Sprintf("cgroup parent %s: cannot read %s: %v", parent, filepath.Join(dir, "cgroup.controllers"), err)
+		h.Fix = "create the parent cgroup or pick an existing one; " + delegateFix()
+		return h
+	}
+	h.Controllers = strings.Fields(ctl)
+	why := unwritable(dir)
+	h.Writable = why == ""
+	var missing []string
+	for _, c := range need {
+		if !slices.Contains(h.Controllers, c) {
+			missing = append(missing, c)
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		h.Problem = fmt.Sprintf("cgroup parent %s lacks the %s controller(s): its cgroup.controllers lists %q",
+			parent, strings.Join(missing, ", "), ctl)
+		h.Fix = fmt.Sprintf("enable them for the parent: systemd's Delegate=yes does (or, as root, write "+
+			"'+memory +pids +cpu' to %s); %s", filepath.Join(filepath.Dir(dir), "cgroup.subtree_control"), delegateFix())
+	case !h.Writable:
+		h.Problem = fmt.Sprintf("cgroup parent %s is not writable by uid %d: %s", parent, os.Geteuid(), why)
+		h.Fix = delegateFix()
+	default:
+		h.Problem, h.Fix = internalProcs(t, parent, self, need)
+	}
+	return h
+}
+
+// mode tells how cgroups are mounted at t.root. For the real /sys/fs/cgroup (or any real cgroup2
+// mount) it is containerd's cgroups.Mode(), the host's answer; that function cannot look at another
+// directory, so a fake tree is judged by its layout: a unified root has cgroup.controllers, a
+// hybrid one has unified/cgroup.controllers.
+func mode(t tree) string {
+	if t.root == defaultRoot || t.real {
+		// A real cgroup2 mount counts only when the host is unified: in hybrid mode the cgroup2
+		// mount (/sys/fs/cgroup/unified) has no memory, cpu or pids controller to give.
+		switch cgroups.Mode() {
+		case cgroups.Unified:
+			return ModeUnified
+		case cgroups.Hybrid:
+			return ModeHybrid
+		case cgroups.Legacy:
+			return ModeLegacy
+		}
+		return ModeUnavailable
+	}
+	if exists(filepath.Join(t.root, "cgroup.controllers")) {
+		return ModeUnified
+	}
+	if exists(filepath.Join(t.root, "unified", "cgroup.controllers")) {
+		return ModeHybrid
+	}
+	if exists(t.root) {
+		return ModeLegacy
+	}
+	return ModeUnavailable
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func notUnified(root, mode string) (problem, fix string) {
+	unified := "boot the host with cgroup v2 only: add systemd.unified_cgroup_hierarchy=1 to the kernel " +
+		"command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub and reboot); " +
+		"systemd 247 and later default to it"
+	switch mode {
+	case ModeHybrid:
+		return fmt.Sprintf("cgroups at %s are in hybrid mode: the memory, cpu and pids controllers are on "+
+			"cgroup v1, and the cgroup2 mount at %s has none of them, so vatrun does not use it", root,
+			filepath.Join(root, "unified")), unified
+	case ModeLegacy:
+		return fmt.Sprintf("cgroups at %s are cgroup v1 only (legacy mode); vatrun needs cgroup v2", root), unified
+	}
+	return fmt.Sprintf("no cgroup filesystem is mounted at %s", root),
+		"mount cgroup v2 there (mount -t cgroup2 none " + root + "), as systemd does at boot; " + unified
+}
+
+// delegateFix is the standard advice: run vatrun in a systemd service with a delegated cgroup.
+func delegateFix() string {
+	name := "<user>"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return "run vatrun (or the kernel that starts it) as a systemd service that owns its cgroup:\n" +
+		"[Service]\nDelegate=yes\nUser=" + name + "\n" +
+		"then vatrun's default parent is the service's own cgroup; or pass --cgroup-parent " +
+		"(or " + ParentEnv + ") naming a cgroup whose directory, cgroup.procs and " +
+		"cgroup.subtree_control this user owns"
+}
+
+// unwritable says why this user cannot create children of dir and move processes between them,
+// or "" when it can: dir, its cgroup.procs and cgroup.subtree_control must be writable (access(2),
+// as the kernel checks for a delegated subtree). Nothing is created.
+func unwritable(dir string) string {
+	var why []string
+	for _, p := range []string{dir, filepath.Join(dir, "cgroup.procs"), filepath.Join(dir, "cgroup.subtree_control")} {
+		if err := accessW(p); err != nil {
+			owner := "?"
+			var st syscall.Stat_t
+			if syscall.Stat(p, &st) == nil {
+				owner = fmt.Sprintf("uid %d, mode %#o", st.Uid, st.Mode&0o7777)
+			}
+			why = append(why, fmt.Sprintf("%s (%s): %v", p, owner, err))
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// internalProcs refuses a parent that holds processes other than vatrun's own cgroup-mates while
+// controllers still have to be enabled there (cgroup v2's no-internal-process rule).
+func internalProcs(t tree, parent, self string, need []string) (problem, fix string) {
+	if parent == "/" || ours(parent, self) {
+		return "", "" // the root is exempt; vatrun's own cgroup is emptied into vatrun-supervisor
+	}
+	dir := t.dir(parent)
+	sub, _ := read(filepath.Join(dir, "cgroup.subtree_control"))
+	if !missingAny(strings.Fields(sub), need) {
+		return "", ""
+	}
+	procs, _ := read(filepath.Join(dir, "cgroup.procs"))
+	if procs == "" {
+		return "", ""
+	}
+	return fmt.Sprintf("cgroup parent %s holds processes (%s) and is not vatrun's own cgroup, so controllers "+
+			"cannot be enabled for children there (cgroup v2 allows processes only in leaves)", parent,
+			strings.Join(strings.Fields(procs), " ")),
+		"pass a --cgroup-parent that holds no processes, or leave it unset so vatrun uses its own delegated " +
+			"cgroup (it moves that cgroup's processes into " + SupervisorLeaf + "); " + delegateFix()
+}
+
+func missingAny(have, need []string) bool {
+	for _, c := range need {
+		if !slices.Contains(have, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// selfCgroup returns vatrun's cgroup v2 path from /proc/self/cgroup ("0::/path").
+func selfCgroup() (string, error) {
+	b, err := os.ReadFile(selfCgroupFile)
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.Lines(string(b)) {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s has no cgroup v2 line (0::/path)", selfCgroupFile)
+}
+
+// ours says whether parent is vatrun's own (delegated) cgroup: vatrun runs in it or in its
+// supervisor leaf, so every process in it belongs to the same service as vatrun.
+func ours(parent, self string) bool {
+	return self == parent || self == path.Join(parent, SupervisorLeaf)
+}

@@ -1,0 +1,74 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// CleanStale kills and removes the leaves under parent (see Detect for root and parent) left by
+// a vatrun that is gone: a leaf's name holds its owner's pid and start time, and the owner is gone
+// when that pid no longer exists or belongs to a process started at another time. Leaves of
+// live owners, and anything not named like a leaf, are left alone. Every vatrun sharing a parent
+// must share the pid namespace (pids are compared as seen here). The launcher calls it at start.
+// It returns the cgroup paths removed.
+func CleanStale(root, parent string) (removed []string, err error) {
+	t := newTree(root)
+	h := detect(t, parent, nil)
+	if err := h.err(); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(t.dir(h.Parent))
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: list: %w", h.Parent, err)
+	}
+	var errs []error
+	for _, e := range ents {
+		pid, start, ok := parseLeafName(e.Name())
+		if !e.IsDir() || !ok || ownerAlive(pid, start) {
+			continue
+		}
+		cg := path.Join(h.Parent, e.Name())
+		dir := t.dir(cg)
+		if err := kill(t, cg, dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := removeTree(t, cg, dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, cg)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// parseLeafName parses vatrun-<pid>-<start>-<seq>.
+func parseLeafName(name string) (pid int, start uint64, ok bool) {
+	f := strings.Split(name, "-")
+	if len(f) != 4 || f[0] != "vatrun" {
+		return 0, 0, false
+	}
+	pid, err1 := strconv.Atoi(f[1])
+	start, err2 := strconv.ParseUint(f[2], 10, 64)
+	_, err3 := strconv.ParseUint(f[3], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || pid <= 0 {
+		return 0, 0, false
+	}
+	return pid, start, true
+}
+
+// ownerAlive says whether process pid, started at start, still runs. When in doubt (an
+// unexpected error reading /proc) it says yes: a leaf left behind is better than a live
+// worker killed.
+func ownerAlive(pid int, start uint64) bool {
+	s, err := startTime(pid)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	return err != nil || s == start
+}
