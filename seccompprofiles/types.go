@@ -4,7 +4,7 @@
 package seccompprofiles
 
 // Profile is one sandbox description. Two validators whose profiles have the same Digest run
-// identical sandboxes. The zero value of an optional field means "default" while parsing; after
+// identical sandboxes. A field absent from the JSON means "default" while parsing; after
 // Parse/Load every default is filled in, so the struct is the resolved form.
 type Profile struct {
 	// Name identifies the profile (built-in name, or the file's "name" field).
@@ -22,6 +22,12 @@ type Profile struct {
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	// ExitCodes gives the worker's own exit codes a meaning, keyed by the decimal code ("11").
 	ExitCodes map[string]ExitCode `json:"exitCodes,omitempty"`
+
+	// Source is where the profile came from ("builtin:xsnap" or the file path); not in the digest.
+	Source string `json:"-"`
+	// Warnings are non-fatal findings of Parse, such as syscall names libseccomp does not know
+	// on this host (their rules are ignored, as runc does); not in the digest.
+	Warnings []string `json:"-"`
 }
 
 // Size is a byte count. JSON accepts a number of bytes, a string with a binary unit suffix

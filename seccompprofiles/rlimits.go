@@ -1,0 +1,60 @@
+package seccompprofiles
+
+import (
+	"strconv"
+
+	"github.com/vatrun/vatrun/report"
+	"golang.org/x/sys/unix"
+)
+
+// Rlimit is one resource limit for the worker: Resource is a unix.RLIMIT_* number, Cur and Max
+// the soft and hard limits (unix.RLIM_INFINITY for no limit).
+type Rlimit struct {
+	Resource int
+	Name     string
+	Cur, Max uint64
+}
+
+// RlimInfinity is RLIM_INFINITY.
+const RlimInfinity = unix.RLIM_INFINITY
+
+func sizeLimit(s Size) uint64 {
+	if s == Unlimited {
+		return RlimInfinity
+	}
+	return uint64(s)
+}
+
+// Rlimits returns the rlimits the profile sets, in this order: RLIMIT_CPU (soft cpuSeconds,
+// hard cpuSeconds+1 so SIGXCPU arrives before SIGKILL; omitted when cpuSeconds is 0),
+// RLIMIT_STACK, RLIMIT_NOFILE (soft = hard; omitted when nofile is 0), RLIMIT_CORE, RLIMIT_FSIZE.
+func (p *Profile) Rlimits() []Rlimit {
+	l := p.Limits
+	var out []Rlimit
+	if l.CPUSeconds > 0 {
+		out = append(out, Rlimit{unix.RLIMIT_CPU, "RLIMIT_CPU", l.CPUSeconds, l.CPUSeconds + 1})
+	}
+	out = append(out, Rlimit{unix.RLIMIT_STACK, "RLIMIT_STACK", sizeLimit(l.Stack), sizeLimit(l.Stack)})
+	if l.Nofile > 0 {
+		out = append(out, Rlimit{unix.RLIMIT_NOFILE, "RLIMIT_NOFILE", l.Nofile, l.Nofile})
+	}
+	out = append(out,
+		Rlimit{unix.RLIMIT_CORE, "RLIMIT_CORE", sizeLimit(l.Core), sizeLimit(l.Core)},
+		Rlimit{unix.RLIMIT_FSIZE, "RLIMIT_FSIZE", sizeLimit(l.FileSize), sizeLimit(l.FileSize)},
+	)
+	return out
+}
+
+// ExitMeanings returns the profile's exit codes keyed by number, for report.Evidence.
+// Keys that are not exit codes (Validate rejects them) are skipped.
+func (p *Profile) ExitMeanings() map[int]report.ExitMeaning {
+	out := make(map[int]report.ExitMeaning, len(p.ExitCodes))
+	for k, v := range p.ExitCodes {
+		code, err := strconv.Atoi(k)
+		if err != nil || code < 0 || code > 255 {
+			continue
+		}
+		out[code] = report.ExitMeaning{Meaning: v.Meaning, MeteringFault: v.MeteringFault}
+	}
+	return out
+}

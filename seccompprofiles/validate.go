@@ -1,0 +1,215 @@
+package seccompprofiles
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Limits enforced by Validate.
+const (
+	// MinMemory: below this a worker cannot even start (exec, dynamic loader, libc).
+	MinMemory Size = 4 << 20
+	// MinStack is the smallest RLIMIT_STACK accepted.
+	MinStack Size = 64 << 10
+	// MinNofile: the worker needs fds 0-4 (stdio and the two protocol pipes) and a few spare.
+	MinNofile uint64 = 8
+	// MaxNofile is the kernel's default fs.nr_open; setrlimit above it fails.
+	MaxNofile uint64 = 1 << 20
+	// MaxErrno is the largest errno a seccomp ERRNO action can return.
+	MaxErrno uint = 4095
+	// cpu.max bounds (kernel/sched/core.c): period 1 ms..1 s, quota at least 1 ms and at most
+	// 2^44-1 µs (MAX_BW).
+	minCPUPeriod = 1000
+	maxCPUPeriod = 1000000
+	minCPUQuota  = 1000
+	maxCPUQuota  = 1<<44 - 1
+)
+
+// Validate checks a resolved profile for impossible or unsupported settings and returns every
+// problem found, each naming the field and the fix. Parse calls it; call it again after
+// changing a Profile in code. It also resets Warnings.
+func (p *Profile) Validate() error {
+	return p.validate("profile " + p.label())
+}
+
+func (p *Profile) validate(prefix string) error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %s", prefix, field, fmt.Sprintf(format, args...)))
+	}
+	l := &p.Limits
+	checkSize := func(field string, s Size) bool {
+		if s < 0 && s != Unlimited {
+			bad(field, "negative size %d; use a byte count, a size such as \"64M\", or \"max\"", int64(s))
+			return false
+		}
+		return true
+	}
+	if checkSize("limits.memory", l.Memory) && l.Memory != Unlimited && l.Memory < MinMemory {
+		bad("limits.memory", "%s is below the minimum %s (the worker cannot even start); raise it, or write \"max\" for no limit", l.Memory, MinMemory)
+	}
+	checkSize("limits.swap", l.Swap)
+	checkSize("limits.core", l.Core)
+	checkSize("limits.fileSize", l.FileSize)
+	if checkSize("limits.stack", l.Stack) {
+		switch {
+		case l.Stack != Unlimited && l.Stack < MinStack:
+			bad("limits.stack", "%s is below the minimum %s; raise it (8M is the usual default)", l.Stack, MinStack)
+		case l.Memory != Unlimited && (l.Stack == Unlimited || l.Stack > l.Memory):
+			bad("limits.stack", "%s is above limits.memory %s, so the stack could never reach it; lower the stack (8M is usual) or raise memory", l.Stack, l.Memory)
+		}
+	}
+	if err := checkCPUMax(l.CPUMax); err != nil {
+		bad("limits.cpuMax", "%v", err)
+	}
+	if l.CPUSeconds > math.MaxUint32 {
+		bad("limits.cpuSeconds", "%d is too large (the hard limit is cpuSeconds+1); use 0 for no limit", l.CPUSeconds)
+	}
+	if l.Pids < 0 {
+		bad("limits.pids", "negative value %d; use 0 for no limit", l.Pids)
+	}
+	if l.Nofile != 0 && l.Nofile < MinNofile {
+		bad("limits.nofile", "%d is below %d: the worker needs fds 0-4 (stdio, fd 3 commands, fd 4 results) plus a few; use at least %d, or 0 to inherit", l.Nofile, MinNofile, MinNofile)
+	}
+	if l.Nofile > MaxNofile {
+		bad("limits.nofile", "%d is above %d (the kernel's default fs.nr_open), so setrlimit would fail; lower it", l.Nofile, MaxNofile)
+	}
+	switch p.Namespaces.User {
+	case UserAuto, UserAlways, UserNever:
+	default:
+		bad("namespaces.user", "unknown value %q; use \"auto\", \"always\" or \"never\"", p.Namespaces.User)
+	}
+	for _, k := range sortedKeys(p.ExitCodes) {
+		field := fmt.Sprintf("exitCodes.%s", k)
+		code, err := strconv.Atoi(k)
+		switch {
+		case err != nil || strconv.Itoa(code) != k || code < 0 || code > 255:
+			bad(field, "key %q is not an exit code; keys are decimal exit codes 0..255 (0 only as a clean exit) written without sign or leading zeros (\"11\")", k)
+		case code == 0 && p.ExitCodes[k].MeteringFault:
+			bad(field, "exit code 0 is a clean exit and cannot be a metering fault; remove meteringFault")
+		case p.ExitCodes[k].Meaning == "":
+			bad(field+".meaning", "empty; say what the worker means by exiting with %d", code)
+		}
+	}
+	p.Warnings = nil
+	if p.Seccomp != nil {
+		before := len(errs)
+		p.validateSeccomp(bad)
+		if len(errs) == before {
+			// Compiling is cheap (~0.15 ms) and catches what only libseccomp knows (conflicting
+			// rules, an architecture it lacks) and programs over the kernel's size limit.
+			_, warnings, err := p.Seccomp.compile()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", prefix, err))
+			}
+			p.Warnings = warnings
+		}
+	}
+	if p.Consensus {
+		var missing []string
+		if l.Memory == Unlimited {
+			missing = append(missing, "limits.memory must not be \"max\"")
+		}
+		if l.Pids <= 0 {
+			missing = append(missing, "limits.pids must be > 0")
+		}
+		if l.CPUSeconds == 0 {
+			missing = append(missing, "limits.cpuSeconds must be > 0")
+		}
+		if p.Seccomp == nil {
+			missing = append(missing, "a seccomp section is required")
+		}
+		if !p.Namespaces.Pid {
+			missing = append(missing, "namespaces.pid must be true")
+		}
+		if !p.Namespaces.Net {
+			missing = append(missing, "namespaces.net must be true")
+		}
+		if len(missing) > 0 {
+			bad("consensus", "a consensus profile bounds every resource identically on every validator: %s; fix these or set \"consensus\": false", strings.Join(missing, "; "))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkCPUMax(s string) error {
+	const syntax = `write "QUOTA PERIOD" or "max PERIOD" in microseconds, e.g. "50000 100000" (half a CPU) or "max 100000"`
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return fmt.Errorf("%q is not cpu.max syntax; %s", s, syntax)
+	}
+	period, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || period < minCPUPeriod || period > maxCPUPeriod {
+		return fmt.Errorf("%q: period %q must be an integer %d..%d µs; %s", s, f[1], minCPUPeriod, maxCPUPeriod, syntax)
+	}
+	if f[0] == "max" {
+		return nil
+	}
+	quota, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || quota < minCPUQuota || quota > maxCPUQuota {
+		return fmt.Errorf("%q: quota %q must be \"max\" or an integer %d..%d µs; %s", s, f[0], minCPUQuota, int64(maxCPUQuota), syntax)
+	}
+	return nil
+}
+
+func checkAction(name string, errnoRet *uint) string {
+	if why, ok := unsupportedActions[name]; ok {
+		return fmt.Sprintf("%s is not supported: it %s; use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS", name, why)
+	}
+	if _, ok := actions[name]; !ok {
+		return fmt.Sprintf("unknown action %q; supported: %s", name, strings.Join(actionNames, ", "))
+	}
+	if errnoRet != nil {
+		if name != actErrno {
+			return fmt.Sprintf("an errno is set but the action is %s; errno values only go with SCMP_ACT_ERRNO, so remove it", name)
+		}
+		if *errnoRet > MaxErrno {
+			return fmt.Sprintf("errno %d is above %d; use an errno such as 1 (EPERM) or 38 (ENOSYS)", *errnoRet, MaxErrno)
+		}
+	}
+	return ""
+}
+
+func (p *Profile) validateSeccomp(bad func(field, format string, args ...any)) {
+	s := p.Seccomp
+	if s.DefaultAction == "" {
+		bad("seccomp.defaultAction", "missing; set it, e.g. \"SCMP_ACT_ERRNO\" (deny with EPERM) or \"SCMP_ACT_KILL_PROCESS\"")
+	} else if msg := checkAction(s.DefaultAction, s.DefaultErrnoRet); msg != "" {
+		bad("seccomp.defaultAction", "%s", msg)
+	}
+	for i, a := range s.Architectures {
+		if _, ok := architectures[a]; !ok {
+			bad(fmt.Sprintf("seccomp.architectures[%d]", i), "unknown architecture %q; known: %s", a, strings.Join(knownArchitectureNames(), ", "))
+		}
+	}
+	for i, r := range s.Syscalls {
+		field := fmt.Sprintf("seccomp.syscalls[%d]", i)
+		if len(r.Names) == 0 {
+			bad(field+".names", "empty; list at least one syscall name, or remove the rule")
+		}
+		for j, n := range r.Names {
+			if n == "" {
+				bad(fmt.Sprintf("%s.names[%d]", field, j), "empty syscall name; remove it")
+			}
+		}
+		if r.Action == "" {
+			bad(field+".action", "missing; set e.g. \"SCMP_ACT_ALLOW\"")
+		} else if msg := checkAction(r.Action, r.ErrnoRet); msg != "" {
+			bad(field+".action", "%s", msg)
+		}
+		for j, a := range r.Args {
+			af := fmt.Sprintf("%s.args[%d]", field, j)
+			if a.Index > 5 {
+				bad(af+".index", "%d is out of range; syscall arguments are numbered 0..5", a.Index)
+			}
+			if _, ok := compareOps[a.Op]; !ok {
+				bad(af+".op", "unknown operator %q; supported: %s", a.Op, strings.Join(sortedKeys(compareOps), ", "))
+			} else if a.ValueTwo != 0 && a.Op != "SCMP_CMP_MASKED_EQ" {
+				bad(af+".valueTwo", "only SCMP_CMP_MASKED_EQ uses valueTwo (op is %s); remove it", a.Op)
+			}
+		}
+	}
+}
