@@ -26,6 +26,7 @@ const (
 	helperProfile = "VATRUN_SECCOMP_TEST_PROFILE" // built-in name or file path
 	helperProbes  = "VATRUN_SECCOMP_TEST_PROBES"  // "nr[:a0[:a1...]],..." (decimal)
 	helperExec    = "VATRUN_SECCOMP_TEST_EXEC"    // program to exec after the probes
+	helperArg     = "VATRUN_SECCOMP_TEST_ARG"     // its argv[1], if set
 )
 
 func TestMain(m *testing.M) {
@@ -63,6 +64,9 @@ func seccompHelper() int {
 	}
 	execPath := os.Getenv(helperExec)
 	argv := []string{execPath}
+	if a := os.Getenv(helperArg); a != "" {
+		argv = append(argv, a)
+	}
 	env := os.Environ()
 	out := make([]byte, 0, 64*len(probes)+64)
 	insns := decodeBPF(prog)
@@ -109,9 +113,15 @@ type probeResult struct {
 // plus the wait status.
 func runHelper(t *testing.T, profile string, execPath string, probes ...string) (map[uint64]probeResult, syscall.WaitStatus) {
 	t.Helper()
+	return runHelperEnv(t, profile, execPath, nil, probes...)
+}
+
+func runHelperEnv(t *testing.T, profile string, execPath string, env []string, probes ...string) (map[uint64]probeResult, syscall.WaitStatus) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", helperProfile+"="+profile,
 		helperProbes+"="+strings.Join(probes, ","), helperExec+"="+execPath)
+	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -290,6 +300,45 @@ func TestFilterExecTrue(t *testing.T) {
 				t.Fatalf("/bin/true under %s: status %v (signal %v), want exit 0", name, ws, ws.Signal())
 			}
 		})
+	}
+}
+
+// A C program like the xsnap worker (malloc, clock, signals, nanosleep, abort) runs under the
+// xsnap and consensus filters both dynamically and statically linked; abort() still delivers
+// SIGABRT (rt_sigprocmask, gettid, tgkill are allowed), which the death report classifies.
+func TestFilterCProgram(t *testing.T) {
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("no C compiler")
+	}
+	dir := t.TempDir()
+	bins := map[string][]string{"dynamic": nil, "static": {"-static"}}
+	for link, flags := range bins {
+		out := filepath.Join(dir, "cprog-"+link)
+		args := append([]string{"-O1", "-o", out, "testdata/cprog.c"}, flags...)
+		if msg, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+			if link == "static" {
+				t.Logf("static link unavailable, skipping it: %v: %s", err, msg)
+				delete(bins, link)
+				continue
+			}
+			t.Fatalf("cc %v: %v: %s", args, err, msg)
+		}
+	}
+	for link := range bins {
+		for _, profile := range []string{"xsnap", "consensus"} {
+			t.Run(link+"/"+profile, func(t *testing.T) {
+				bin := filepath.Join(dir, "cprog-"+link)
+				_, ws := runHelper(t, profile, bin)
+				if !ws.Exited() || ws.ExitStatus() != 7 {
+					t.Errorf("run: status %v (signal %v), want exit 7 (main ran to the end)", ws, ws.Signal())
+				}
+				_, ws = runHelperEnv(t, profile, bin, []string{helperArg + "=abort"})
+				if !ws.Signaled() || ws.Signal() != unix.SIGABRT {
+					t.Errorf("abort: status %v (exited %v code %d), want death by SIGABRT", ws, ws.Exited(), ws.ExitStatus())
+				}
+			})
+		}
 	}
 }
 
