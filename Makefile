@@ -22,7 +22,7 @@ build: deps $(VATRUN) $(WORKER)
 
 $(VATRUN): $(GOFILES) $(CFILES) go.mod go.sum
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags '$(STATIC_LDFLAGS)' -o $@ ./cmd/vatrun
+	$(GO) build -trimpath -tags osusergo,netgo -ldflags '$(STATIC_LDFLAGS)' -o $@ ./cmd/vatrun
 
 $(WORKER): test/worker/worker.c
 	@mkdir -p $(BIN)

@@ -34,7 +34,7 @@ launch_bg() {
 	local vp=$!
 	exec 6>"$tmp/cmd"
 	ns "$cmd" >&6
-	# wait for the worker's "ready" reply, then find its host pid: vatrun → init stage → worker
+	# wait for the worker's "ready" reply, then find its host pid: vatrun -> init stage -> worker
 	for _ in $(seq 100); do [ -s "$tmp/reply" ] && break; sleep 0.02; done
 	local init worker
 	init=$(pgrep -P "$vp" | head -1)
@@ -55,10 +55,10 @@ echo "vatrun demo — profile $PROFILE (digest $("$VATRUN" profile digest "$PROF
 echo
 launch "answers (ping, add, EOF)" ping add:5 add:37
 launch "metering fault (exit 11)" exit:11
-launch "RLIMIT_CPU → SIGXCPU" spin
-launch "recursion → SIGSEGV" recurse
-launch "abort() → SIGABRT" abort
-launch "ptrace → SIGSYS" syscall:ptrace
+launch "RLIMIT_CPU -> SIGXCPU" spin
+launch "recursion -> SIGSEGV" recurse
+launch "abort() -> SIGABRT" abort
+launch "ptrace -> SIGSYS" syscall:ptrace
 launch_bg "SIGTERM to the worker" worker-TERM sleep:60000
 launch_bg "stray SIGKILL to the worker" worker-KILL sleep:60000
 launch_bg "SIGTERM to vatrun" vatrun-TERM sleep:60000

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vatrun/vatrun/cgroup"
+	"github.com/vatrun/vatrun/launcher"
+	"github.com/vatrun/vatrun/seccompprofiles"
+)
+
+// checkResult is what `vatrun check --json` prints.
+type checkResult struct {
+	Profile       string      `json:"profile"`
+	ProfileDigest string      `json:"profileDigest"`
+	Consensus     bool        `json:"consensus"`
+	Kernel        string      `json:"kernel"`
+	User          string      `json:"user"`
+	Cgroup        cgroup.Host `json:"cgroup"`
+	Seccomp       bool        `json:"seccomp"`
+	SeccompNote   string      `json:"seccompNote,omitempty"`
+	SandboxProbe  probeResult `json:"sandboxProbe"`
+	CanRun        bool        `json:"canRun"`
+	Problems      []string    `json:"problems,omitempty"`
+}
+
+type probeResult struct {
+	OK         bool    `json:"ok"`
+	Worker     string  `json:"worker"`
+	Millis     float64 `json:"millis"`
+	Error      string  `json:"error,omitempty"`
+	Namespaces string  `json:"namespaces"`
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// seccompAvailable asks the kernel whether seccomp filters exist (without installing one).
+func seccompAvailable() (bool, string) {
+	if _, err := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err != nil {
+		return false, "prctl(PR_GET_SECCOMP): " + err.Error() + " (kernel built without CONFIG_SECCOMP)"
+	}
+	data, err := os.ReadFile("/proc/sys/kernel/seccomp/actions_avail")
+	if err != nil {
+		return false, "no /proc/sys/kernel/seccomp/actions_avail (kernel built without CONFIG_SECCOMP_FILTER?)"
+	}
+	if !strings.Contains(string(data), "kill_process") {
+		return false, "seccomp actions available: " + strings.TrimSpace(string(data)) + " (kill_process missing: Linux >= 4.14 needed)"
+	}
+	return true, ""
+}
+
+// probeSandbox launches /bin/true under the profile's namespaces, rlimits and seccomp filter
+// (cgroups aside: check only reads cgroups, it never creates one).
+func probeSandbox(p *seccompprofiles.Profile) probeResult {
+	var ns []string
+	for _, n := range []struct {
+		on   bool
+		name string
+	}{{p.Namespaces.Pid, "pid"}, {p.Namespaces.Net, "net"}, {p.Namespaces.IPC, "ipc"}, {p.Namespaces.UTS, "uts"}, {p.Namespaces.Mount, "mount"}} {
+		if n.on {
+			ns = append(ns, n.name)
+		}
+	}
+	res := probeResult{Worker: "/bin/true", Namespaces: strings.Join(ns, " ")}
+	probe := *p
+	probe.Consensus = false // cgroups are judged separately, read-only
+	start := time.Now()
+	w, err := launcher.Launch(context.Background(), launcher.Spec{
+		Profile: &probe,
+		Path:    "/bin/true",
+		Cgroup:  launcher.CgroupOptions{Disable: true},
+	})
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	r := w.Wait()
+	res.Millis = float64(time.Since(start).Microseconds()) / 1000
+	if r.ExitCode == nil || *r.ExitCode != 0 {
+		res.Error = "/bin/true did not exit 0 in the sandbox: " + r.OneLine()
+		return res
+	}
+	res.OK = true
+	return res
+}
+
+func checkMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vatrun check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	profileName := fs.String("profile", "consensus", "profile to judge this host against (built-in name or JSON file)")
+	cgParent := fs.String("cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent to check (default: $VATRUN_CGROUP_PARENT, else vatrun's own cgroup)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	p, err := seccompprofiles.Load(*profileName)
+	if err != nil {
+		fmt.Fprintf(stderr, "vatrun check: %v\n", err)
+		return exitUsage
+	}
+	res := checkResult{
+		Profile:       p.Name,
+		ProfileDigest: p.Digest(),
+		Consensus:     p.Consensus,
+		Kernel:        kernelRelease(),
+		User:          fmt.Sprintf("uid %d", os.Geteuid()),
+		Cgroup:        cgroup.Detect("", *cgParent),
+	}
+	res.Seccomp, res.SeccompNote = seccompAvailable()
+	res.SandboxProbe = probeSandbox(p)
+	if !res.SandboxProbe.OK {
+		res.Problems = append(res.Problems, "sandbox probe failed: "+res.SandboxProbe.Error)
+	}
+	if !res.Seccomp && p.Seccomp != nil {
+		res.Problems = append(res.Problems, "seccomp: "+res.SeccompNote)
+	}
+	if res.Cgroup.Problem != "" && p.Consensus {
+		res.Problems = append(res.Problems, "cgroup v2: "+res.Cgroup.Problem+" — fix: "+res.Cgroup.Fix)
+	}
+	res.CanRun = len(res.Problems) == 0
+
+	if *asJSON {
+		out, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+	} else {
+		printCheck(stdout, res)
+	}
+	if !res.CanRun {
+		return 1
+	}
+	return 0
+}
+
+func printCheck(w io.Writer, r checkResult) {
+	mark := func(ok bool) string {
+		if ok {
+			return "ok"
+		}
+		return "NO"
+	}
+	fmt.Fprintf(w, "vatrun check — profile %s (%s), consensus=%v\n\n", r.Profile, r.ProfileDigest, r.Consensus)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "kernel\t%s\t\n", r.Kernel)
+	fmt.Fprintf(tw, "user\t%s\t\n", r.User)
+	cg := r.Cgroup
+	fmt.Fprintf(tw, "cgroup mode\t%s %s\t%s\n", cg.Mode, cg.Mountpoint, mark(cg.Mode == cgroup.ModeUnified))
+	if cg.Mode == cgroup.ModeUnified {
+		fmt.Fprintf(tw, "cgroup parent\t%s (vatrun is in %s)\t%s\n", cg.Parent, cg.Self, mark(cg.Writable))
+		fmt.Fprintf(tw, "controllers\t%s\t%s\n", strings.Join(cg.Controllers, " "), mark(cg.Problem == ""))
+	}
+	fmt.Fprintf(tw, "seccomp filter\t%s\t%s\n", orDefault(r.SeccompNote, "available"), mark(r.Seccomp))
+	probe := fmt.Sprintf("/bin/true in %s namespaces, rlimits, seccomp: %.1f ms", r.SandboxProbe.Namespaces, r.SandboxProbe.Millis)
+	if !r.SandboxProbe.OK {
+		probe = r.SandboxProbe.Error
+	}
+	fmt.Fprintf(tw, "sandbox probe\t%s\t%s\n", probe, mark(r.SandboxProbe.OK))
+	tw.Flush()
+	fmt.Fprintln(w)
+	if r.Cgroup.Problem != "" {
+		if r.Consensus {
+			fmt.Fprintf(w, "cgroup v2: %s\nfix: %s\n\n", r.Cgroup.Problem, r.Cgroup.Fix)
+		} else {
+			fmt.Fprintf(w, "cgroup v2 unusable here (%s): this non-consensus profile runs without cgroup limits, and its reports say the cgroup evidence is unavailable.\n\n", r.Cgroup.Problem)
+		}
+	}
+	if r.CanRun {
+		fmt.Fprintf(w, "verdict: profile %s can run here\n", r.Profile)
+		return
+	}
+	fmt.Fprintf(w, "verdict: profile %s CANNOT run here:\n", r.Profile)
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  - %s\n", p)
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,91 @@
+// Command vatrun launches untrusted worker processes in a cgroup v2 + seccomp + rlimit +
+// namespace sandbox and says why they died.
+//
+//	vatrun run --profile NAME|PATH [--report-fd N | --report-file F] -- WORKER [ARGS...]
+//	vatrun profile list|show|validate|digest
+//	vatrun check [--profile NAME|PATH] [--json]
+//	vatrun kernel ...   (the reference kernel)
+//
+// Exit codes of vatrun itself are listed in exitcodes.go and the README.
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// Exit codes of vatrun itself (the worker's own code, or 128+signal, otherwise).
+const (
+	exitUsage         = 125 // bad flag, bad profile, report destination unusable: nothing started
+	exitNotExecutable = 126 // the worker exists but cannot be executed
+	exitNotFound      = 127 // the worker does not exist
+	exitSetupFailed   = 122 // the sandbox could not be set up; the worker never ran
+	exitReportLost    = 123 // the worker ran and was reaped, but its report could not be written
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"run", "run a worker in the sandbox: vatrun run --profile P [--report-fd N|--report-file F] -- WORKER [ARGS...]", runMain},
+		{"profile", "list, show, validate and digest sandbox profiles", profileMain},
+		{"report", "print a JSON death report in one readable line", reportMain},
+		{"check", "say what this host supports and whether a profile can run here", checkMain},
+		// kernel: registered in kernelcmd.go once it lands
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: vatrun COMMAND [FLAGS] (vatrun COMMAND -h for details)")
+	fmt.Fprintln(w)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+}
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "vatrun: unknown command %q\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+// newLogger builds the slog logger for --log-format and --log-level.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vatrun/vatrun/launcher"
+	"github.com/vatrun/vatrun/report"
+	"github.com/vatrun/vatrun/sandbox"
+	"github.com/vatrun/vatrun/seccompprofiles"
+)
+
+// reportSink is where the one JSON report goes.
+type reportSink struct {
+	f    *os.File
+	desc string
+}
+
+func (s *reportSink) write(r report.Report) error {
+	if s == nil {
+		return nil
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	data = append(data, '\n')
+	if _, err := s.f.Write(data); err != nil {
+		return fmt.Errorf("write report to %s: %w", s.desc, err)
+	}
+	if err := s.f.Close(); err != nil {
+		return fmt.Errorf("close report %s: %w", s.desc, err)
+	}
+	return nil
+}
+
+// openReportFD checks that fd is open for writing before anything starts.
+func openReportFD(fd int) (*reportSink, error) {
+	if fd < 0 {
+		return nil, fmt.Errorf("--report-fd %d: not a file descriptor", fd)
+	}
+	if fd <= 4 {
+		return nil, fmt.Errorf("--report-fd %d: fds 0-4 belong to the worker (stdio, commands, results); pass the report pipe as fd 5 or above", fd)
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return nil, fmt.Errorf("--report-fd %d is not open in vatrun (%v): the parent must pass it (Node.js: stdio[%d] = 'pipe'), or use --report-file", fd, err, fd)
+	}
+	if acc := fl & unix.O_ACCMODE; acc != unix.O_WRONLY && acc != unix.O_RDWR {
+		return nil, fmt.Errorf("--report-fd %d is open read-only: pass the write end of the report pipe", fd)
+	}
+	return &reportSink{f: os.NewFile(uintptr(fd), "report-fd"), desc: "fd " + strconv.Itoa(fd)}, nil
+}
+
+func openReportFile(path string) (*reportSink, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("--report-file: %w (choose a writable path)", err)
+	}
+	return &reportSink{f: f, desc: path}, nil
+}
+
+// inheritedFile is fd 3 or 4 as the parent passed it, or nil when the parent left it closed.
+func inheritedFile(fd int) *os.File {
+	if !sandbox.InheritedFD(fd) {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "fd"+strconv.Itoa(fd))
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vatrun run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	profileName := fs.String("profile", "", "sandbox profile: a built-in name (vatrun profile list) or a JSON file (required)")
+	reportFD := fs.Int("report-fd", -1, "write the JSON death report to this inherited fd (5 or above)")
+	reportFile := fs.String("report-file", "", "write the JSON death report to this file")
+	cgParent := fs.String("cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent for the worker's leaf (default: $VATRUN_CGROUP_PARENT, else vatrun's own cgroup)")
+	noCgroup := fs.Bool("no-cgroup", false, "do not use cgroups (refused by consensus profiles)")
+	name := fs.String("name", "", "worker identity for logs (e.g. the vat id)")
+	grace := fs.Duration("kill-grace", 10*time.Second, "after forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to the worker, SIGKILL it if it is still alive after this long")
+	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: vatrun run --profile NAME|PATH [--report-fd N | --report-file F] [flags] -- WORKER [ARGS...]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "vatrun run: "+format+"\n", a...)
+		return code
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	if *profileName == "" {
+		return fail(exitUsage, "--profile is required (built-in: %v, or a JSON file)", seccompprofiles.BuiltinNames())
+	}
+	worker := fs.Args()
+	if len(worker) == 0 {
+		return fail(exitUsage, "no worker given: vatrun run --profile %s -- WORKER [ARGS...]", *profileName)
+	}
+	if *reportFD >= 0 && *reportFile != "" {
+		return fail(exitUsage, "give --report-fd or --report-file, not both")
+	}
+	prof, err := seccompprofiles.Load(*profileName)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	path, err := launcher.ResolvePath(worker[0])
+	if err != nil {
+		if errors.Is(err, launcher.ErrNotFound) {
+			return fail(exitNotFound, "%v", err)
+		}
+		return fail(exitNotExecutable, "%v", err)
+	}
+	var sink *reportSink
+	switch {
+	case *reportFD >= 0:
+		sink, err = openReportFD(*reportFD)
+	case *reportFile != "":
+		sink, err = openReportFile(*reportFile)
+	}
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	// Descriptors above 4 that our parent left without close-on-exec (the report fd among them)
+	// must not reach the init stage; fds 3 and 4 are passed explicitly.
+	if err := unix.CloseRange(5, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		log.Debug("close_range cloexec", "err", err)
+	}
+
+	spec := launcher.Spec{
+		Profile:    prof,
+		Path:       path,
+		Args:       worker,
+		Env:        os.Environ(),
+		ExtraFiles: []*os.File{inheritedFile(3), inheritedFile(4)},
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		Cgroup:     launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup},
+		Name:       *name,
+		Logger:     log,
+	}
+	if spec.ExtraFiles[0] == nil && spec.ExtraFiles[1] == nil {
+		spec.ExtraFiles = nil
+	}
+
+	// Catch the stop signals before the worker exists, so none is lost in between.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+
+	w, err := launcher.Launch(context.Background(), spec)
+	if err != nil {
+		code := exitSetupFailed
+		switch {
+		case errors.Is(err, launcher.ErrNotFound):
+			code = exitNotFound
+		case errors.Is(err, launcher.ErrNotExecutable):
+			code = exitNotExecutable
+		case errors.Is(err, launcher.ErrConfig):
+			code = exitUsage
+		}
+		if code == exitSetupFailed {
+			r := report.Build(report.Evidence{SetupError: err.Error()})
+			r.ProfileName, r.ProfileDigest = prof.Name, prof.Digest()
+			if werr := sink.write(r); werr != nil {
+				fmt.Fprintf(stderr, "vatrun run: %v\n", werr)
+			}
+		}
+		return fail(code, "%v", err)
+	}
+
+	var killTimer <-chan time.Time
+	for {
+		select {
+		case s := <-sigs:
+			sig := s.(syscall.Signal)
+			reason := "vatrun received " + unix.SignalName(sig)
+			log.Info("forwarding signal to worker", "worker", *name, "signal", unix.SignalName(sig))
+			if err := w.Forward(sig, reason); err != nil {
+				log.Warn("forward signal", "err", err)
+			}
+			if killTimer == nil {
+				killTimer = time.After(*grace)
+			}
+			continue
+		case <-killTimer:
+			w.Stop(fmt.Sprintf("worker still alive %v after a forwarded stop signal", *grace))
+			continue
+		case <-w.Done():
+		}
+		break
+	}
+	r := w.Wait()
+	if err := sink.write(r); err != nil {
+		return fail(exitReportLost, "%v (the worker's own status was: %s)", err, r.OneLine())
+	}
+	return launcher.ExitStatus(r)
+}

@@ -1,0 +1,95 @@
+package launcher
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/vatrun/vatrun/cgroup"
+	"github.com/vatrun/vatrun/report"
+	"github.com/vatrun/vatrun/seccompprofiles"
+)
+
+// CgroupOptions says where the worker's cgroup v2 leaf goes.
+type CgroupOptions struct {
+	// Parent is the cgroup (path inside the cgroup2 mount, e.g. /system.slice/kernel.service)
+	// under which each worker gets its own leaf. "" means $VATRUN_CGROUP_PARENT, else the cgroup
+	// vatrun runs in (what systemd's Delegate=yes hands a service).
+	Parent string
+	// Root is the cgroup2 mountpoint; "" means /sys/fs/cgroup.
+	Root string
+	// Disable: never use cgroups. Consensus profiles refuse to run then.
+	Disable bool
+}
+
+type cgroupLeaf struct {
+	leaf *cgroup.Leaf
+}
+
+func (c *cgroupLeaf) fd() int { return c.leaf.FD() }
+
+func (c *cgroupLeaf) path() string {
+	if c == nil {
+		return ""
+	}
+	return c.leaf.Path()
+}
+
+func (c *cgroupLeaf) kill() error { return c.leaf.Kill() }
+
+func (c *cgroupLeaf) evidence() (report.CgroupEvidence, []string, error) { return c.leaf.Evidence() }
+
+// teardown kills whatever is left in the leaf and removes it, on every path.
+func (c *cgroupLeaf) teardown(log *slog.Logger) {
+	if err := c.leaf.Kill(); err != nil {
+		log.Warn("cgroup kill", "cgroup", c.leaf.Path(), "err", err)
+	}
+	if err := c.leaf.Remove(); err != nil {
+		log.Warn("cgroup remove", "cgroup", c.leaf.Path(), "err", err)
+	}
+}
+
+func cgroupLimits(p *seccompprofiles.Profile) cgroup.Limits {
+	return cgroup.Limits{
+		MemoryMax: int64(p.Limits.Memory),
+		SwapMax:   int64(p.Limits.Swap),
+		CPUMax:    p.Limits.CPUMax,
+		PidsMax:   p.Limits.Pids,
+	}
+}
+
+// setupCgroup creates the worker's leaf. A consensus profile refuses to run without one; other
+// profiles run without one when cgroup v2 is not usable here, and the report says the cgroup
+// evidence is unavailable (and why) instead of guessing. An explicitly chosen parent that does not
+// work is an error for every profile.
+func setupCgroup(spec Spec) (*cgroupLeaf, []string, error) {
+	opts := spec.Cgroup
+	p := spec.Profile
+	if opts.Disable {
+		if p.Consensus {
+			return nil, nil, fmt.Errorf("%w: profile %q is a consensus profile: it needs a cgroup v2 leaf with identical limits on every validator; remove --no-cgroup", ErrConfig, p.Name)
+		}
+		return nil, []string{"cgroup evidence unavailable: cgroups disabled (--no-cgroup)"}, nil
+	}
+	parent := opts.Parent
+	if parent == "" {
+		parent = os.Getenv("VATRUN_CGROUP_PARENT")
+	}
+	host := cgroup.Detect(opts.Root, parent)
+	if host.Problem != "" {
+		if p.Consensus || parent != "" {
+			return nil, nil, fmt.Errorf("%w: %s\nfix: %s", ErrSetup, host.Problem, host.Fix)
+		}
+		return nil, []string{"cgroup evidence unavailable: " + host.Problem}, nil
+	}
+	if removed, err := cgroup.CleanStale(opts.Root, host.Parent); err != nil {
+		spec.Logger.Warn("cleaning stale worker cgroups", "parent", host.Parent, "err", err)
+	} else if len(removed) > 0 {
+		spec.Logger.Info("removed stale worker cgroups left by a vatrun that died", "removed", removed)
+	}
+	leaf, err := cgroup.Create(opts.Root, host.Parent, cgroupLimits(p))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	return &cgroupLeaf{leaf: leaf}, nil, nil
+}

@@ -1,0 +1,432 @@
+// Package launcher is vatrun's Go API: Launch starts a worker in the sandbox its profile
+// describes (namespaces, rlimits, seccomp, cgroup v2 leaf), hands it fds 3, 4, … untouched, and
+// Wait returns the one death report for it. A Go kernel uses it directly; `vatrun run` is a thin
+// command around it.
+//
+// Any binary that imports this package can launch workers: the sandbox's init stage is a C
+// constructor linked into the binary (package sandbox), which re-executes /proc/self/exe.
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vatrun/vatrun/report"
+	"github.com/vatrun/vatrun/sandbox"
+	"github.com/vatrun/vatrun/seccompprofiles"
+)
+
+// Spec says what to launch and how.
+type Spec struct {
+	// Profile shapes the sandbox (seccompprofiles.Load).
+	Profile *seccompprofiles.Profile
+	// Path is the worker executable: absolute, relative to the current directory when it has a
+	// slash, else looked up in $PATH. Args is its argv (Args[0] included; empty means {Path}).
+	Path string
+	Args []string
+	// Env is the worker's environment; nil means an empty one.
+	Env []string
+	Dir string
+	// ExtraFiles become fds 3, 4, … of the worker (the kernel's command and result pipes), passed
+	// as they are: no proxying, no copying. A nil entry is a closed fd.
+	ExtraFiles []*os.File
+	// Stdin, Stdout, Stderr: nil means /dev/null. Consensus profiles always get /dev/null for
+	// stdout and stderr (a slow reader must not change the worker's timing).
+	Stdin, Stdout, Stderr *os.File
+	// Cgroup placement; see CgroupOptions.
+	Cgroup CgroupOptions
+	// Name identifies the worker in logs (a vat id, say); optional.
+	Name   string
+	Logger *slog.Logger
+}
+
+// Errors Launch wraps, for callers that map them to exit codes.
+var (
+	// ErrNotFound: the worker executable does not exist.
+	ErrNotFound = errors.New("worker not found")
+	// ErrNotExecutable: it exists but cannot be executed.
+	ErrNotExecutable = errors.New("worker not executable")
+	// ErrSetup: the sandbox could not be set up; the worker never ran (fail closed).
+	ErrSetup = errors.New("sandbox setup failed")
+	// ErrConfig: the spec or profile cannot work on this host as asked.
+	ErrConfig = errors.New("bad launch configuration")
+)
+
+// KilledByVatrun is Report.KilledBy when the launcher itself stopped the worker.
+const KilledByVatrun = "vatrun"
+
+// Worker is one launched worker.
+type Worker struct {
+	spec    Spec
+	proc    *sandbox.Process
+	cg      *cgroupLeaf
+	started time.Time
+	log     *slog.Logger
+	done    chan struct{}
+	report  report.Report
+
+	mu         sync.Mutex
+	killedBy   string
+	killReason string
+	phase      string
+	warnings   []string
+}
+
+var bpfCache sync.Map // profile digest → []byte
+
+func compiledBPF(p *seccompprofiles.Profile) ([]byte, error) {
+	if p.Seccomp == nil {
+		return nil, nil
+	}
+	d := p.Digest()
+	if b, ok := bpfCache.Load(d); ok {
+		return b.([]byte), nil
+	}
+	b, err := p.CompileBPF()
+	if err != nil {
+		return nil, err
+	}
+	bpfCache.Store(d, b)
+	return b, nil
+}
+
+// ResolvePath finds the worker executable the way Launch does, with ErrNotFound or
+// ErrNotExecutable when it can't be run.
+func ResolvePath(path string) (string, error) {
+	if path == "" {
+		return "", fmt.Errorf("%w: no worker given (vatrun run [flags] -- WORKER [ARGS...])", ErrNotFound)
+	}
+	if !filepath.IsAbs(path) {
+		if filepath.Base(path) == path {
+			found, err := exec.LookPath(path)
+			if err != nil {
+				if errors.Is(err, exec.ErrNotFound) {
+					return "", fmt.Errorf("%w: %q is not in $PATH; give an absolute path", ErrNotFound, path)
+				}
+				return "", fmt.Errorf("%w: %q: %v", ErrNotExecutable, path, err)
+			}
+			path = found
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return "", fmt.Errorf("%w: %q: %v", ErrNotFound, path, err)
+		}
+		path = abs
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("%w: %s does not exist", ErrNotFound, path)
+		}
+		return "", fmt.Errorf("%w: %s: %v", ErrNotExecutable, path, err)
+	}
+	if st.IsDir() {
+		return "", fmt.Errorf("%w: %s is a directory", ErrNotExecutable, path)
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("%w: %s has no execute permission for this user (chmod +x it)", ErrNotExecutable, path)
+	}
+	return path, nil
+}
+
+// hasCapSysAdmin says whether this process may create namespaces without a user namespace.
+func hasCapSysAdmin() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
+}
+
+// stageConfig turns a profile into the init stage's config and clone flags.
+func stageConfig(p *seccompprofiles.Profile) (sandbox.Config, uintptr, bool, error) {
+	ns := p.Namespaces
+	cfg := sandbox.Config{
+		PidNS:    ns.Pid,
+		MountNS:  ns.Mount,
+		UTSNS:    ns.UTS,
+		DropCaps: true,
+		Hostname: "vat",
+	}
+	var flags uintptr
+	if ns.Pid {
+		flags |= unix.CLONE_NEWPID
+	}
+	if ns.Mount {
+		flags |= unix.CLONE_NEWNS
+	}
+	if ns.UTS {
+		flags |= unix.CLONE_NEWUTS
+	}
+	if ns.IPC {
+		flags |= unix.CLONE_NEWIPC
+	}
+	if ns.Net {
+		flags |= unix.CLONE_NEWNET
+	}
+	var userNS bool
+	switch ns.User {
+	case seccompprofiles.UserAlways:
+		userNS = true
+	case seccompprofiles.UserNever:
+		if flags != 0 && !hasCapSysAdmin() {
+			return cfg, 0, false, fmt.Errorf("%w: profile %q asks for namespaces and forbids a user namespace (\"user\": \"never\"), but vatrun runs without CAP_SYS_ADMIN; set \"user\": \"auto\" or run as root", ErrConfig, p.Name)
+		}
+	default:
+		userNS = flags != 0 && !hasCapSysAdmin()
+	}
+	for _, r := range p.Rlimits() {
+		cfg.Rlimits = append(cfg.Rlimits, sandbox.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
+	}
+	bpf, err := compiledBPF(p)
+	if err != nil {
+		return cfg, 0, false, fmt.Errorf("%w: profile %q: compile seccomp filter: %w", ErrConfig, p.Name, err)
+	}
+	cfg.BPF = bpf
+	return cfg, flags, userNS, nil
+}
+
+// Launch starts the worker in its sandbox and returns once it has exec'd. On error nothing is
+// left running and no cgroup is left behind. Cancelling ctx stops the worker (cause "stopped").
+func Launch(ctx context.Context, spec Spec) (*Worker, error) {
+	if spec.Profile == nil {
+		return nil, fmt.Errorf("%w: no profile", ErrConfig)
+	}
+	if spec.Logger == nil {
+		spec.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := spec.Logger
+	path, err := ResolvePath(spec.Path)
+	if err != nil {
+		return nil, err
+	}
+	args := spec.Args
+	if len(args) == 0 {
+		args = []string{spec.Path}
+	}
+	cfg, flags, userNS, err := stageConfig(spec.Profile)
+	if err != nil {
+		return nil, err
+	}
+	stdout, stderr := spec.Stdout, spec.Stderr
+	if spec.Profile.Consensus {
+		stdout, stderr = nil, nil
+	}
+
+	cg, warnings, err := setupCgroup(spec)
+	if err != nil {
+		return nil, err
+	}
+	cgFD := -1
+	if cg != nil {
+		cgFD = cg.fd()
+	}
+	started := time.Now()
+	proc, err := sandbox.Start(sandbox.Spec{
+		Config:     cfg,
+		Path:       path,
+		Args:       args,
+		Env:        spec.Env,
+		Dir:        spec.Dir,
+		Stdin:      spec.Stdin,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		ExtraFiles: spec.ExtraFiles,
+		Cloneflags: flags,
+		UserNS:     userNS,
+		CgroupFD:   cgFD,
+	})
+	if err != nil {
+		if cg != nil {
+			cg.teardown(log)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	w := &Worker{
+		spec:     spec,
+		proc:     proc,
+		cg:       cg,
+		started:  started,
+		log:      log,
+		done:     make(chan struct{}),
+		warnings: warnings,
+	}
+	log.Info("worker launched", "worker", spec.Name, "path", path, "pid", proc.InitPid,
+		"profile", spec.Profile.Name, "profileDigest", spec.Profile.Digest(), "cgroup", cg.path(),
+		"userns", userNS, "startup", time.Since(started))
+	go w.reap()
+	if ctx.Done() != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				w.Stop("context canceled: " + context.Cause(ctx).Error())
+			case <-w.done:
+			}
+		}()
+	}
+	return w, nil
+}
+
+// Pid is the pid vatrun waits for: the init stage when the worker has its own pid namespace
+// (the worker is its only child, pid 2 inside), else the stage that forked the worker.
+func (w *Worker) Pid() int { return w.proc.InitPid }
+
+// Done is closed when the worker is dead and its report is ready.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Wait blocks until the worker is dead and returns its report.
+func (w *Worker) Wait() report.Report {
+	<-w.done
+	return w.report
+}
+
+// SetPhase records what the kernel was doing with the worker ("startup", "in-delivery",
+// "idle"); the report carries the phase at death.
+func (w *Worker) SetPhase(phase string) {
+	w.mu.Lock()
+	w.phase = phase
+	w.mu.Unlock()
+}
+
+// Signal forwards sig to the worker (through the init stage, which relays SIGTERM, SIGINT,
+// SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM and SIGWINCH). It does not mark the death as
+// caused by vatrun; Forward does.
+func (w *Worker) Signal(sig syscall.Signal) error {
+	return w.proc.Signal(sig)
+}
+
+// Forward relays sig to the worker on behalf of someone who asked vatrun to stop (vatrun got
+// SIGTERM, say): if the worker dies afterwards the report says cause "stopped", killedBy
+// "vatrun", with reason.
+func (w *Worker) Forward(sig syscall.Signal, reason string) error {
+	w.markKilled(reason)
+	return w.proc.Signal(sig)
+}
+
+func (w *Worker) markKilled(reason string) {
+	w.mu.Lock()
+	if w.killedBy == "" {
+		w.killedBy = KilledByVatrun
+		w.killReason = reason
+	}
+	w.mu.Unlock()
+}
+
+// Stop kills the worker and everything it started (cgroup.kill when it has a cgroup, else
+// SIGKILL to the init stage, which takes its pid namespace with it). The report says cause
+// "stopped" with reason. Stop does not wait; Wait does.
+func (w *Worker) Stop(reason string) {
+	select {
+	case <-w.done:
+		return
+	default:
+	}
+	w.markKilled(reason)
+	if w.cg != nil {
+		if err := w.cg.kill(); err == nil {
+			return
+		} else {
+			w.log.Warn("cgroup kill failed; killing the init stage", "worker", w.spec.Name, "err", err)
+		}
+	}
+	if err := w.proc.Signal(syscall.SIGKILL); err != nil {
+		w.log.Warn("kill init stage", "worker", w.spec.Name, "err", err)
+	}
+}
+
+func (w *Worker) reap() {
+	ex, err := w.proc.Wait()
+	w.mu.Lock()
+	warnings := append([]string(nil), w.warnings...)
+	ev := report.Evidence{
+		ExitCodes:  w.spec.Profile.ExitMeanings(),
+		KilledBy:   w.killedBy,
+		KillReason: w.killReason,
+	}
+	phase := w.phase
+	w.mu.Unlock()
+
+	if err != nil {
+		// Only a broken wait gets here; say so rather than guess.
+		ev.SetupError = err.Error()
+	} else {
+		ws := ex.Status
+		ev.Exited = ws.Exited()
+		if ev.Exited {
+			ev.ExitCode = ws.ExitStatus()
+		} else if ws.Signaled() {
+			ev.Signal = int(ws.Signal())
+			ev.CoreDumped = ws.CoreDump()
+		}
+		ev.CPUSeconds = (ex.Utime + ex.Stime).Seconds()
+		if !ex.Reported {
+			warnings = append(warnings, fmt.Sprintf("the init stage died (%s) before it could report the worker's own status; the worker died with it", describeStatus(ws)))
+		}
+	}
+	for _, r := range w.spec.Profile.Rlimits() {
+		if r.Resource == unix.RLIMIT_CPU {
+			ev.RlimitCPUHard = r.Max
+		}
+	}
+	if w.cg != nil {
+		cgev, notes, cgerr := w.cg.evidence()
+		warnings = append(warnings, notes...)
+		if cgerr != nil {
+			warnings = append(warnings, "cgroup evidence unavailable: "+cgerr.Error())
+		} else {
+			ev.Cgroup = &cgev
+			if !ex.Reported && ev.CPUSeconds == 0 {
+				ev.CPUSeconds = float64(cgev.CPUUsageUsec) / 1e6
+			}
+		}
+		w.cg.teardown(w.log)
+	}
+	r := report.Build(ev)
+	r.Phase = phase
+	r.ProfileName = w.spec.Profile.Name
+	r.ProfileDigest = w.spec.Profile.Digest()
+	r.WallTime = ex.At.Sub(w.started).Seconds()
+	if ex.At.IsZero() {
+		r.WallTime = time.Since(w.started).Seconds()
+	}
+	r.Pid = w.proc.InitPid
+	r.Warnings = warnings
+	w.report = r
+	w.log.Info("worker died", "worker", w.spec.Name, "pid", r.Pid, "cause", r.Cause, "class", r.Class,
+		"profileDigest", r.ProfileDigest, "detail", r.Detail)
+	close(w.done)
+}
+
+func describeStatus(ws unix.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return fmt.Sprintf("exit status %d", ws.ExitStatus())
+	case ws.Signaled():
+		return "killed by " + unix.SignalName(ws.Signal())
+	}
+	return fmt.Sprintf("wait status %#x", uint32(ws))
+}
+
+// ExitStatus is the exit code a drop-in launcher should exit with for r: the worker's own exit
+// code, or 128+signal.
+func ExitStatus(r report.Report) int {
+	switch {
+	case r.ExitCode != nil:
+		return *r.ExitCode
+	case r.Signal > 0:
+		return 128 + r.Signal
+	}
+	return 1
+}
