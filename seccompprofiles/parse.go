@@ -64,6 +64,13 @@ func Default() *Profile {
 // (see Validate) and its Warnings list syscall names libseccomp does not know here.
 func Parse(data []byte, source string) (*Profile, error) {
 	prefix := "profile " + source
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, describeJSONError(prefix, data, io.EOF)
+	}
+	// Syntax first, on the whole input, so positions are exact (and trailing data is caught).
+	if err := json.Unmarshal(data, new(json.RawMessage)); err != nil {
+		return nil, describeJSONError(prefix, data, err)
+	}
 	if err := checkStrict(data, reflect.TypeFor[Profile](), ""); err != nil {
 		return nil, describeJSONError(prefix, data, err)
 	}
@@ -72,9 +79,6 @@ func Parse(data []byte, source string) (*Profile, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(p); err != nil {
 		return nil, describeJSONError(prefix, data, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%s: unexpected data after the profile object (offset %d); a profile file holds exactly one JSON object", prefix, dec.InputOffset())
 	}
 	p.Source = source
 	p.fillDefaults()
@@ -268,13 +272,13 @@ func goTypeWords(t reflect.Type) string {
 	return t.String()
 }
 
+// lineCol converts a SyntaxError offset (bytes read, including the offending one) to the
+// 1-based line and column of the offending byte.
 func lineCol(data []byte, off int64) (line, col int) {
-	if off > int64(len(data)) {
-		off = int64(len(data))
-	}
-	before := data[:off]
+	pos := min(max(off-1, 0), int64(len(data)))
+	before := data[:pos]
 	line = bytes.Count(before, []byte("\n")) + 1
-	col = int(off) - bytes.LastIndexByte(before, '\n')
+	col = int(pos) - bytes.LastIndexByte(before, '\n')
 	return line, col
 }
 

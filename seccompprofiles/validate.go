@@ -185,8 +185,26 @@ func (p *Profile) validateSeccomp(bad func(field, format string, args ...any)) {
 			bad(fmt.Sprintf("seccomp.architectures[%d]", i), "unknown architecture %q; known: %s", a, strings.Join(knownArchitectureNames(), ", "))
 		}
 	}
+	type firstUse struct {
+		rule   int
+		action string
+	}
+	seen := map[string]firstUse{}
 	for i, r := range s.Syscalls {
 		field := fmt.Sprintf("seccomp.syscalls[%d]", i)
+		// libseccomp's result for one syscall with two different actions depends on the order
+		// of the rules; vatrun's digest sorts rules, so such profiles are refused.
+		act := canonicalAction(r.Action)
+		if r.ErrnoRet != nil {
+			act += fmt.Sprintf("(errno %d)", *r.ErrnoRet)
+		}
+		for _, n := range r.Names {
+			if u, ok := seen[n]; ok && u.action != act {
+				bad(field, "syscall %q has action %s here but %s in seccomp.syscalls[%d]; one syscall's rules must share an action (libseccomp's result would depend on rule order): keep one of them", n, act, u.action, u.rule)
+			} else if !ok {
+				seen[n] = firstUse{i, act}
+			}
+		}
 		if len(r.Names) == 0 {
 			bad(field+".names", "empty; list at least one syscall name, or remove the rule")
 		}
