@@ -1,0 +1,433 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vatrun/vatrun/internal/testbin"
+	"github.com/vatrun/vatrun/report"
+)
+
+// These are host integration tests of `vatrun run` as a whole process, with the real C test
+// worker: they need namespaces (root, or unprivileged user namespaces) and seccomp.
+
+type runResult struct {
+	code    int
+	stderr  string
+	report  *report.Report
+	replies []string
+}
+
+// vatrunCmd prepares `vatrun run ARGS... -- worker WORKERARGS...` with fd 3 (commands), fd 4
+// (replies) and fd 5 (report) as a kernel would pass them.
+type harness struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	cmdW    *os.File
+	replyR  *os.File
+	reportR *os.File
+	stderr  strings.Builder
+}
+
+func newHarness(t *testing.T, runArgs []string, workerArgs ...string) *harness {
+	t.Helper()
+	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
+	cmdR, cmdW := pipe(t)
+	replyR, replyW := pipe(t)
+	reportR, reportW := pipe(t)
+	args := append([]string{"run", "--log-level", "warn", "--report-fd", "5"}, runArgs...)
+	args = append(args, "--", worker)
+	args = append(args, workerArgs...)
+	h := &harness{t: t, cmdW: cmdW, replyR: replyR, reportR: reportR}
+	h.cmd = exec.Command(bin, args...)
+	h.cmd.ExtraFiles = []*os.File{cmdR, replyW, reportW}
+	h.cmd.Stderr = &h.stderr
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmdR.Close()
+	replyW.Close()
+	reportW.Close()
+	t.Cleanup(func() {
+		if h.cmd.ProcessState == nil {
+			h.cmd.Process.Kill()
+			h.cmd.Wait()
+		}
+	})
+	return h
+}
+
+func pipe(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return r, w
+}
+
+func (h *harness) send(cmds ...string) {
+	for _, c := range cmds {
+		if _, err := fmt.Fprintf(h.cmdW, "%d:%s,", len(c), c); err != nil {
+			h.t.Fatalf("send %q: %v", c, err)
+		}
+	}
+}
+
+// reply reads one netstring reply from fd 4.
+func (h *harness) reply(r *bufio.Reader) string {
+	h.t.Helper()
+	lenStr, err := r.ReadString(':')
+	if err != nil {
+		h.t.Fatalf("reading a reply from fd 4: %v (stderr: %s)", err, h.stderr.String())
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(lenStr, ":"))
+	if err != nil {
+		h.t.Fatalf("bad netstring length %q", lenStr)
+	}
+	buf := make([]byte, n+1)
+	if _, err := r.Read(buf); err != nil {
+		h.t.Fatal(err)
+	}
+	return string(buf[:n])
+}
+
+// finish closes fd 3 (EOF: the worker exits 0 if still alive) and waits for vatrun.
+func (h *harness) finish() runResult {
+	h.t.Helper()
+	h.cmdW.Close()
+	return h.await()
+}
+
+// await waits for vatrun and its report, leaving fd 3 open (so only the death under test can end
+// the worker).
+func (h *harness) await() runResult {
+	h.t.Helper()
+	rep, _ := readAll(h.reportR)
+	h.cmdW.Close()
+	err := h.cmd.Wait()
+	res := runResult{stderr: h.stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		res.code = ee.ExitCode()
+	default:
+		h.t.Fatal(err)
+	}
+	if len(rep) > 0 {
+		r, err := report.Decode(rep)
+		if err != nil {
+			h.t.Fatalf("report on fd 5 does not decode: %v\n%s", err, rep)
+		}
+		res.report = &r
+	}
+	return res
+}
+
+func readAll(f *os.File) ([]byte, error) {
+	var out []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := f.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil {
+			return out, err
+		}
+	}
+}
+
+// run sends cmds, closes fd 3 and waits.
+func run(t *testing.T, profile string, cmds ...string) runResult {
+	h := newHarness(t, []string{"--profile", profile})
+	h.send(cmds...)
+	return h.finish()
+}
+
+func wantDeath(t *testing.T, res runResult, code int, cause report.Cause, class report.Class) {
+	t.Helper()
+	if res.code != code {
+		t.Errorf("vatrun exit code %d, want %d (stderr: %s)", res.code, code, res.stderr)
+	}
+	if res.report == nil {
+		t.Fatalf("no report on fd 5 (stderr: %s)", res.stderr)
+	}
+	if res.report.Cause != cause || res.report.Class != class {
+		t.Errorf("report cause/class %s/%s, want %s/%s: %s", res.report.Cause, res.report.Class, cause, class, res.report.OneLine())
+	}
+	if got := exitStatusOf(*res.report); got != res.code {
+		t.Errorf("vatrun exited %d but its report says the worker's status maps to %d", res.code, got)
+	}
+}
+
+func exitStatusOf(r report.Report) int {
+	if r.ExitCode != nil {
+		return *r.ExitCode
+	}
+	return 128 + r.Signal
+}
+
+func demoProfile(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../../examples/profiles/demo.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRunRoundTripsFds3And4(t *testing.T) {
+	h := newHarness(t, []string{"--profile", "xsnap"})
+	h.send("ping", "add:40", "add:2", "probe:pid")
+	r := bufio.NewReader(h.replyR)
+	got := []string{h.reply(r), h.reply(r), h.reply(r), h.reply(r)}
+	want := []string{"pong", "sum:40", "sum:42", "pid:2"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("replies %q, want %q", got, want)
+	}
+	res := h.finish()
+	wantDeath(t, res, 0, report.CauseExited, report.ClassClean)
+	if res.report.ProfileName != "xsnap" || !strings.HasPrefix(res.report.ProfileDigest, "sha256:") {
+		t.Errorf("report profile %q digest %q", res.report.ProfileName, res.report.ProfileDigest)
+	}
+}
+
+// The probes list directories and call prctl, which the xsnap allowlist forbids; the demo profile
+// has the same namespaces and privilege drop, RLIMIT_CPU 1 s, and a permissive filter.
+func TestRunWorkerSeesOnlyItsSandbox(t *testing.T) {
+	h := newHarness(t, []string{"--profile", demoProfile(t)})
+	h.send("probe:fds", "probe:pid", "probe:procs", "probe:nnp", "probe:caps", "probe:net", "probe:rlimit-raise", "probe:hostname", "probe:write:/tmp/vatrun-escape")
+	r := bufio.NewReader(h.replyR)
+	var got []string
+	for range 9 {
+		got = append(got, h.reply(r))
+	}
+	want := []string{"fds:0,1,2,3,4", "pid:2", "procs:2", "nnp:1", "capeff:0000000000000000",
+		fmt.Sprintf("errno:%d", syscall.ENETUNREACH), fmt.Sprintf("errno:%d", syscall.EPERM), "hostname:vat",
+		fmt.Sprintf("errno:%d", syscall.EROFS)}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("probe %d: got %q, want %q", i, got[i], want[i])
+		}
+	}
+	wantDeath(t, h.finish(), 0, report.CauseExited, report.ClassClean)
+}
+
+func TestRunExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		cmd   string
+		code  int
+		cause report.Cause
+		class report.Class
+	}{
+		{"metering fault", "exit:11", 11, report.CauseMeteringFault, report.ClassDeterministic},
+		{"compute meter", "exit:17", 17, report.CauseMeteringFault, report.ClassDeterministic},
+		{"other exit code", "exit:15", 15, report.CauseExitCode, report.ClassUnknown},
+		{"abort", "abort", 128 + 6, report.CauseAbort, report.ClassResourceExhaustion},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			wantDeath(t, run(t, "xsnap", c.cmd), c.code, c.cause, c.class)
+		})
+	}
+}
+
+func TestRunForbiddenSyscall(t *testing.T) {
+	t.Run("errno under xsnap", func(t *testing.T) {
+		h := newHarness(t, []string{"--profile", "xsnap"})
+		h.send("syscall:socket", "syscall:ptrace", "syscall:fork")
+		r := bufio.NewReader(h.replyR)
+		got := []string{h.reply(r), h.reply(r), h.reply(r)}
+		eperm := fmt.Sprintf("errno:%d", syscall.EPERM)
+		for i, g := range got {
+			if g != eperm {
+				t.Errorf("forbidden syscall %d replied %q, want %q", i, g, eperm)
+			}
+		}
+		wantDeath(t, h.finish(), 0, report.CauseExited, report.ClassClean)
+	})
+	t.Run("SIGSYS under a kill action", func(t *testing.T) {
+		wantDeath(t, run(t, demoProfile(t), "syscall:ptrace"), 128+int(syscall.SIGSYS), report.CauseSandboxViolation, report.ClassSandboxViolation)
+	})
+}
+
+func TestRunResourceSignals(t *testing.T) {
+	t.Run("SIGXCPU from RLIMIT_CPU", func(t *testing.T) {
+		res := run(t, demoProfile(t), "spin")
+		wantDeath(t, res, 128+int(syscall.SIGXCPU), report.CauseCPULimit, report.ClassResourceExhaustion)
+		if res.report.CPUSeconds < 0.9 {
+			t.Errorf("cpuSeconds %.2f, want about the 1 s limit", res.report.CPUSeconds)
+		}
+	})
+	t.Run("SIGKILL at the RLIMIT_CPU hard limit", func(t *testing.T) {
+		wantDeath(t, run(t, demoProfile(t), "spin-ignore-xcpu"), 128+int(syscall.SIGKILL), report.CauseCPULimit, report.ClassResourceExhaustion)
+	})
+	t.Run("SIGSEGV from recursion under RLIMIT_STACK", func(t *testing.T) {
+		wantDeath(t, run(t, demoProfile(t), "recurse"), 128+int(syscall.SIGSEGV), report.CauseSegv, report.ClassResourceExhaustion)
+	})
+}
+
+// startIdle starts a worker that is alive and idle (it answered "ready"), and returns the
+// harness and the worker's host pid.
+func startIdle(t *testing.T, profile string) (*harness, int) {
+	t.Helper()
+	h := newHarness(t, []string{"--profile", profile}, "--ready")
+	if got := h.reply(bufio.NewReader(h.replyR)); got != "ready" {
+		t.Fatalf("first reply %q, want ready", got)
+	}
+	init := childrenOf(t, h.cmd.Process.Pid)
+	if len(init) != 1 {
+		t.Fatalf("vatrun has children %v, want exactly the init stage", init)
+	}
+	worker := childrenOf(t, init[0])
+	if len(worker) != 1 {
+		t.Fatalf("init stage has children %v, want exactly the worker", worker)
+	}
+	return h, worker[0]
+}
+
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, f := range tasks {
+		data, _ := os.ReadFile(f)
+		for _, s := range strings.Fields(string(data)) {
+			n, _ := strconv.Atoi(s)
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// gone waits until pid no longer exists (or is a zombie about to be reaped).
+func gone(pid int, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		if f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:])); len(f) > 0 && f[0] == "Z" {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+func TestRunSignals(t *testing.T) {
+	t.Run("SIGTERM to the worker is external", func(t *testing.T) {
+		h, worker := startIdle(t, "xsnap")
+		unix.Kill(worker, unix.SIGTERM)
+		wantDeath(t, h.await(), 128+int(syscall.SIGTERM), report.CauseExternalSignal, report.ClassExternal)
+	})
+	t.Run("stray SIGKILL to the worker is killed", func(t *testing.T) {
+		h, worker := startIdle(t, "xsnap")
+		unix.Kill(worker, unix.SIGKILL)
+		wantDeath(t, h.await(), 128+int(syscall.SIGKILL), report.CauseKilled, report.ClassExternal)
+	})
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(unix.SignalName(sig)+" to vatrun is forwarded and recorded", func(t *testing.T) {
+			h, _ := startIdle(t, "xsnap")
+			h.cmd.Process.Signal(sig)
+			res := h.await()
+			wantDeath(t, res, 128+int(sig), report.CauseStopped, report.ClassExternal)
+			if res.report.KilledBy != "vatrun" || res.report.KillReason != "vatrun received "+unix.SignalName(sig) || res.report.Signal != int(sig) {
+				t.Errorf("report %s", res.report.OneLine())
+			}
+		})
+	}
+	t.Run("SIGKILL to vatrun leaves no worker", func(t *testing.T) {
+		h, worker := startIdle(t, "xsnap")
+		initPid := childrenOf(t, h.cmd.Process.Pid)[0]
+		h.cmd.Process.Kill()
+		h.cmd.Wait()
+		if !gone(worker, 5*time.Second) {
+			t.Fatalf("worker %d still alive 5 s after vatrun was SIGKILLed", worker)
+		}
+		if !gone(initPid, 5*time.Second) {
+			t.Fatalf("init stage %d still alive after vatrun was SIGKILLed", initPid)
+		}
+		// fd 4 closes with the worker: the kernel notices.
+		if _, err := bufio.NewReader(h.replyR).ReadByte(); err == nil {
+			t.Fatal("fd 4 still open after the worker died")
+		}
+	})
+}
+
+func TestRunBadInput(t *testing.T) {
+	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "not-executable")
+	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	badProfile := filepath.Join(dir, "bad.json")
+	os.WriteFile(badProfile, []byte(`{"name":"bad","limits":{"memroy":"1G"}}`), 0o644)
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"missing worker", []string{"run", "--profile", "xsnap", "--", filepath.Join(dir, "nope")}, exitNotFound, "does not exist"},
+		{"worker not executable", []string{"run", "--profile", "xsnap", "--", notExec}, exitNotExecutable, "no execute permission"},
+		{"bad profile", []string{"run", "--profile", badProfile, "--", worker}, exitUsage, "memroy"},
+		{"unknown profile", []string{"run", "--profile", "nosuch", "--", worker}, exitUsage, "nosuch"},
+		{"unknown flag", []string{"run", "--profle", "xsnap", "--", worker}, exitUsage, "flag provided but not defined: -profle"},
+		{"report fd not open", []string{"run", "--profile", "xsnap", "--report-fd", "9", "--", worker}, exitUsage, "--report-fd 9 is not open"},
+		{"no worker", []string{"run", "--profile", "xsnap"}, exitUsage, "no worker given"},
+		{"no profile", []string{"run", "--", worker}, exitUsage, "--profile is required"},
+		{"consensus without cgroups", []string{"run", "--profile", "consensus", "--no-cgroup", "--", worker}, exitUsage, "consensus profile"},
+		{"report file in a missing dir", []string{"run", "--profile", "xsnap", "--report-file", filepath.Join(dir, "no/such/dir/r.json"), "--", worker}, exitUsage, "--report-file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := exec.Command(bin, c.args...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != c.code {
+				t.Fatalf("exit %v, want code %d (stderr: %s)", err, c.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), c.msg) {
+				t.Fatalf("stderr %q does not say %q", stderr.String(), c.msg)
+			}
+			if kids := childrenOf(t, os.Getpid()); len(kids) != 0 {
+				t.Fatalf("processes left behind: %v", kids)
+			}
+		})
+	}
+}
+
+func TestRunReportIsOneJSONObject(t *testing.T) {
+	h := newHarness(t, []string{"--profile", "xsnap"})
+	h.cmdW.Close()
+	rep, _ := readAll(h.reportR)
+	h.cmd.Wait()
+	dec := json.NewDecoder(strings.NewReader(string(rep)))
+	var first map[string]any
+	if err := dec.Decode(&first); err != nil {
+		t.Fatalf("report %q: %v", rep, err)
+	}
+	if dec.More() {
+		t.Fatalf("more than one JSON value on the report fd: %q", rep)
+	}
+	for _, k := range []string{"cause", "class", "exitCode", "coreDumped", "cpuSeconds", "profileDigest", "wallTime", "killedBy", "cgroupEvidence"} {
+		if _, ok := first[k]; !ok {
+			t.Errorf("report lacks %q: %s", k, rep)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+// Package testbin finds (or builds once per test process) the vatrun binary and the C test
+// worker for integration tests. `make test` passes both through VATRUN_BIN and VATRUN_TESTWORKER;
+// a plain `go test` builds them into a temporary directory.
+package testbin
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+var (
+	once              sync.Once
+	dir               string
+	vatrun, worker    string
+	vatrunErr, wkrErr error
+)
+
+// RepoRoot is the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func build() {
+	root := RepoRoot()
+	vatrun, worker = os.Getenv("VATRUN_BIN"), os.Getenv("VATRUN_TESTWORKER")
+	if vatrun != "" && worker != "" {
+		return
+	}
+	dir, vatrunErr = os.MkdirTemp("", "vatrun-testbin-")
+	if vatrunErr != nil {
+		wkrErr = vatrunErr
+		return
+	}
+	os.Chmod(dir, 0o755) // unprivileged re-runs execute from here too
+	if vatrun == "" {
+		vatrun = filepath.Join(dir, "vatrun")
+		cmd := exec.Command("go", "build", "-o", vatrun, "./cmd/vatrun")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			vatrunErr = &buildError{what: "go build ./cmd/vatrun", out: string(out), err: err}
+		}
+	}
+	if worker == "" {
+		worker = filepath.Join(dir, "vatrun-testworker")
+		cmd := exec.Command("gcc", "-O2", "-static", "-o", worker, "test/worker/worker.c")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			wkrErr = &buildError{what: "gcc test/worker/worker.c", out: string(out), err: err}
+		}
+	}
+}
+
+type buildError struct {
+	what, out string
+	err       error
+}
+
+func (e *buildError) Error() string { return e.what + ": " + e.err.Error() + "\n" + e.out }
+
+// Vatrun returns the path of the vatrun binary, failing the test if it cannot be built.
+func Vatrun(t testing.TB) string {
+	t.Helper()
+	once.Do(build)
+	if vatrunErr != nil {
+		t.Fatalf("vatrun binary: %v", vatrunErr)
+	}
+	return vatrun
+}
+
+// Worker returns the path of the C test worker, failing the test if it cannot be built.
+func Worker(t testing.TB) string {
+	t.Helper()
+	once.Do(build)
+	if wkrErr != nil {
+		t.Fatalf("test worker: %v", wkrErr)
+	}
+	return worker
+}
