@@ -248,9 +248,11 @@ func (p *Profile) CompileBPF() ([]byte, error) {
 	return prog, nil
 }
 
-// compile builds, exports and patches the program, returning it with the build warnings.
+// compile builds, exports and patches the program, returning it with the build warnings. It
+// compiles the canonical form (sorted rules, names, args and architectures), so profiles with
+// the same digest get byte-identical programs from the same libseccomp.
 func (s *Seccomp) compile() ([]byte, []string, error) {
-	b, err := s.build()
+	b, err := s.canonical().build()
 	if err != nil {
 		return nil, nil, err
 	}

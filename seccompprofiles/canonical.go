@@ -34,6 +34,10 @@ func (p *Profile) Canonical() ([]byte, error) {
 	if err := dec.Decode(&tree); err != nil {
 		return nil, fmt.Errorf("profile %s: canonical form: %w", p.label(), err)
 	}
+	if m, ok := tree.(map[string]any); ok {
+		delete(m, "name") // encoded even when empty (no omitempty)
+		delete(m, "description")
+	}
 	var out bytes.Buffer
 	if err := writeCanonical(&out, tree); err != nil {
 		return nil, fmt.Errorf("profile %s: canonical form: %w", p.label(), err)
