@@ -50,7 +50,11 @@ type config struct {
 }
 
 // The runs init makes: the same test binary as root and as uid 1000. A test
-// whose name starts with TestUnpriv goes to the uid-1000 run.
+// whose name starts with TestUnpriv goes to the uid-1000 run. Each run starts
+// in <parent>/vatrun-supervisor, the layout vatrun expects under systemd's
+// Delegate=yes: its default cgroup parent is then <parent>, which is owned by
+// the run's uid, has memory, cpu and pids enabled for children, and holds no
+// process.
 type runSpec struct {
 	name, parent, cgroup string
 	uid                  int
@@ -58,8 +62,8 @@ type runSpec struct {
 }
 
 var runSpecs = []runSpec{
-	{name: "root", uid: 0, parent: "/e2e-root", cgroup: "/e2e-root/tests"},
-	{name: "uid1000", uid: 1000, parent: "/e2e-u1000", cgroup: "/e2e-u1000/tests", unpriv: true},
+	{name: "root", uid: 0, parent: "/e2e-root", cgroup: "/e2e-root/vatrun-supervisor"},
+	{name: "uid1000", uid: 1000, parent: "/e2e-u1000", cgroup: "/e2e-u1000/vatrun-supervisor", unpriv: true},
 }
 
 func env(name, def string) string {

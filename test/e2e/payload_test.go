@@ -102,6 +102,15 @@ func fillInitramfs(w *initramfs.Writer, p *payload, manifest string) error {
 		}
 	}
 	added := map[string]bool{}
+	// A few host programs that tests and vatrun itself use (vatrun check
+	// probes the sandbox with /bin/true), with their libraries.
+	for _, prog := range hostPrograms {
+		if _, err := os.Stat(prog); err == nil {
+			if err := addExecutable(w, prog, prog, added); err != nil {
+				return err
+			}
+		}
+	}
 	for vmPath, hostPath := range p.extra {
 		if err := addExecutable(w, vmPath, hostPath, added); err != nil {
 			return err
@@ -137,6 +146,8 @@ func addExecutable(w *initramfs.Writer, vmPath, hostPath string, added map[strin
 	}
 	return nil
 }
+
+var hostPrograms = []string{"/bin/true", "/bin/false"}
 
 var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
 

@@ -8,8 +8,12 @@
 //   - Start it with vmTest(t). A test whose name starts with TestUnpriv runs in
 //     the uid-1000 run (cgroup parent delegated like systemd's Delegate=yes);
 //     every other test runs in the root run.
-//   - Make cgroups with newCgroup(t, settings...) under the run's parent
-//     ($VATRUN_CGROUP_PARENT); they are killed and removed at cleanup.
+//   - Each run starts in <parent>/vatrun-supervisor, parent being /e2e-root or
+//     /e2e-u1000 (cgroupParentPath; $VATRUN_E2E_CGROUP_PARENT), delegated to
+//     the run's uid like systemd's Delegate=yes, so a vatrun started by a test
+//     picks <parent> by default. VATRUN_CGROUP_PARENT is not set.
+//   - Make cgroups with newCgroup(t, settings...) under the run's parent;
+//     they are killed and removed at cleanup.
 //   - Start helper processes with startHelper (re-executes this test binary
 //     in a helper mode registered in the helpers map), optionally straight into
 //     a cgroup (CLONE_INTO_CGROUP).

@@ -86,13 +86,22 @@ func row(t *testing.T, name, expected, observed string, d time.Duration) {
 	fmt.Printf("E2E-ROW %s|%s|%s|%.3f\n", clean(name), clean(expected), clean(observed), d.Seconds())
 }
 
-// cgroupParent is the cgroup the run may create children in: delegated to
-// this uid, with memory, cpu and pids enabled for its children, no processes.
+// cgroupParent is the directory of the cgroup the run may create children
+// in: delegated to this uid, with memory, cpu and pids enabled for its
+// children, holding no process. The run itself sits in its child
+// vatrun-supervisor, so vatrun's default parent is this one.
 func cgroupParent(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv("VATRUN_CGROUP_PARENT")
+	return filepath.Join(cgroupRoot, cgroupParentPath(t))
+}
+
+// cgroupParentPath is the same as a cgroup path ("/e2e-u1000"), the form
+// vatrun's --cgroup-parent and VATRUN_CGROUP_PARENT take.
+func cgroupParentPath(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("VATRUN_E2E_CGROUP_PARENT")
 	if p == "" {
-		t.Fatal("VATRUN_CGROUP_PARENT is not set by the VM init")
+		t.Fatal("VATRUN_E2E_CGROUP_PARENT is not set by the VM init")
 	}
 	return p
 }

@@ -226,11 +226,15 @@ func runOne(r Run) error {
 		env = append(env, "HOME=/tmp", fmt.Sprintf("USER=u%d", r.UID))
 	}
 	if r.Parent != "" {
-		dir, err := makeCgroup(r.Parent, r.UID, true)
-		if err != nil {
+		if _, err := makeCgroup(r.Parent, r.UID, true); err != nil {
 			return err
 		}
-		env = append(env, "VATRUN_CGROUP_PARENT="+dir)
+		// A cgroup path ("/e2e-u1000"), as /proc/self/cgroup shows it and as
+		// vatrun's --cgroup-parent takes it. Not VATRUN_CGROUP_PARENT: the runs
+		// start in <parent>/vatrun-supervisor so vatrun's default (its own
+		// cgroup's parent) is what gets tested; a test sets that variable itself
+		// when it wants to test it.
+		env = append(env, "VATRUN_E2E_CGROUP_PARENT="+r.Parent)
 	}
 	env = append(env, r.Env...)
 
