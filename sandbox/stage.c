@@ -193,6 +193,25 @@ fail:
 	_exit(127);
 }
 
+/* Starts the worker's side with vfork: it shares our memory until its execve, so nothing is
+ * copied (no page tables, no copy-on-write faults, measured at ~10% of a whole `vatrun run` on a
+ * VM). It only makes system calls and writes its own stack frames, errno and a failure record
+ * before execve or _exit; its signal handlers, fd table, rlimits and credentials are its own, and
+ * we are suspended until then. A function of its own, so no local of the caller lives across
+ * vfork. */
+static pid_t vr_spawn(const struct vr_config *cfg, struct sock_fprog *prog, int errpipe[2], pid_t initpid,
+		      char *path, char **argv, char **envp) __attribute__((noinline));
+static pid_t vr_spawn(const struct vr_config *cfg, struct sock_fprog *prog, int errpipe[2], pid_t initpid,
+		      char *path, char **argv, char **envp)
+{
+	pid_t child = vfork();
+	if (child == 0) {
+		close(errpipe[0]);
+		vr_child_exec(cfg, prog, errpipe[1], initpid, path, argv, envp);
+	}
+	return child;
+}
+
 static void vr_setup_mounts(const struct vr_config *cfg)
 {
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
@@ -273,13 +292,9 @@ static void vr_init(int argc, char **argv, char **envp)
 	if (pipe2(errpipe, O_CLOEXEC) != 0)
 		vr_fail(errno, "create the exec error pipe");
 
-	pid_t child = fork();
+	pid_t child = vr_spawn(&cfg, progp, errpipe, self, argv[3], &argv[4], envp);
 	if (child < 0)
 		vr_fail(errno, "fork the worker");
-	if (child == 0) {
-		close(errpipe[0]);
-		vr_child_exec(&cfg, progp, errpipe[1], self, argv[3], &argv[4], envp);
-	}
 	vr_child = child;
 	close(errpipe[1]);
 	sigprocmask(SIG_SETMASK, &old, NULL);
