@@ -141,6 +141,19 @@ static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
+	/* Fault injection for the host tests only (test/hostile): with VATRUN_TEST_PAUSE=in-setup in
+	 * the worker's environment, stop here, between fork and exec, for at most 30 s, so a test can
+	 * SIGKILL vatrun while the sandbox is being set up. Not for production use. */
+	for (char **e = envp; *e != NULL; e++) {
+		if (strcmp(*e, "VATRUN_TEST_PAUSE=in-setup") == 0) {
+			static const char msg[] = "vatrun-test-pause in-setup\n";
+			ssize_t n = write(2, msg, sizeof(msg) - 1);
+			(void)n;
+			sleep(30);
+			break;
+		}
+	}
+
 	for (uint32_t i = 0; i < cfg->nrlimits; i++) {
 		struct rlimit rl = {.rlim_cur = cfg->rlimits[i].cur, .rlim_max = cfg->rlimits[i].max};
 		if (setrlimit(cfg->rlimits[i].resource, &rl) != 0) {

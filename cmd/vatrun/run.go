@@ -27,7 +27,14 @@ type reportSink struct {
 	desc string
 }
 
-func (s *reportSink) write(r report.Report) error {
+// write writes the one report and closes the sink. It gives up after timeout: a report fd that
+// nobody reads (a full pipe) must not keep vatrun alive forever after the worker is dead, since
+// the kernel is waiting for vatrun's exit. The write itself stays blocking (the fd's flags are
+// shared with the parent, so they are left alone) and runs in a goroutine that is abandoned on
+// timeout; vatrun then exits 123. A report of at most PIPE_BUF (4096) bytes, which is every
+// report in practice, is written into a pipe atomically or not at all, so a reader that wakes up
+// later never sees half of it.
+func (s *reportSink) write(r report.Report, timeout time.Duration) error {
 	if s == nil {
 		return nil
 	}
@@ -36,13 +43,38 @@ func (s *reportSink) write(r report.Report) error {
 		return fmt.Errorf("encode report: %w", err)
 	}
 	data = append(data, '\n')
-	if _, err := s.f.Write(data); err != nil {
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.f.Write(data)
+		done <- err
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case err = <-done:
+	case <-timer.C:
+		return fmt.Errorf("write report to %s: not written after %v (nobody reads it: a full pipe?); gave up", s.desc, timeout)
+	}
+	if err != nil {
 		return fmt.Errorf("write report to %s: %w", s.desc, err)
 	}
 	if err := s.f.Close(); err != nil {
 		return fmt.Errorf("close report %s: %w", s.desc, err)
 	}
 	return nil
+}
+
+// testPause is a fault-injection hook for the host tests only (test/hostile): when
+// $VATRUN_TEST_PAUSE names stage, vatrun says so on stderr and sleeps (at most 30 s), so a test
+// can SIGKILL it at exactly that point. Stages: before-launch (nothing forked yet) and
+// before-report (the worker is reaped, the report not yet written); the init stage itself
+// handles in-setup (stage.c, between fork and exec). Not for production use.
+func testPause(stage string, stderr io.Writer) {
+	if os.Getenv("VATRUN_TEST_PAUSE") != stage {
+		return
+	}
+	fmt.Fprintf(stderr, "vatrun-test-pause %s pid=%d\n", stage, os.Getpid())
+	time.Sleep(30 * time.Second)
 }
 
 // openReportFD checks that fd is open for writing before anything starts.
@@ -89,6 +121,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	noCgroup := fs.Bool("no-cgroup", false, "do not use cgroups (refused by consensus profiles)")
 	name := fs.String("name", "", "worker identity for logs (e.g. the vat id)")
 	grace := fs.Duration("kill-grace", 10*time.Second, "after forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to the worker, SIGKILL it if it is still alive after this long")
+	reportTimeout := fs.Duration("report-timeout", 5*time.Second, "give up writing the report (exit 123) when it cannot be written within this long (a report pipe nobody reads)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
@@ -168,6 +201,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 
+	testPause("before-launch", stderr)
 	w, err := launcher.Launch(context.Background(), spec)
 	if err != nil {
 		code := exitSetupFailed
@@ -182,7 +216,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		if code == exitSetupFailed {
 			r := report.Build(report.Evidence{SetupError: err.Error()})
 			r.ProfileName, r.ProfileDigest = prof.Name, prof.Digest()
-			if werr := sink.write(r); werr != nil {
+			if werr := sink.write(r, *reportTimeout); werr != nil {
 				fmt.Fprintf(stderr, "vatrun run: %v\n", werr)
 			}
 		}
@@ -211,7 +245,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		break
 	}
 	r := w.Wait()
-	if err := sink.write(r); err != nil {
+	testPause("before-report", stderr)
+	if err := sink.write(r, *reportTimeout); err != nil {
 		return fail(exitReportLost, "%v (the worker's own status was: %s)", err, r.OneLine())
 	}
 	return launcher.ExitStatus(r)

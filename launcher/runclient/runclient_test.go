@@ -1,0 +1,141 @@
+package runclient
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vatrun/vatrun/internal/testbin"
+	"github.com/vatrun/vatrun/report"
+)
+
+// start runs the real vatrun with the C test worker (--ready) and returns the command pipe's
+// write end and the reply pipe's reader, once the worker said "ready".
+func start(t *testing.T, c *Cmd) (*os.File, *bufio.Reader) {
+	t.Helper()
+	cmdR, cmdW, _ := os.Pipe()
+	replyR, replyW, _ := os.Pipe()
+	t.Cleanup(func() { cmdW.Close(); replyR.Close() })
+	c.ExtraFiles = []*os.File{cmdR, replyW}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmdR.Close()
+	replyW.Close()
+	t.Cleanup(func() { c.Process.Kill() })
+	br := bufio.NewReader(replyR)
+	if line, err := br.ReadString(','); err != nil || line != "5:ready," {
+		t.Fatalf("first reply %q, %v", line, err)
+	}
+	return cmdW, br
+}
+
+func TestReportComesThrough(t *testing.T) {
+	c := Command(testbin.Vatrun(t), []string{"--profile", "xsnap", "--log-level", "warn"}, testbin.Worker(t), "--ready")
+	cmdW, _ := start(t, c)
+	if c.ReportFD() != 5 {
+		t.Fatalf("report fd %d, want 5 (after fds 3 and 4)", c.ReportFD())
+	}
+	cmdW.WriteString("6:exit:3,")
+	r, err := c.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Cause != report.CauseExitCode || r.ExitCode == nil || *r.ExitCode != 3 || c.ProcessState.ExitCode() != 3 {
+		t.Fatalf("report %s, vatrun exit %d", r.OneLine(), c.ProcessState.ExitCode())
+	}
+}
+
+func TestSIGKILLedVatrunIsLauncherDied(t *testing.T) {
+	c := Command(testbin.Vatrun(t), []string{"--profile", "xsnap", "--log-level", "warn"}, testbin.Worker(t), "--ready")
+	_, replies := start(t, c)
+	c.Process.Kill()
+	r, err := c.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Cause != report.CauseLauncherDied || r.Class != report.ClassExternal || !strings.Contains(r.Detail, "killed by SIGKILL") {
+		t.Fatalf("report %s", r.OneLine())
+	}
+	// The kernel's other signal: the worker's fd 4 reaches EOF because the worker died.
+	done := make(chan error, 1)
+	go func() { _, err := replies.ReadByte(); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("fd 4 still delivers data after vatrun was SIGKILLed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("fd 4 still open 5 s after vatrun was SIGKILLed: the worker survived")
+	}
+	checkValid(t, r)
+}
+
+func fakeVatrun(t *testing.T, script string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "vatrun")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestNoOrBadReport(t *testing.T) {
+	for _, c := range []struct {
+		name, script, want string
+	}{
+		{"exits without a report", "exit 125", "exited with code 125 and it wrote no report"},
+		{"half a report", `printf '{"version":1,"cau' >&5; exit 0`, "its report is unreadable"},
+		{"not JSON", `echo hello >&5; exit 0`, "its report is unreadable"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := Command(fakeVatrun(t, c.script), []string{"--profile", "xsnap"}, "/bin/true")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if cmd.ReportFD() != 5 {
+				t.Fatalf("report fd %d, want 5 (fds 3 and 4 closed)", cmd.ReportFD())
+			}
+			r, err := cmd.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Cause != report.CauseLauncherDied || r.Class != report.ClassLauncherError || !strings.Contains(r.Detail, c.want) {
+				t.Fatalf("report %s, want launcher-died/launcher-error saying %q", r.OneLine(), c.want)
+			}
+			checkValid(t, r)
+		})
+	}
+}
+
+func TestArgs(t *testing.T) {
+	c := Command("/x/vatrun", []string{"--profile", "p"}, "w", "a")
+	c.ExtraFiles = []*os.File{nil, nil, nil}
+	c.Path = "/bin/true" // Start must still build vatrun's argv around the report fd
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait()
+	if got, want := strings.Join(c.Args[1:], " "), "run --profile p --report-fd 6 -- w a"; got != want {
+		t.Fatalf("args %q, want %q", got, want)
+	}
+	if len(c.ExtraFiles) != 3 {
+		t.Fatalf("ExtraFiles changed: %d entries", len(c.ExtraFiles))
+	}
+}
+
+// checkValid: a synthesized report is a valid schema-1 report.
+func checkValid(t *testing.T, r report.Report) {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := report.Decode(b); err != nil {
+		t.Fatalf("synthesized report does not decode: %v\n%s", err, b)
+	}
+}
