@@ -14,7 +14,9 @@ const profileUsage = `usage:
   vatrun profile list                 built-in profiles with their digests
   vatrun profile show NAME|FILE       the resolved profile (every default filled in)
   vatrun profile validate FILE...     strict validation; exit 1 on the first bad file
-  vatrun profile digest NAME|FILE     the canonical sha256 digest to compare across validators`
+  vatrun profile digest NAME|FILE     the canonical sha256 digest to compare across validators
+  vatrun profile learn [--out FILE] [--base PROFILE] -- WORKER [ARGS...]
+                                      run WORKER once and write an allowlist of the syscalls it used`
 
 func profileMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -35,6 +37,8 @@ func profileMain(args []string, stdout, stderr io.Writer) int {
 		return p, 0
 	}
 	switch sub {
+	case "learn":
+		return learnMain(rest, stdout, stderr)
 	case "list":
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tCONSENSUS\tDIGEST\tDESCRIPTION")
