@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -29,24 +31,26 @@ import (
 //	VATRUN_E2E_TIMEOUT      whole-VM limit (default 20m); each run gets the same
 //	VATRUN_E2E_OUT          where console.log, results.log, table.txt go (default .cache/last)
 //	VATRUN_E2E_VERBOSE=1    stream the VM console into the test log
+//	VATRUN_E2E_APPEND       extra kernel command line arguments
 //	VATRUN_BIN              vatrun binary, put at /bin/vatrun (default ../../bin/vatrun if present)
 //	VATRUN_TESTWORKER       test worker, put at /bin/vatrun-testworker (default ../../bin/vatrun-testworker if present)
 
 type config struct {
-	strict   bool
-	goBin    string
-	qemu     string
-	kernel   string
-	machine  string
-	cpu      string
-	mem      string
-	smp      string
-	gzip     bool
-	filter   *regexp.Regexp
-	timeout  time.Duration
-	out      string
-	verbose  bool
-	extraBin map[string]string // VM path -> host path
+	strict     bool
+	goBin      string
+	qemu       string
+	kernel     string
+	machine    string
+	cpu        string
+	mem        string
+	smp        string
+	gzip       bool
+	filter     *regexp.Regexp
+	timeout    time.Duration
+	out        string
+	verbose    bool
+	appendArgs string
+	extraBin   map[string]string // VM path -> host path
 }
 
 // The runs init makes: the same test binary as root and as uid 1000. A test
@@ -77,13 +81,14 @@ func env(name, def string) string {
 func loadConfig(t *testing.T) *config {
 	t.Helper()
 	c := &config{
-		strict:  os.Getenv("VATRUN_E2E") == "1",
-		machine: env("VATRUN_E2E_MACHINE", "q35"),
-		cpu:     env("VATRUN_E2E_CPU", "max"),
-		mem:     env("VATRUN_E2E_MEM", "512M"),
-		smp:     env("VATRUN_E2E_SMP", "2"),
-		gzip:    env("VATRUN_E2E_INITRD", "gzip") != "none",
-		verbose: os.Getenv("VATRUN_E2E_VERBOSE") == "1",
+		strict:     os.Getenv("VATRUN_E2E") == "1",
+		machine:    env("VATRUN_E2E_MACHINE", "q35"),
+		cpu:        env("VATRUN_E2E_CPU", "max"),
+		mem:        env("VATRUN_E2E_MEM", "512M"),
+		smp:        env("VATRUN_E2E_SMP", "2"),
+		gzip:       env("VATRUN_E2E_INITRD", "gzip") != "none",
+		verbose:    os.Getenv("VATRUN_E2E_VERBOSE") == "1",
+		appendArgs: os.Getenv("VATRUN_E2E_APPEND"),
 	}
 	unavailable := func(format string, args ...any) {
 		t.Helper()
@@ -173,7 +178,7 @@ func TestVM(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(c.out, "manifest"), []byte(manifest), 0o644)
 	t.Logf("payload built in %.1fs: initramfs %.1f MB (gzip=%v), %d VM tests", time.Since(start).Seconds(), float64(size)/1e6, c.gzip, len(tests))
 
-	boot, err := runQEMU(t, c, initrd)
+	boot, err := runQEMU(t, c, initrd, work)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +350,7 @@ func qemuArgs(c *config, initrd, resultsPath string) []string {
 		"-M", machine, "-cpu", c.cpu, "-m", c.mem, "-smp", c.smp,
 		"-accel", "tcg,thread=multi",
 		"-kernel", c.kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 quiet",
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet " + c.appendArgs),
 		"-nographic", "-no-reboot", "-nodefaults", "-no-user-config",
 		"-monitor", "none",
 		"-serial", "stdio", // ttyS0: kernel console
@@ -355,9 +360,10 @@ func qemuArgs(c *config, initrd, resultsPath string) []string {
 
 // runQEMU boots the VM and returns what it printed. The VM powers itself
 // off; qemu is killed a minute after the VM's own watchdog should have.
-func runQEMU(t *testing.T, c *config, initrd string) (*bootResult, error) {
-	resultsPath := filepath.Join(c.out, "results.log")
-	_ = os.Remove(resultsPath)
+// Output is written under work (private to this test process: several runs
+// may share a checkout) and copied to c.out afterwards.
+func runQEMU(t *testing.T, c *config, initrd, work string) (*bootResult, error) {
+	resultsPath := filepath.Join(work, "results.log")
 	args := qemuArgs(c, initrd, resultsPath)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout+time.Minute)
 	defer cancel()
@@ -372,8 +378,14 @@ func runQEMU(t *testing.T, c *config, initrd string) (*bootResult, error) {
 	wg.Add(1)
 	go func() { defer wg.Done(); follow(t, c, resultsPath, w, stop) }()
 
+	// qemu must not outlive this test process (go test's own -timeout kills
+	// it without running deferred code): Pdeathsig, on a thread that stays
+	// alive until qemu is waited for.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
+	runtime.LockOSThread()
 	err := cmd.Run()
+	runtime.UnlockOSThread()
 	wall := time.Since(start)
 	close(stop)
 	wg.Wait()
@@ -387,6 +399,7 @@ func runQEMU(t *testing.T, c *config, initrd string) (*bootResult, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read VM results: %w", err)
 	}
+	_ = os.WriteFile(filepath.Join(c.out, "results.log"), res.results, 0o644)
 	return res, nil
 }
 
