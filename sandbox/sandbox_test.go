@@ -149,7 +149,7 @@ func TestRlimitCPUGivesSIGXCPU(t *testing.T) {
 	if !ex.Status.Signaled() || ex.Status.Signal() != unix.SIGXCPU {
 		t.Fatalf("status %v, want SIGXCPU", ex.Status)
 	}
-	if cpu := ex.Utime + ex.Stime; cpu.Seconds() < 0.9 {
+	if cpu := ex.Utime + ex.Stime; cpu.Seconds() < 0.6 { // the tick clock that enforces RLIMIT_CPU runs ahead of rusage under load
 		t.Fatalf("worker used %v of CPU, want about 1s", cpu)
 	}
 }

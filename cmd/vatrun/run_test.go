@@ -24,10 +24,9 @@ import (
 // worker: they need namespaces (root, or unprivileged user namespaces) and seccomp.
 
 type runResult struct {
-	code    int
-	stderr  string
-	report  *report.Report
-	replies []string
+	code   int
+	stderr string
+	report *report.Report
 }
 
 // vatrunCmd prepares `vatrun run ARGS... -- worker WORKERARGS...` with fd 3 (commands), fd 4
@@ -268,7 +267,7 @@ func TestRunResourceSignals(t *testing.T) {
 	t.Run("SIGXCPU from RLIMIT_CPU", func(t *testing.T) {
 		res := run(t, demoProfile(t), "spin")
 		wantDeath(t, res, 128+int(syscall.SIGXCPU), report.CauseCPULimit, report.ClassResourceExhaustion)
-		if res.report.CPUSeconds < 0.9 {
+		if res.report.CPUSeconds < 0.6 { // tick-enforced limit vs precise rusage, see report.cpuReachedRatio
 			t.Errorf("cpuSeconds %.2f, want about the 1 s limit", res.report.CPUSeconds)
 		}
 	})
