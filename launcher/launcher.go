@@ -371,6 +371,9 @@ func (w *Worker) reap() {
 			ev.CoreDumped = ws.CoreDump()
 		}
 		ev.CPUSeconds = (ex.Utime + ex.Stime).Seconds()
+		if ex.CPU > 0 {
+			ev.CPUSeconds = ex.CPU.Seconds()
+		}
 		if !ex.Reported {
 			warnings = append(warnings, fmt.Sprintf("the init stage died (%s) before it could report the worker's own status; the worker died with it", describeStatus(ws)))
 		}

@@ -7,13 +7,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cpuReachedRatio is the fraction of the RLIMIT_CPU hard limit a SIGKILLed worker's CPU time must
-// reach to count as killed by that limit. The kernel enforces RLIMIT_CPU on its tick-sampled
-// process CPU clock, while the rusage vatrun reports is the precise runtime; on a loaded or
-// virtualized host the tick clock runs ahead: workers SIGKILLed at a 2 s hard limit showed 1.91 s
-// on a quiet development host and 1.6–1.75 s (SIGXCPU at a 1 s soft limit: 0.80–0.87 s) at a load
-// average of 8 on 2 cores.
-const cpuReachedRatio = 0.75
+// cpuTolerance is how far below the RLIMIT_CPU hard limit a SIGKILLed worker's CPU time may be and
+// still count as having reached it. Evidence.CPUSeconds comes from the worker's PROF clock (raw
+// tick-sampled user+system time), read by the init stage while the worker is a zombie: the very
+// clock the kernel checks RLIMIT_CPU against, so it reads the limit to the tick. (rusage and the
+// SCHED clock are the precise runtime, which trailed it by 0.15–0.4 s at a load of 8 on 2 cores.)
+const cpuTolerance = 0.05
 
 // Classify turns the evidence of one worker death into a cause, a class and a one-sentence detail,
 // following the classification table of DESIGN.md. It is a pure function: the same evidence gives
@@ -28,7 +27,7 @@ const cpuReachedRatio = 0.75
 //  5. SIGKILL, cgroup evidence, memory.events oom > 0    → oom-limit / resource-exhaustion
 //  6. SIGKILL, cgroup evidence, oom_kill > 0, oom == 0   → oom-host / external
 //  7. SIGXCPU                                            → cpu-limit / resource-exhaustion
-//  8. SIGKILL, RLIMIT_CPU hard > 0, CPU ≥ 0.75 × hard  → cpu-limit / resource-exhaustion
+//  8. SIGKILL, RLIMIT_CPU hard > 0, CPU ≥ hard − 0.05 s  → cpu-limit / resource-exhaustion
 //  9. cgroup evidence, pids.events max > 0, and the worker died abnormally (a non-zero exit or a
 //     signal)                                            → pids-limit / resource-exhaustion
 //  10. SIGSEGV or SIGBUS                                 → segv / resource-exhaustion
@@ -87,7 +86,7 @@ func Classify(ev Evidence) (Cause, Class, string) {
 				ev.CPUSeconds, coreNote(ev))
 	}
 	if signaled && sig == syscall.SIGKILL && ev.RlimitCPUHard > 0 &&
-		ev.CPUSeconds >= cpuReachedRatio*float64(ev.RlimitCPUHard) {
+		ev.CPUSeconds >= float64(ev.RlimitCPUHard)-cpuTolerance {
 		return CauseCPULimit, ClassResourceExhaustion,
 			fmt.Sprintf("killed by SIGKILL after %.2fs of CPU, at its RLIMIT_CPU hard limit of %ds",
 				ev.CPUSeconds, ev.RlimitCPUHard)

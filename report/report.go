@@ -70,7 +70,8 @@ type Evidence struct {
 	ExitCode   int
 	Signal     int // signal number when !Exited
 	CoreDumped bool
-	// CPUSeconds is the worker's user+system time (rusage).
+	// CPUSeconds is the worker's CPU time: its PROF clock read while it was a zombie (the clock
+	// RLIMIT_CPU is enforced against) when known, else rusage user+system.
 	CPUSeconds float64
 	// RlimitCPUHard is the RLIMIT_CPU hard limit in seconds (0 = none).
 	RlimitCPUHard uint64

@@ -115,7 +115,10 @@ type Msg struct {
 	Utime    time.Duration
 	Stime    time.Duration
 	MaxRSSKB int64
-	Text     string
+	// CPU is the worker's PROF clock (raw tick-sampled user+system time) read while it
+	// was a zombie: the clock RLIMIT_CPU is enforced against; negative when unknown.
+	CPU  time.Duration
+	Text string
 }
 
 // DecodeMsg parses one MsgSize-byte status message.
@@ -131,6 +134,7 @@ func DecodeMsg(b []byte) (Msg, error) {
 		Utime:    time.Duration(raw.utime_usec) * time.Microsecond,
 		Stime:    time.Duration(raw.stime_usec) * time.Microsecond,
 		MaxRSSKB: int64(raw.maxrss_kb),
+		CPU:      time.Duration(raw.cpu_nsec),
 		Text:     C.GoStringN(&raw.text[0], C.int(C.strnlen(&raw.text[0], C.size_t(len(raw.text))))),
 	}
 	switch m.Type {

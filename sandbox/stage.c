@@ -28,6 +28,7 @@
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "stage.h"
@@ -333,7 +334,25 @@ static void vr_init(int argc, char **argv, char **envp)
 	for (;;) {
 		int st;
 		struct rusage ru;
-		pid_t p = wait4(-1, &st, 0, &ru);
+		siginfo_t si;
+		int64_t cpu_nsec = -1;
+		/* Peek first: while the worker is a zombie its process CPU clocks can still be read. */
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOWAIT) < 0) {
+			if (errno == EINTR)
+				continue;
+			vr_fail(errno, "wait for the worker");
+		}
+		if (si.si_pid == child) {
+			/* The process's PROF clock (raw, tick-sampled user+system time): RLIMIT_CPU is
+			 * checked against exactly this, while clock_getcpuclockid's SCHED clock and
+			 * rusage are the precise runtime, which under load trails it by tenths. */
+			clockid_t cid = (clockid_t)((~(unsigned)child) << 3); /* CPUCLOCK_PROF = 0 */
+			struct timespec ts;
+			if (clock_gettime(cid, &ts) == 0)
+				cpu_nsec = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+		}
+		pid_t p = wait4(si.si_pid, &st, 0, &ru);
 		if (p < 0) {
 			if (errno == EINTR)
 				continue;
@@ -342,6 +361,7 @@ static void vr_init(int argc, char **argv, char **envp)
 		if (p != child)
 			continue;
 		memset(&m, 0, sizeof(m));
+		m.cpu_nsec = cpu_nsec;
 		m.type = VR_MSG_EXITED;
 		m.a = st;
 		m.utime_usec = (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec;

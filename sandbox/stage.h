@@ -47,7 +47,7 @@ struct vr_config {
 /* vr_msg.type */
 #define VR_MSG_EXEC_OK 1      /* a = worker pid as the init stage sees it */
 #define VR_MSG_SETUP_FAILED 2 /* a = errno, text = which step */
-#define VR_MSG_EXITED 3       /* a = raw wait status; utime/stime/maxrss from wait4 */
+#define VR_MSG_EXITED 3       /* a = raw wait status; utime/stime/maxrss from wait4, cpu_nsec */
 
 struct vr_msg {
 	uint32_t type;
@@ -55,6 +55,7 @@ struct vr_msg {
 	int64_t utime_usec;
 	int64_t stime_usec;
 	int64_t maxrss_kb;
+	int64_t cpu_nsec; /* the worker's process CPU clock read while a zombie; -1 if unknown */
 	char text[160];
 };
 

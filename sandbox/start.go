@@ -63,6 +63,10 @@ type Exit struct {
 	Reported bool
 	Utime    time.Duration
 	Stime    time.Duration
+	// CPU is the worker's CPU time as RLIMIT_CPU sees it (its PROF clock, read by the init stage
+	// while the worker was a zombie); 0 when unknown, then use
+	// Utime+Stime.
+	CPU      time.Duration
 	MaxRSSKB int64
 	// At is when the death was noticed.
 	At time.Time
@@ -244,7 +248,7 @@ func (p *Process) Wait() (Exit, error) {
 			return
 		}
 		if merr == nil && m.Type == MsgExited {
-			p.exit = Exit{Status: unix.WaitStatus(m.A), Reported: true, Utime: m.Utime, Stime: m.Stime, MaxRSSKB: m.MaxRSSKB, At: noticed}
+			p.exit = Exit{Status: unix.WaitStatus(m.A), Reported: true, Utime: m.Utime, Stime: m.Stime, CPU: m.CPU, MaxRSSKB: m.MaxRSSKB, At: noticed}
 			return
 		}
 		ws, _ := st.Sys().(syscall.WaitStatus)
