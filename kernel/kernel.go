@@ -1,0 +1,419 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vatrun/vatrun/report"
+)
+
+// Handle is one running worker as the kernel sees it. The launcher adapter (LauncherStarter)
+// implements it; tests use fakes.
+type Handle interface {
+	// Send writes one command (a netstring) to the worker's fd 3.
+	Send(msg []byte) error
+	// Replies yields the worker's replies from fd 4; it is closed when fd 4 closes.
+	Replies() <-chan []byte
+	// Done is closed when the worker is dead and Wait's report is ready.
+	Done() <-chan struct{}
+	Wait() report.Report
+	SetPhase(phase string)
+	Stop(reason string)
+	Signal(sig syscall.Signal) error
+}
+
+// Starter starts a worker for a vat.
+type Starter interface {
+	Start(ctx context.Context, vat string) (Handle, error)
+}
+
+// Config configures a Kernel.
+type Config struct {
+	Policy PolicyConfig
+	// ProfileDigest is the digest of the profile the workers run under; in consensus mode it
+	// must equal PinDigest.
+	ProfileDigest string
+	PinDigest     string
+	Starter       Starter
+	Logger        *slog.Logger
+	// Out receives one human line per decision (crank committed, death, action).
+	Out io.Writer
+	// Rand jitters the backoff; Sleep waits (both injectable for tests).
+	Rand  *rand.Rand
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// HaltError is returned when the policy halts the kernel: nothing of the crank in flight was
+// committed; the supervisor restarts the kernel, which resumes from the last commit.
+type HaltError struct {
+	Vat    string
+	Reason string
+	Report report.Report
+}
+
+func (e *HaltError) Error() string {
+	return fmt.Sprintf("kernel halted (vat %s): %s", e.Vat, e.Reason)
+}
+
+// ErrTerminated is wrapped when a delivery goes to a terminated vat.
+var ErrTerminated = errors.New("vat terminated")
+
+type vat struct {
+	id   string
+	h    Handle
+	busy atomic.Bool
+}
+
+type death struct {
+	vat *vat
+	h   Handle
+}
+
+// Kernel is the reference kernel: it owns the store and one worker per live vat.
+type Kernel struct {
+	cfg     Config
+	store   *Store
+	vats    map[string]*vat
+	history map[string]History
+	deaths  chan death
+	mu      sync.Mutex
+	stopped map[Handle]bool
+}
+
+func (c *Config) defaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	if c.Rand == nil {
+		c.Rand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x7661747275))
+	}
+	if c.Sleep == nil {
+		c.Sleep = func(ctx context.Context, d time.Duration) error {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// New checks the configuration and opens nothing yet; Start relaunches the stored vats.
+func New(cfg Config, store *Store) (*Kernel, error) {
+	cfg.defaults()
+	if cfg.Policy.Mode == "" {
+		cfg.Policy.Mode = Consensus
+	}
+	if cfg.Policy.Mode != Consensus && cfg.Policy.Mode != Solo {
+		return nil, fmt.Errorf("kernel: mode %q: want consensus or solo", cfg.Policy.Mode)
+	}
+	if cfg.Policy.Mode == Consensus {
+		if cfg.PinDigest == "" {
+			return nil, fmt.Errorf("kernel: consensus mode needs the profile digest pinned (--pin-digest %s), so every validator provably runs the same sandbox", cfg.ProfileDigest)
+		}
+		if cfg.PinDigest != cfg.ProfileDigest {
+			return nil, fmt.Errorf("kernel: profile digest %s differs from the pinned %s: refusing to start in consensus mode", cfg.ProfileDigest, cfg.PinDigest)
+		}
+	}
+	if cfg.Starter == nil {
+		return nil, errors.New("kernel: no worker starter")
+	}
+	return &Kernel{cfg: cfg, store: store, vats: map[string]*vat{}, history: map[string]History{},
+		deaths: make(chan death, 64), stopped: map[Handle]bool{}}, nil
+}
+
+func (k *Kernel) say(format string, a ...any) {
+	fmt.Fprintf(k.cfg.Out, format+"\n", a...)
+}
+
+// Start relaunches a worker for every live vat in the store and replays its transcript.
+func (k *Kernel) Start(ctx context.Context) error {
+	recs, err := k.store.Vats()
+	if err != nil {
+		return err
+	}
+	crank, _ := k.store.Crank()
+	k.say("kernel: resuming at crank %d with %d vat(s)", crank, len(recs))
+	for id, r := range recs {
+		if r.Terminated {
+			k.say("vat %s: terminated at crank %d (%s)", id, r.AtCrank, r.Reason)
+			continue
+		}
+		if err := k.launch(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// launch starts (or restarts) vat id's worker and replays its transcript, applying the policy
+// to deaths during startup.
+func (k *Kernel) launch(ctx context.Context, id string) error {
+	for {
+		err := k.launchOnce(ctx, id)
+		var d *startupDeath
+		if !errors.As(err, &d) {
+			return err
+		}
+		act, err := k.decide(ctx, id, d.report, "startup")
+		if err != nil {
+			return err
+		}
+		if act.Kind != RestartWorker {
+			return nil
+		}
+	}
+}
+
+type startupDeath struct{ report report.Report }
+
+func (e *startupDeath) Error() string { return "worker died during startup: " + e.report.OneLine() }
+
+func (k *Kernel) launchOnce(ctx context.Context, id string) error {
+	h, err := k.cfg.Starter.Start(ctx, id)
+	if err != nil {
+		return fmt.Errorf("kernel: start worker for vat %s: %w", id, err)
+	}
+	v := &vat{id: id, h: h}
+	v.busy.Store(true)
+	h.SetPhase("startup")
+	entries, err := k.store.Transcript(id)
+	if err != nil {
+		h.Stop("kernel error")
+		return err
+	}
+	for i, e := range entries {
+		reply, dead := k.roundTrip(ctx, v, []byte(e.Delivery))
+		if dead {
+			return &startupDeath{report: h.Wait()}
+		}
+		if string(reply) != e.Reply {
+			h.Stop("replay diverged")
+			h.Wait()
+			return &HaltError{Vat: id, Reason: fmt.Sprintf("replay diverged at delivery %d (%q): transcript says %q, worker said %q", i+1, e.Delivery, e.Reply, reply)}
+		}
+	}
+	if len(entries) > 0 {
+		k.say("vat %s: worker started, replayed %d deliveries", id, len(entries))
+	}
+	k.vats[id] = v
+	h.SetPhase("idle")
+	v.busy.Store(false)
+	go k.watch(v, h)
+	return nil
+}
+
+// watch notices a worker's death at once, whatever the kernel is doing.
+func (k *Kernel) watch(v *vat, h Handle) {
+	<-h.Done()
+	k.mu.Lock()
+	stopped := k.stopped[h]
+	k.mu.Unlock()
+	if stopped {
+		return // the kernel stopped it on purpose
+	}
+	// Always report: a death the delivery in flight handles is dropped later because the vat's
+	// worker was replaced; a death just after a completed crank must not be lost.
+	k.cfg.Logger.Warn("worker died while idle", "vat", v.id, "cause", h.Wait().Cause)
+	k.deaths <- death{vat: v, h: h}
+}
+
+// roundTrip sends msg and waits for the reply, or the worker's death, or another vat's idle
+// death (which in consensus mode must halt at once). dead reports the worker died.
+func (k *Kernel) roundTrip(ctx context.Context, v *vat, msg []byte) (reply []byte, dead bool) {
+	if err := v.h.Send(msg); err != nil {
+		<-v.h.Done()
+		return nil, true
+	}
+	select {
+	case r, ok := <-v.h.Replies():
+		if !ok {
+			<-v.h.Done()
+			return nil, true
+		}
+		return r, false
+	case <-v.h.Done():
+		// fd 4 may still hold a reply written just before the death: then the crank is
+		// complete and the death is an idle one, handled after the commit.
+		if r, ok := <-v.h.Replies(); ok {
+			return r, false
+		}
+		return nil, true
+	case <-ctx.Done():
+		return nil, true
+	}
+}
+
+// Deliver runs one crank: msg to vat's worker, its reply committed with the transcript entry
+// atomically. A worker death aborts the crank (nothing written) and the policy decides.
+func (k *Kernel) Deliver(ctx context.Context, id, msg string) (string, error) {
+	if err := k.handleIdleDeaths(ctx); err != nil {
+		return "", err
+	}
+	recs, err := k.store.Vats()
+	if err != nil {
+		return "", err
+	}
+	if r, ok := recs[id]; ok && r.Terminated {
+		return "", fmt.Errorf("vat %s: %w at crank %d (%s)", id, ErrTerminated, r.AtCrank, r.Reason)
+	}
+	if _, ok := recs[id]; !ok {
+		if err := k.store.EnsureVat(id); err != nil {
+			return "", err
+		}
+	}
+	for {
+		v := k.vats[id]
+		if v == nil {
+			if err := k.launch(ctx, id); err != nil {
+				return "", err
+			}
+			if v = k.vats[id]; v == nil {
+				return "", fmt.Errorf("vat %s: %w", id, ErrTerminated)
+			}
+		}
+		v.busy.Store(true)
+		v.h.SetPhase("in-delivery")
+		reply, dead := k.roundTrip(ctx, v, []byte(msg))
+		if !dead {
+			if err := k.store.CommitDelivery(id, Entry{Delivery: msg, Reply: string(reply)}); err != nil {
+				return "", err
+			}
+			crank, _ := k.store.Crank()
+			k.say("crank %d: vat %s %q -> %q (committed)", crank, id, msg, reply)
+			v.h.SetPhase("idle")
+			v.busy.Store(false)
+			if err := k.handleIdleDeaths(ctx); err != nil {
+				return string(reply), err
+			}
+			return string(reply), nil
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		delete(k.vats, id)
+		act, err := k.decide(ctx, id, v.h.Wait(), "in-delivery")
+		if err != nil {
+			return "", err
+		}
+		if act.Kind == TerminateVat {
+			return "", fmt.Errorf("vat %s: %w: %s", id, ErrTerminated, act.Reason)
+		}
+		// RestartWorker (the wait already happened) or Continue: launch again and redeliver.
+	}
+}
+
+// decide applies the policy to a death and carries out the action (terminate, wait before
+// restart, halt). The crank in flight has already been abandoned.
+func (k *Kernel) decide(ctx context.Context, id string, r report.Report, phase string) (Action, error) {
+	h := k.history[id]
+	act := Decide(k.cfg.Policy, r, phase, h, k.cfg.Rand)
+	k.history[id] = h.Note(r, act)
+	k.say("vat %s: worker died (%s): %s", id, phase, r.OneLine())
+	k.say("vat %s: policy (%s): %s", id, k.cfg.Policy.Mode, act)
+	k.cfg.Logger.Info("crash policy", "vat", id, "phase", phase, "cause", r.Cause, "class", r.Class, "action", act.Kind, "reason", act.Reason)
+	switch act.Kind {
+	case HaltKernel:
+		k.stopAll("kernel halting")
+		return act, &HaltError{Vat: id, Reason: act.Reason, Report: r}
+	case TerminateVat:
+		if v := k.vats[id]; v != nil {
+			k.stop(v.h, "vat terminated")
+			delete(k.vats, id)
+		}
+		if err := k.store.Terminate(id, act.Reason); err != nil {
+			return act, err
+		}
+		crank, _ := k.store.Crank()
+		k.say("crank %d: vat %s terminated (committed): %s", crank, id, act.Reason)
+	case RestartWorker:
+		if err := k.cfg.Sleep(ctx, act.After); err != nil {
+			return act, err
+		}
+	}
+	return act, nil
+}
+
+func (k *Kernel) handleIdleDeaths(ctx context.Context) error {
+	for {
+		select {
+		case d := <-k.deaths:
+			if k.vats[d.vat.id] != d.vat {
+				continue // already replaced
+			}
+			delete(k.vats, d.vat.id)
+			act, err := k.decide(ctx, d.vat.id, d.h.Wait(), "idle")
+			if err != nil {
+				return err
+			}
+			if act.Kind == RestartWorker || act.Kind == Continue {
+				if err := k.launch(ctx, d.vat.id); err != nil {
+					return err
+				}
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// Idle lets time pass with every worker idle, reacting at once to deaths.
+func (k *Kernel) Idle(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case dd := <-k.deaths:
+			k.deaths <- dd
+			if err := k.handleIdleDeaths(ctx); err != nil {
+				return err
+			}
+		case <-t.C:
+			return k.handleIdleDeaths(ctx)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Signal sends sig to vat's worker from outside the policy (a test and demo hook standing in
+// for an operator's kill or a reboot).
+func (k *Kernel) Signal(id string, sig syscall.Signal) error {
+	v := k.vats[id]
+	if v == nil {
+		return fmt.Errorf("vat %s has no worker", id)
+	}
+	return v.h.Signal(sig)
+}
+
+func (k *Kernel) stop(h Handle, reason string) {
+	k.mu.Lock()
+	k.stopped[h] = true
+	k.mu.Unlock()
+	h.Stop(reason)
+	h.Wait()
+}
+
+func (k *Kernel) stopAll(reason string) {
+	for id, v := range k.vats {
+		k.stop(v.h, reason)
+		delete(k.vats, id)
+	}
+}
+
+// Close stops every worker.
+func (k *Kernel) Close() { k.stopAll("kernel shutting down") }
