@@ -62,5 +62,18 @@ launch "ptrace -> SIGSYS" syscall:ptrace
 launch_bg "SIGTERM to the worker" worker-TERM sleep:60000
 launch_bg "stray SIGKILL to the worker" worker-KILL sleep:60000
 launch_bg "SIGTERM to vatrun" vatrun-TERM sleep:60000
+
+echo
+echo "== reference kernel, consensus mode: a worker crash halts the kernel without committing"
+db="$tmp/kernel.db"
+kern() { "$VATRUN" kernel --db "$db" --profile "$PROFILE" --no-cgroup "$@" 2>/dev/null | sed 's/^/  /'; }
+pin=$("$VATRUN" profile digest "$PROFILE")
+kern --mode consensus --allow-nonconsensus-profile --pin-digest "$pin" --step v1:add:5 --step v1:add:37 --step v1:abort
+echo "  -> the store still holds crank 2; restarting the kernel resumes there by replaying v1's transcript:"
+kern --mode consensus --allow-nonconsensus-profile --pin-digest "$pin" --step v1:get --step v1:exit:11
+echo
+echo "== reference kernel, solo mode: an external kill restarts the worker; a crash is retried once, then the vat is terminated"
+rm -f "$db"
+kern --mode solo --backoff-base 200ms --step v1:add:1 --step signal:v1:KILL --step idle:500ms --step v1:get --step v1:abort --step v1:ping
 echo
 echo "cgroup evidence is unavailable on this host (no unified cgroup v2): see 'make e2e' for OOM, cpu.max and pids in a VM."

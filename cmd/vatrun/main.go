@@ -38,7 +38,7 @@ func commands() []command {
 		{"profile", "list, show, validate and digest sandbox profiles", profileMain},
 		{"report", "print a JSON death report in one readable line", reportMain},
 		{"check", "say what this host supports and whether a profile can run here", checkMain},
-		// kernel: registered in kernelcmd.go once it lands
+		{"kernel", "run the reference kernel (vats, transcripts, crash policy)", kernelMain},
 	}
 }
 

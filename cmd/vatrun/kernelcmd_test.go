@@ -1,0 +1,63 @@
+package main
+
+import (
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vatrun/vatrun/internal/testbin"
+)
+
+func runKernel(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(testbin.Vatrun(t), append([]string{"kernel", "--worker", testbin.Worker(t), "--no-cgroup", "--profile", "dev"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	t.Fatal(err)
+	return 0, ""
+}
+
+func TestKernelCommandHaltsAndResumes(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "k.db")
+	digest, err := exec.Command(testbin.Vatrun(t), "profile", "digest", "dev").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	consensus := []string{"--db", db, "--mode", "consensus", "--allow-nonconsensus-profile", "--pin-digest", strings.TrimSpace(string(digest))}
+	code, out := runKernel(t, append(consensus, "--step", "v1:add:7", "--step", "v1:abort")...)
+	if code != kernelExitHalted || !strings.Contains(out, "kernel HALTED") || !strings.Contains(out, "crank 1: vat v1") {
+		t.Fatalf("exit %d, want %d:\n%s", code, kernelExitHalted, out)
+	}
+	code, out = runKernel(t, append(consensus, "--step", "v1:get")...)
+	if code != 0 || !strings.Contains(out, "resuming at crank 1") || !strings.Contains(out, `crank 2: vat v1 "get" -> "sum:7"`) {
+		t.Fatalf("exit %d after restart:\n%s", code, out)
+	}
+}
+
+func TestKernelCommandUsage(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "k.db")
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{nil, "--db is required"},
+		{[]string{"--db", db, "--mode", "consensus"}, "not a consensus profile"},
+		{[]string{"--db", db, "--mode", "consensus", "--allow-nonconsensus-profile"}, "--pin-digest sha256:"},
+		{[]string{"--db", db, "--mode", "consensus", "--allow-nonconsensus-profile", "--pin-digest", "sha256:00"}, "differs from the pinned"},
+		{[]string{"--db", db, "--mode", "solo", "--step", "nocolon"}, "want VAT:COMMAND"},
+		{[]string{"--db", db, "--mode", "solo", "--solo-policy", "maybe"}, "want restart or halt"},
+	} {
+		code, out := runKernel(t, c.args...)
+		if code == 0 || !strings.Contains(out, c.msg) {
+			t.Errorf("%v: exit %d, output %q; want failure saying %q", c.args, code, out, c.msg)
+		}
+	}
+}
