@@ -39,7 +39,7 @@ vet: deps
 # Unit and host integration tests (root + namespaces + seccomp here; tests that need more skip
 # with a reason), then a short fuzz pass.
 test: build vet
-	VATRUN_BIN=$(CURDIR)/$(VATRUN) VATRUN_TESTWORKER=$(CURDIR)/$(WORKER) $(GO) test -count=1 ./...
+	VATRUN_E2E=0 VATRUN_BIN=$(CURDIR)/$(VATRUN) VATRUN_TESTWORKER=$(CURDIR)/$(WORKER) $(GO) test -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 FUZZTIME ?= 60s
