@@ -68,12 +68,17 @@ const KilledByVatrun = "vatrun"
 
 // Worker is one launched worker.
 type Worker struct {
-	spec    Spec
-	proc    *sandbox.Process
+	spec Spec
+	proc *sandbox.Process
+	// Computed once at launch, so the death path does no profile work.
+	digest  string
+	cpuHard uint64
+	exits   map[int]report.ExitMeaning
 	cg      *cgroupLeaf
 	started time.Time
 	log     *slog.Logger
 	done    chan struct{}
+	cleaned chan struct{}
 	report  report.Report
 
 	mu         sync.Mutex
@@ -254,17 +259,28 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	digest := spec.Profile.Digest()
+	var cpuHard uint64
+	for _, r := range spec.Profile.Rlimits() {
+		if r.Resource == unix.RLIMIT_CPU {
+			cpuHard = r.Max
+		}
+	}
 	w := &Worker{
 		spec:     spec,
+		digest:   digest,
+		cpuHard:  cpuHard,
+		exits:    spec.Profile.ExitMeanings(),
 		proc:     proc,
 		cg:       cg,
 		started:  started,
 		log:      log,
 		done:     make(chan struct{}),
+		cleaned:  make(chan struct{}),
 		warnings: warnings,
 	}
 	log.Info("worker launched", "worker", spec.Name, "path", path, "pid", proc.InitPid,
-		"profile", spec.Profile.Name, "profileDigest", spec.Profile.Digest(), "cgroup", cg.path(),
+		"profile", spec.Profile.Name, "profileDigest", digest, "cgroup", cg.path(),
 		"userns", userNS, "startup", time.Since(started))
 	go w.reap()
 	if ctx.Done() != nil {
@@ -347,11 +363,11 @@ func (w *Worker) Stop(reason string) {
 }
 
 func (w *Worker) reap() {
-	ex, err := w.proc.Wait()
+	ex, err := w.proc.WaitExit()
 	w.mu.Lock()
 	warnings := append([]string(nil), w.warnings...)
 	ev := report.Evidence{
-		ExitCodes:  w.spec.Profile.ExitMeanings(),
+		ExitCodes:  w.exits,
 		KilledBy:   w.killedBy,
 		KillReason: w.killReason,
 	}
@@ -378,11 +394,7 @@ func (w *Worker) reap() {
 			warnings = append(warnings, fmt.Sprintf("the init stage died (%s) before it could report the worker's own status; the worker died with it", describeStatus(ws)))
 		}
 	}
-	for _, r := range w.spec.Profile.Rlimits() {
-		if r.Resource == unix.RLIMIT_CPU {
-			ev.RlimitCPUHard = r.Max
-		}
-	}
+	ev.RlimitCPUHard = w.cpuHard
 	if w.cg != nil {
 		cgev, notes, cgerr := w.cg.evidence()
 		warnings = append(warnings, notes...)
@@ -394,12 +406,11 @@ func (w *Worker) reap() {
 				ev.CPUSeconds = float64(cgev.CPUUsageUsec) / 1e6
 			}
 		}
-		w.cg.teardown(w.log)
 	}
 	r := report.Build(ev)
 	r.Phase = phase
 	r.ProfileName = w.spec.Profile.Name
-	r.ProfileDigest = w.spec.Profile.Digest()
+	r.ProfileDigest = w.digest
 	r.WallTime = ex.At.Sub(w.started).Seconds()
 	if ex.At.IsZero() {
 		r.WallTime = time.Since(w.started).Seconds()
@@ -407,10 +418,21 @@ func (w *Worker) reap() {
 	r.Pid = w.proc.InitPid
 	r.Warnings = warnings
 	w.report = r
+	// The report is ready: tell the kernel now, then clean up (the init stage exits right after
+	// reporting; the cgroup leaf is killed and removed once it is empty).
+	close(w.done)
 	w.log.Info("worker died", "worker", w.spec.Name, "pid", r.Pid, "cause", r.Cause, "class", r.Class,
 		"profileDigest", r.ProfileDigest, "detail", r.Detail)
-	close(w.done)
+	if w.cg != nil {
+		w.cg.teardown(w.log)
+	}
+	<-w.proc.Reaped()
+	close(w.cleaned)
 }
+
+// Cleaned is closed after Done once the sandbox is gone: the init stage reaped and the cgroup
+// leaf removed.
+func (w *Worker) Cleaned() <-chan struct{} { return w.cleaned }
 
 func describeStatus(ws unix.WaitStatus) string {
 	switch {

@@ -82,6 +82,7 @@ type Process struct {
 	proc      *os.Process
 	status    *os.File
 	waitOnce  sync.Once
+	reaped    chan struct{}
 	exit      Exit
 	waitErr   error
 }
@@ -196,7 +197,7 @@ func Start(spec Spec) (*Process, error) {
 		statusR.Close()
 		return nil, fmt.Errorf("sandbox: start the init stage: %w", explainCloneError(err, spec))
 	}
-	p := &Process{InitPid: proc.Pid, proc: proc, status: statusR}
+	p := &Process{InitPid: proc.Pid, proc: proc, status: statusR, reaped: make(chan struct{})}
 
 	m, err := p.readMsg()
 	switch {
@@ -235,20 +236,26 @@ func (p *Process) readMsg() (Msg, error) {
 	return DecodeMsg(buf)
 }
 
-// Wait blocks until the worker is dead and the init stage reaped, and says how the worker
-// ended. It may be called more than once.
-func (p *Process) Wait() (Exit, error) {
+// WaitExit blocks until the worker is dead and says how it ended. When the init stage reported
+// the death it returns at once and the stage (which exits right after) is reaped in the
+// background: Reaped is closed then. It may be called more than once.
+func (p *Process) WaitExit() (Exit, error) {
 	p.waitOnce.Do(func() {
 		m, merr := p.readMsg()
 		noticed := time.Now()
 		p.status.Close()
-		st, err := p.proc.Wait()
-		if err != nil {
-			p.waitErr = fmt.Errorf("sandbox: wait for init stage %d: %w", p.InitPid, err)
-			return
-		}
 		if merr == nil && m.Type == MsgExited {
 			p.exit = Exit{Status: unix.WaitStatus(m.A), Reported: true, Utime: m.Utime, Stime: m.Stime, CPU: m.CPU, MaxRSSKB: m.MaxRSSKB, At: noticed}
+			go func() {
+				p.proc.Wait()
+				close(p.reaped)
+			}()
+			return
+		}
+		st, err := p.proc.Wait()
+		close(p.reaped)
+		if err != nil {
+			p.waitErr = fmt.Errorf("sandbox: wait for init stage %d: %w", p.InitPid, err)
 			return
 		}
 		ws, _ := st.Sys().(syscall.WaitStatus)
@@ -262,6 +269,16 @@ func (p *Process) Wait() (Exit, error) {
 		p.exit = ex
 	})
 	return p.exit, p.waitErr
+}
+
+// Reaped is closed once the init stage has been reaped (after WaitExit).
+func (p *Process) Reaped() <-chan struct{} { return p.reaped }
+
+// Wait is WaitExit followed by the init stage's reaping: nothing of the sandbox is left running.
+func (p *Process) Wait() (Exit, error) {
+	ex, err := p.WaitExit()
+	<-p.reaped
+	return ex, err
 }
 
 // Signal sends sig to the init stage, which forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1,
