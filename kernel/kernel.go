@@ -25,6 +25,9 @@ type Handle interface {
 	// Done is closed when the worker is dead and Wait's report is ready.
 	Done() <-chan struct{}
 	Wait() report.Report
+	// Cleaned is closed after Done once nothing of the worker's sandbox is left (processes
+	// reaped, cgroup leaf removed).
+	Cleaned() <-chan struct{}
 	SetPhase(phase string)
 	Stop(reason string)
 	Signal(sig syscall.Signal) error
@@ -86,6 +89,7 @@ type Kernel struct {
 	deaths  chan death
 	mu      sync.Mutex
 	stopped map[Handle]bool
+	all     []Handle // every worker started, for Close to wait on their cleanup
 }
 
 func (c *Config) defaults() {
@@ -188,6 +192,7 @@ func (k *Kernel) launchOnce(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("kernel: start worker for vat %s: %w", id, err)
 	}
+	k.all = append(k.all, h)
 	v := &vat{id: id, h: h}
 	v.busy.Store(true)
 	h.SetPhase("startup")
@@ -228,7 +233,9 @@ func (k *Kernel) watch(v *vat, h Handle) {
 	}
 	// Always report: a death the delivery in flight handles is dropped later because the vat's
 	// worker was replaced; a death just after a completed crank must not be lost.
-	k.cfg.Logger.Warn("worker died while idle", "vat", v.id, "cause", h.Wait().Cause)
+	if !v.busy.Load() {
+		k.cfg.Logger.Warn("worker died while idle", "vat", v.id, "cause", h.Wait().Cause)
+	}
 	k.deaths <- death{vat: v, h: h}
 }
 
@@ -415,5 +422,13 @@ func (k *Kernel) stopAll(reason string) {
 	}
 }
 
-// Close stops every worker.
-func (k *Kernel) Close() { k.stopAll("kernel shutting down") }
+// Close stops every worker and waits until every sandbox it ever started is gone (a dead
+// worker's cgroup leaf is removed just after its report is handed out): the kernel process may
+// exit right after Close without leaving anything behind.
+func (k *Kernel) Close() {
+	k.stopAll("kernel shutting down")
+	for _, h := range k.all {
+		<-h.Cleaned()
+	}
+	k.all = nil
+}

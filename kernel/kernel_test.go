@@ -151,6 +151,11 @@ func TestConsensusCrashMidDeliveryHaltsWithoutCommit(t *testing.T) {
 	if d, hh := r.snapshot(); d != dump || hh != hash {
 		t.Fatalf("store changed by a crank that halted:\nbefore:\n%s\nafter:\n%s", dump, d)
 	}
+	// A halted kernel exits right after Close: nothing of any sandbox may outlive it.
+	r.close()
+	if kids := children(os.Getpid()); len(kids) != 0 {
+		t.Fatalf("processes left after Close: %v", kids)
+	}
 }
 
 func TestConsensusMeteringFaultTerminatesVat(t *testing.T) {

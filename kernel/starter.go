@@ -90,6 +90,7 @@ func (l *launched) Send(msg []byte) error           { return netstring.Write(l.c
 func (l *launched) Replies() <-chan []byte          { return l.replies }
 func (l *launched) Done() <-chan struct{}           { return l.w.Done() }
 func (l *launched) Wait() report.Report             { return l.w.Wait() }
+func (l *launched) Cleaned() <-chan struct{}        { return l.w.Cleaned() }
 func (l *launched) SetPhase(p string)               { l.w.SetPhase(p) }
 func (l *launched) Stop(reason string)              { l.w.Stop(reason) }
 func (l *launched) Signal(sig syscall.Signal) error { return l.w.Signal(sig) }

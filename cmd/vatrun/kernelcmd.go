@@ -68,6 +68,8 @@ func kernelMain(args []string, stdout, stderr io.Writer) int {
 	var steps multiFlag
 	fs.Var(&steps, "step", "a step (repeatable; see above)")
 	script := fs.String("script", "", "a file of steps, one per line")
+	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, kernelUsage)
 		fs.PrintDefaults()
@@ -81,6 +83,10 @@ func kernelMain(args []string, stdout, stderr io.Writer) int {
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "vatrun kernel: "+format+"\n", a...)
 		return code
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return fail(kernelExitUsage, "%v", err)
 	}
 	if *db == "" {
 		return fail(kernelExitUsage, "--db is required")
@@ -131,9 +137,10 @@ func kernelMain(args []string, stdout, stderr io.Writer) int {
 		Policy:        pol,
 		ProfileDigest: prof.Digest(),
 		PinDigest:     *pin,
-		Starter: &kernel.LauncherStarter{Profile: prof, Path: wp, Output: output,
+		Starter: &kernel.LauncherStarter{Profile: prof, Path: wp, Output: output, Logger: log,
 			Cgroup: launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup}},
-		Out: stdout,
+		Out:    stdout,
+		Logger: log,
 	}, store)
 	if err != nil {
 		return fail(kernelExitUsage, "%v", err)
