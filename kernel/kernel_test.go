@@ -5,11 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
+	"github.com/vatrun/vatrun/internal/proctree"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,26 +102,13 @@ func killWorkerSoon(t *testing.T, d time.Duration, sig syscall.Signal) chan stru
 	go func() {
 		defer close(done)
 		time.Sleep(d)
-		for _, init := range children(os.Getpid()) {
-			for _, w := range children(init) {
+		for _, init := range proctree.Children(os.Getpid()) {
+			for _, w := range proctree.Children(init) {
 				syscall.Kill(w, sig)
 			}
 		}
 	}()
 	return done
-}
-
-func children(pid int) []int {
-	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var out []int
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		for _, s := range strings.Fields(string(data)) {
-			n, _ := strconv.Atoi(s)
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 func TestPinnedDigestRefused(t *testing.T) {
@@ -153,7 +139,7 @@ func TestConsensusCrashMidDeliveryHaltsWithoutCommit(t *testing.T) {
 	}
 	// A halted kernel exits right after Close: nothing of any sandbox may outlive it.
 	r.close()
-	if kids := children(os.Getpid()); len(kids) != 0 {
+	if kids := proctree.Children(os.Getpid()); len(kids) != 0 {
 		t.Fatalf("processes left after Close: %v", kids)
 	}
 }

@@ -391,7 +391,7 @@ func (w *Worker) reap() {
 			ev.CPUSeconds = ex.CPU.Seconds()
 		}
 		if !ex.Reported {
-			warnings = append(warnings, fmt.Sprintf("the init stage died (%s) before it could report the worker's own status; the worker died with it", describeStatus(ws)))
+			warnings = append(warnings, fmt.Sprintf("the init stage died (%s) before it could report the worker's own status; the worker died with it", sandbox.DescribeStatus(ws)))
 		}
 	}
 	ev.RlimitCPUHard = w.cpuHard
@@ -433,16 +433,6 @@ func (w *Worker) reap() {
 // Cleaned is closed after Done once the sandbox is gone: the init stage reaped and the cgroup
 // leaf removed.
 func (w *Worker) Cleaned() <-chan struct{} { return w.cleaned }
-
-func describeStatus(ws unix.WaitStatus) string {
-	switch {
-	case ws.Exited():
-		return fmt.Sprintf("exit status %d", ws.ExitStatus())
-	case ws.Signaled():
-		return "killed by " + unix.SignalName(ws.Signal())
-	}
-	return fmt.Sprintf("wait status %#x", uint32(ws))
-}
 
 // ExitStatus is the exit code a drop-in launcher should exit with for r: the worker's own exit
 // code, or 128+signal.

@@ -214,7 +214,7 @@ func Start(spec Spec) (*Process, error) {
 	if err == nil {
 		err = fmt.Errorf("unexpected status message type %d", m.Type)
 	}
-	return nil, &SetupError{Step: fmt.Sprintf("init stage ended before the worker started (%s; %v)", describe(ex.Status), err)}
+	return nil, &SetupError{Step: fmt.Sprintf("init stage ended before the worker started (%s; %v)", DescribeStatus(ex.Status), err)}
 }
 
 func explainCloneError(err error, spec Spec) error {
@@ -291,7 +291,8 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	return nil
 }
 
-func describe(ws unix.WaitStatus) string {
+// DescribeStatus says how a wait status ended, for messages ("exit status 3", "killed by SIGKILL").
+func DescribeStatus(ws unix.WaitStatus) string {
 	switch {
 	case ws.Exited():
 		return fmt.Sprintf("exit status %d", ws.ExitStatus())

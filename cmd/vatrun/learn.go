@@ -162,7 +162,6 @@ import (
 	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
 
-	"github.com/vatrun/vatrun/launcher"
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
@@ -207,12 +206,9 @@ func learnMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitUsage, "--base: %v", err)
 	}
-	path, err := launcher.ResolvePath(worker[0])
+	path, code, err := resolveWorker(worker[0])
 	if err != nil {
-		if errors.Is(err, launcher.ErrNotFound) {
-			return fail(exitNotFound, "%v", err)
-		}
-		return fail(exitNotExecutable, "%v", err)
+		return fail(code, "%v", err)
 	}
 	if *name == "" {
 		*name = "learned-" + filepath.Base(path)

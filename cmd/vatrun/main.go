@@ -10,11 +10,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/vatrun/vatrun/launcher"
 )
 
 // Exit codes of vatrun itself (the worker's own code, or 128+signal, otherwise).
@@ -88,4 +91,17 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// resolveWorker finds the worker executable; on failure it returns the exit code that says why
+// (127 not found, 126 not executable).
+func resolveWorker(path string) (string, int, error) {
+	p, err := launcher.ResolvePath(path)
+	switch {
+	case err == nil:
+		return p, 0, nil
+	case errors.Is(err, launcher.ErrNotFound):
+		return "", exitNotFound, err
+	}
+	return "", exitNotExecutable, err
 }

@@ -156,12 +156,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	path, err := launcher.ResolvePath(worker[0])
+	path, code, err := resolveWorker(worker[0])
 	if err != nil {
-		if errors.Is(err, launcher.ErrNotFound) {
-			return fail(exitNotFound, "%v", err)
-		}
-		return fail(exitNotExecutable, "%v", err)
+		return fail(code, "%v", err)
 	}
 	var sink *reportSink
 	switch {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vatrun/vatrun/internal/proctree"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -287,29 +288,15 @@ func startIdle(t *testing.T, profile string) (*harness, int) {
 	if got := h.reply(bufio.NewReader(h.replyR)); got != "ready" {
 		t.Fatalf("first reply %q, want ready", got)
 	}
-	init := childrenOf(t, h.cmd.Process.Pid)
+	init := proctree.Children(h.cmd.Process.Pid)
 	if len(init) != 1 {
 		t.Fatalf("vatrun has children %v, want exactly the init stage", init)
 	}
-	worker := childrenOf(t, init[0])
+	worker := proctree.Children(init[0])
 	if len(worker) != 1 {
 		t.Fatalf("init stage has children %v, want exactly the worker", worker)
 	}
 	return h, worker[0]
-}
-
-func childrenOf(t *testing.T, pid int) []int {
-	t.Helper()
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var out []int
-	for _, f := range tasks {
-		data, _ := os.ReadFile(f)
-		for _, s := range strings.Fields(string(data)) {
-			n, _ := strconv.Atoi(s)
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // gone waits until pid no longer exists (or is a zombie about to be reaped).
@@ -352,7 +339,7 @@ func TestRunSignals(t *testing.T) {
 	}
 	t.Run("SIGKILL to vatrun leaves no worker", func(t *testing.T) {
 		h, worker := startIdle(t, "xsnap")
-		initPid := childrenOf(t, h.cmd.Process.Pid)[0]
+		initPid := proctree.Children(h.cmd.Process.Pid)[0]
 		h.cmd.Process.Kill()
 		h.cmd.Wait()
 		if !gone(worker, 5*time.Second) {
@@ -404,7 +391,7 @@ func TestRunBadInput(t *testing.T) {
 			if !strings.Contains(stderr.String(), c.msg) {
 				t.Fatalf("stderr %q does not say %q", stderr.String(), c.msg)
 			}
-			if kids := childrenOf(t, os.Getpid()); len(kids) != 0 {
+			if kids := proctree.Children(os.Getpid()); len(kids) != 0 {
 				t.Fatalf("processes left behind: %v", kids)
 			}
 		})

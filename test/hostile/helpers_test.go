@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/vatrun/vatrun/internal/proctree"
 	"io"
 	"os"
 	"os/exec"
@@ -206,20 +207,6 @@ func pipe(t *testing.T) (*os.File, *os.File) {
 	return r, w
 }
 
-// childrenOf lists pid's children (every thread's).
-func childrenOf(pid int) []int {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var out []int
-	for _, f := range tasks {
-		data, _ := os.ReadFile(f)
-		for _, s := range strings.Fields(string(data)) {
-			n, _ := strconv.Atoi(s)
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // alive says whether pid exists and is not a zombie. Pids are checked with their start time
 // (field 22 of /proc/PID/stat) so a reused pid does not count.
 type procID struct {
@@ -264,7 +251,7 @@ func goneWithin(ids []procID, d time.Duration) []int {
 // descendants identifies every live descendant of pid.
 func descendants(pid int) []procID {
 	var out []procID
-	for _, c := range childrenOf(pid) {
+	for _, c := range proctree.Children(pid) {
 		if id, ok := identify(c); ok {
 			out = append(out, id)
 		}

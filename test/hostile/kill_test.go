@@ -48,9 +48,15 @@ func TestKillVatrunAtEveryStage(t *testing.T) {
 			}
 			sandbox := descendants(p.cmd.Process.Pid)
 			switch c.stage {
-			case "before-launch", "before-report":
+			case "before-launch":
 				if len(sandbox) != 0 {
 					t.Fatalf("vatrun has descendants %v at %s, want none", sandbox, c.stage)
+				}
+			case "before-report":
+				// The worker is dead; the report goes out as soon as the init stage says so, and
+				// the stage (which exits right after) may not be reaped yet: at most that one.
+				if len(sandbox) > 1 {
+					t.Fatalf("vatrun has descendants %v at %s, want at most the exiting init stage", sandbox, c.stage)
 				}
 			default:
 				// The init stage and the worker (or the worker's side of the fork, in setup).

@@ -3,6 +3,7 @@ package hostile
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/vatrun/vatrun/internal/proctree"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,7 +94,7 @@ func TestSetupSeccompRejected(t *testing.T) {
 			cmdR, cmdW := pipe(t)
 			replyR, replyW := pipe(t)
 			_ = cmdW
-			before := len(childrenOf(os.Getpid()))
+			before := len(proctree.Children(os.Getpid()))
 			proc, err := sandbox.Start(sandbox.Spec{
 				Config:     sandbox.Config{PidNS: true, MountNS: true, UTSNS: true, DropCaps: true, Hostname: "vat", BPF: c.prog},
 				Path:       worker,
@@ -120,7 +121,7 @@ func TestSetupSeccompRejected(t *testing.T) {
 			if n, err := replyR.Read(buf); n != 0 || err == nil {
 				t.Fatalf("the worker ran without its filter: fd 4 got %q (%v)", buf[:n], err)
 			}
-			if after := len(childrenOf(os.Getpid())); after != before {
+			if after := len(proctree.Children(os.Getpid())); after != before {
 				t.Fatalf("children before %d, after %d: the failed setup left a process", before, after)
 			}
 		})

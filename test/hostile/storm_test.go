@@ -3,6 +3,7 @@ package hostile
 import (
 	"context"
 	"fmt"
+	"github.com/vatrun/vatrun/internal/proctree"
 	"os"
 	"reflect"
 	"runtime"
@@ -125,7 +126,7 @@ func backToBaseline(t *testing.T, base baseline) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		now := measure(t)
-		kids := childrenOf(os.Getpid())
+		kids := proctree.Children(os.Getpid())
 		if now.fds <= base.fds && now.goroutines <= base.goroutines && len(kids) == 0 {
 			return
 		}
@@ -155,9 +156,9 @@ func TestLaunchStorm(t *testing.T) {
 	}
 	// Wait returns the report as soon as the worker's death is known; the init stages exit and
 	// are reaped right after, so give earlier tests' stages a moment.
-	for deadline := time.Now().Add(5 * time.Second); len(childrenOf(os.Getpid())) != 0; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); len(proctree.Children(os.Getpid())) != 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("children left before the storm: %v", childrenOf(os.Getpid()))
+			t.Fatalf("children left before the storm: %v", proctree.Children(os.Getpid()))
 		}
 	}
 	base := measure(t)

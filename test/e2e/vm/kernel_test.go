@@ -10,10 +10,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
+	"github.com/vatrun/vatrun/internal/proctree"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,8 +54,8 @@ func runKernel(t *testing.T, args []string, killAfter time.Duration, steps ...st
 	if killAfter > 0 {
 		go func() {
 			time.Sleep(killAfter)
-			for _, init := range kChildren(cmd.Process.Pid) {
-				for _, w := range kChildren(init) {
+			for _, init := range proctree.Children(cmd.Process.Pid) {
+				for _, w := range proctree.Children(init) {
 					syscall.Kill(w, syscall.SIGKILL)
 				}
 			}
@@ -72,19 +71,6 @@ func runKernel(t *testing.T, args []string, killAfter time.Duration, steps ...st
 	}
 	t.Logf("vatrun %s\n%s", strings.Join(args, " "), r.out)
 	return r
-}
-
-func kChildren(pid int) []int {
-	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var out []int
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		for _, s := range strings.Fields(string(data)) {
-			n, _ := strconv.Atoi(s)
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // noLeaves fails if a worker leaf is left under this run's cgroup parent.
