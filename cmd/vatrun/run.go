@@ -220,6 +220,14 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return fail(code, "%v", err)
 	}
 
+	// The worker holds fds 3 and 4 now; vatrun's copies go, so the kernel sees fd 4 close (and a
+	// write to fd 3 fail) the moment the worker dies, not when vatrun has finished reporting.
+	for _, f := range spec.ExtraFiles {
+		if f != nil {
+			f.Close()
+		}
+	}
+
 	// Warm the JSON encoder's type cache while the worker runs: the report then goes out in
 	// microseconds after the death instead of paying for reflection on the death path.
 	go json.Marshal(report.Report{Cgroup: &report.CgroupEvidence{}, Warnings: []string{""}})

@@ -198,6 +198,25 @@ func TestRunRoundTripsFds3And4(t *testing.T) {
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("replies %q, want %q", got, want)
 	}
+	// vatrun handed fds 3 and 4 to the worker and kept no copy: fd 4 closes when the worker dies.
+	pipes := map[string]bool{}
+	for _, f := range []*os.File{h.cmdW, h.replyR} {
+		l, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pipes[l] = true
+	}
+	fdDir := fmt.Sprintf("/proc/%d/fd", h.cmd.Process.Pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if l, _ := os.Readlink(filepath.Join(fdDir, e.Name())); pipes[l] {
+			t.Errorf("vatrun holds fd %s -> %s, one of the kernel's pipes, after the launch", e.Name(), l)
+		}
+	}
 	res := h.finish()
 	wantDeath(t, res, 0, report.CauseExited, report.ClassClean)
 	if res.report.ProfileName != "xsnap" || !strings.HasPrefix(res.report.ProfileDigest, "sha256:") {
