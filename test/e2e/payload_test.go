@@ -19,17 +19,23 @@ type payload struct {
 	extra        map[string]string // VM path -> host path
 }
 
-// buildPayload compiles /init and the VM test binary, static (CGO_ENABLED=0).
+// buildPayload compiles /init (pure Go, CGO_ENABLED=0) and the VM test binary, both static. The
+// test binary links the launcher (its init stage is a C constructor, and seccomp filters are
+// compiled with libseccomp), so it is built with cgo and linked statically like bin/vatrun.
 func buildPayload(c *config, dir string) (*payload, error) {
 	p := &payload{init: filepath.Join(dir, "init"), vmTest: filepath.Join(dir, "vm.test"), extra: c.extraBin}
-	for _, args := range [][]string{
-		{"build", "-trimpath", "-ldflags=-s -w", "-o", p.init, "./vminit"},
-		{"test", "-c", "-trimpath", "-ldflags=-s -w", "-o", p.vmTest, "./vm"},
+	for _, b := range []struct {
+		cgo  string
+		args []string
+	}{
+		{"0", []string{"build", "-trimpath", "-ldflags=-s -w", "-o", p.init, "./vminit"}},
+		{"1", []string{"test", "-c", "-trimpath", "-tags", "osusergo,netgo",
+			"-ldflags=-s -w -linkmode external -extldflags -static", "-o", p.vmTest, "./vm"}},
 	} {
-		cmd := exec.Command(c.goBin, args...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		cmd := exec.Command(c.goBin, b.args...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED="+b.cgo, "GOOS=linux", "GOARCH=amd64")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+			return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(b.args, " "), err, out)
 		}
 	}
 	return p, nil

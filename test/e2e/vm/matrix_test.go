@@ -72,7 +72,7 @@ type vatrunRun struct {
 	replyR   *os.File
 	replies  *bufio.Reader
 	reportR  *os.File
-	stderr   bytes.Buffer
+	errFile  string   // vatrun's stderr (and the worker's, outside consensus)
 	pipeInos []string // "pipe:[N]" of the command and reply pipes
 	init     int
 	worker   int
@@ -91,6 +91,41 @@ func pipeLink(t *testing.T, f *os.File) string {
 // for the worker's "ready": it is then alive, idle and its pids are known.
 func startVatrun(t *testing.T, profile string, runArgs ...string) *vatrunRun {
 	t.Helper()
+	v := launchVatrun(t, profile, nil, runArgs...)
+	if got := v.reply(); got != "ready" {
+		t.Fatalf("first reply %q, want ready (stderr: %s)", got, v.stderr())
+	}
+	inits := proctree.Children(v.cmd.Process.Pid)
+	if len(inits) != 1 {
+		t.Fatalf("vatrun has children %v, want exactly the init stage", inits)
+	}
+	v.init = inits[0]
+	workers := proctree.Children(v.init)
+	if len(workers) != 1 {
+		t.Fatalf("init stage has children %v, want exactly the worker", workers)
+	}
+	v.worker = workers[0]
+	return v
+}
+
+func (v *vatrunRun) stderr() string {
+	b, _ := os.ReadFile(v.errFile)
+	return string(b)
+}
+
+// waitStderr waits until vatrun's stderr contains s.
+func (v *vatrunRun) waitStderr(s string, within time.Duration) {
+	v.t.Helper()
+	for deadline := time.Now().Add(within); !strings.Contains(v.stderr(), s); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			v.t.Fatalf("vatrun's stderr does not say %q after %v: %s", s, within, v.stderr())
+		}
+	}
+}
+
+// launchVatrun starts `vatrun run` with extra environment env and returns at once.
+func launchVatrun(t *testing.T, profile string, env []string, runArgs ...string) *vatrunRun {
+	t.Helper()
 	cmdR, cmdW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -104,12 +139,18 @@ func startVatrun(t *testing.T, profile string, runArgs ...string) *vatrunRun {
 		t.Fatal(err)
 	}
 	v := &vatrunRun{t: t, cmdW: cmdW, replyR: replyR, replies: bufio.NewReader(replyR), reportR: reportR,
-		pipeInos: []string{pipeLink(t, cmdR), pipeLink(t, replyR)}}
+		pipeInos: []string{pipeLink(t, cmdR), pipeLink(t, replyR)}, errFile: filepath.Join(t.TempDir(), "stderr")}
+	errF, err := os.Create(v.errFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errF.Close()
 	args := append([]string{"run", "--log-level", "warn", "--profile", profile, "--report-fd", "5"}, runArgs...)
 	args = append(args, "--", "/bin/vatrun-testworker", "--ready")
 	v.cmd = exec.Command(vatrunBin, args...)
 	v.cmd.ExtraFiles = []*os.File{cmdR, replyW, reportW}
-	v.cmd.Stderr = &v.stderr
+	v.cmd.Stderr = errF
+	v.cmd.Env = append(os.Environ(), env...)
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -125,19 +166,6 @@ func startVatrun(t *testing.T, profile string, runArgs ...string) *vatrunRun {
 		v.replyR.Close()
 		v.reportR.Close()
 	})
-	if got := v.reply(); got != "ready" {
-		t.Fatalf("first reply %q, want ready (stderr: %s)", got, v.stderr.String())
-	}
-	inits := proctree.Children(v.cmd.Process.Pid)
-	if len(inits) != 1 {
-		t.Fatalf("vatrun has children %v, want exactly the init stage", inits)
-	}
-	v.init = inits[0]
-	workers := proctree.Children(v.init)
-	if len(workers) != 1 {
-		t.Fatalf("init stage has children %v, want exactly the worker", workers)
-	}
-	v.worker = workers[0]
 	return v
 }
 
@@ -155,7 +183,7 @@ func (v *vatrunRun) reply() string {
 	v.replyR.SetReadDeadline(time.Now().Add(10 * time.Second))
 	lenStr, err := v.replies.ReadString(':')
 	if err != nil {
-		v.t.Fatalf("reading a reply from fd 4: %v (stderr: %s)", err, v.stderr.String())
+		v.t.Fatalf("reading a reply from fd 4: %v (stderr: %s)", err, v.stderr())
 	}
 	n, err := strconv.Atoi(strings.TrimSuffix(lenStr, ":"))
 	if err != nil {
@@ -211,7 +239,7 @@ func (v *vatrunRun) wait() outcome {
 		}
 	}
 	err := v.cmd.Wait()
-	out := outcome{stderr: v.stderr.String()}
+	out := outcome{stderr: v.stderr()}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -475,47 +503,93 @@ func deathMatrix(t *testing.T, who string) {
 			}
 		})
 	}
-	t.Run("sigkill-vatrun", func(t *testing.T) { sigkillVatrun(t, who) })
+	for _, stage := range killStages {
+		t.Run("sigkill-vatrun-"+stage, func(t *testing.T) { sigkillVatrun(t, who, stage) })
+	}
 }
 
-// sigkillVatrun: SIGKILL to vatrun takes the worker and the init stage with it at once; the
-// worker's empty leaf, which nobody was left to remove, is removed by the next vatrun to start.
-func sigkillVatrun(t *testing.T, who string) {
+// killStages are the points at which vatrun is SIGKILLed: nothing forked yet (before-launch),
+// the worker's side of the fork between clone and exec (in-setup, paused by the init stage),
+// the worker running (during-run), and the worker dead and reaped but the report not yet written
+// (before-report). The pauses are vatrun's test-only VATRUN_TEST_PAUSE hooks.
+var killStages = []string{"before-launch", "in-setup", "during-run", "before-report"}
+
+// sigkillVatrun: SIGKILL to vatrun at stage takes the worker and the init stage with it at once
+// and closes fd 4; a leaf nobody was left to remove is removed by the next vatrun to start.
+func sigkillVatrun(t *testing.T, who, stage string) {
 	start := time.Now()
 	parent := cgroupParentPath(t)
-	v := startVatrun(t, "consensus")
-	own := leaves(parent)
-	if len(own) != 1 {
-		t.Fatalf("leaves under %s: %v, want the worker's one", parent, own)
+	// Not the consensus profile: its worker's stderr, where the in-setup pause says so, is /dev/null.
+	profile := matrixProfile(t, "kill", nil)
+	var v *vatrunRun
+	if stage == "during-run" {
+		v = startVatrun(t, profile)
+	} else {
+		v = launchVatrun(t, profile, []string{"VATRUN_TEST_PAUSE=" + stage})
+		if stage == "before-report" {
+			if got := v.reply(); got != "ready" {
+				t.Fatalf("first reply %q", got)
+			}
+			v.send("exit:3")
+		}
+		v.waitStderr("vatrun-test-pause "+stage, 20*time.Second)
 	}
+	sandbox := proctree.Children(v.cmd.Process.Pid)
+	sandbox = append(sandbox, proctree.Grandchildren(v.cmd.Process.Pid)...)
+	own := leaves(parent)
 	v.cmd.Process.Kill()
 	v.cmd.Wait()
 	deadline := time.Now().Add(5 * time.Second)
-	for (alive(v.worker) || alive(v.init)) && time.Now().Before(deadline) {
+	anyAlive := func() []int {
+		var left []int
+		for _, pid := range sandbox {
+			if alive(pid) {
+				left = append(left, pid)
+			}
+		}
+		return left
+	}
+	for len(anyAlive()) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	workerGone := !alive(v.worker) && !alive(v.init)
-	v.replyR.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err := v.replies.ReadByte()
-	fd4Closed := err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
-	// The next vatrun cleans the dead one's leaf before it creates its own.
+	left := anyAlive()
+	fd4Closed := true
+	if stage != "before-launch" { // before the launch, this test's own copy is the only writer gone
+		v.replyR.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, err := v.replies.ReadByte(); err != nil {
+				fd4Closed = !errors.Is(err, os.ErrDeadlineExceeded)
+				break
+			}
+		}
+	}
+	// The next vatrun cleans the dead one's leaf (if any) before it creates its own.
 	next := startVatrun(t, "consensus")
-	stale := false
+	var stale []string
 	for _, l := range leaves(parent) {
-		stale = stale || l == own[0]
+		for _, o := range own {
+			if l == o {
+				stale = append(stale, l)
+			}
+		}
 	}
 	next.cmdW.Close()
 	nextOut := next.wait()
-	observed := fmt.Sprintf("worker gone=%v, fd 4 closed=%v, stale leaf removed at next start=%v", workerGone, fd4Closed, !stale)
-	row(t, "run-sigkill-vatrun-"+who, "worker gone, fd 4 closed, leaf removed at next start", observed, time.Since(start))
-	if !workerGone {
-		t.Errorf("worker %d or init stage %d alive 5 s after vatrun was SIGKILLed", v.worker, v.init)
+	observed := fmt.Sprintf("%d sandbox procs, %d alive after; fd 4 closed=%v; %d leaf, %d left after next start", len(sandbox), len(left), fd4Closed, len(own), len(stale))
+	row(t, "run-sigkill-vatrun-"+stage+"-"+who, "nothing alive, fd 4 closed, leaf gone at next start", observed, time.Since(start))
+	if len(left) > 0 {
+		t.Errorf("still alive 5 s after vatrun was SIGKILLed at %s: %v (sandbox was %v)", stage, left, sandbox)
+	}
+	// Before the launch nothing exists yet; before the report the worker is already reaped (and
+	// its init stage exiting), so only the middle stages must show the sandbox.
+	if (stage == "in-setup" || stage == "during-run") && len(sandbox) != 2 {
+		t.Errorf("vatrun's sandbox at %s: %v, want the init stage and the worker", stage, sandbox)
 	}
 	if !fd4Closed {
-		t.Errorf("fd 4 not closed after vatrun and its worker died: %v", err)
+		t.Errorf("fd 4 not closed after vatrun was SIGKILLed at %s", stage)
 	}
-	if stale {
-		t.Errorf("the dead vatrun's leaf %s is still there after the next start", own[0])
+	if len(stale) > 0 {
+		t.Errorf("the dead vatrun's leaf is still there after the next start: %v", stale)
 	}
 	if nextOut.code != 0 || nextOut.report == nil || nextOut.report.Cause != report.CauseExited {
 		t.Errorf("the next vatrun: exit %d, report %v (stderr %s)", nextOut.code, nextOut.report, nextOut.stderr)
