@@ -31,6 +31,7 @@ type options struct {
 	only                                 map[string]bool
 	crunHelper                           bool
 	command                              string
+	vmResults, vmSkipped                 string
 }
 
 func (o *options) want(section string) bool { return len(o.only) == 0 || o.only[section] }
@@ -60,6 +61,8 @@ func parseOptions() (*options, error) {
 	only := flag.String("only", "", "comma-separated sections to run: spawn,ns,death,mem,seccomp,tput (default all)")
 	flag.BoolVar(&o.crunHelper, "crun-helper", false, "internal: crun runs, in a private mount namespace")
 	flag.StringVar(&o.command, "command", "", "the command line to print as the way to reproduce")
+	flag.StringVar(&o.vmResults, "vm-results", "", "results.log of a VM run of TestBenchSpawn (scripts/bench.sh makes it): spawn figures with cgroups")
+	flag.StringVar(&o.vmSkipped, "vm-skipped", "", "why there are no VM figures (printed instead)")
 	flag.Parse()
 	for _, c := range strings.Split(*concs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -138,6 +141,13 @@ func run(o *options) int {
 		if res.spawn, err = benchSpawn(o, profs["xsnap"]); err != nil {
 			return fail("spawn", err)
 		}
+	}
+	if o.vmResults != "" {
+		if res.vm, err = readVMResults(o.vmResults); err != nil {
+			return fail("vm", err)
+		}
+	} else if o.vmSkipped != "" {
+		res.vm = &vmResult{skipped: o.vmSkipped}
 	}
 	if o.want("ns") {
 		logf("namespace breakdown: %d runs per variant", o.nsRuns)

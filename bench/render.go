@@ -59,6 +59,7 @@ type results struct {
 	elapsed time.Duration
 	machine machine
 	spawn   *spawnResult
+	vm      *vmResult
 	ns      *nsResult
 	death   *deathResult
 	mem     *memResult
@@ -156,6 +157,16 @@ func (r *results) markdown() string {
 		p("| launcher | static: median | p99 | × plain | test worker reply: median | p99 | × plain |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, row := range s.rows {
+			if row.name == rowVM {
+				switch {
+				case r.vm != nil && len(r.vm.rows) > 0:
+					row.skipped = "see [With cgroups, in the e2e VM](#with-cgroups-in-the-e2e-vm) below"
+				case r.vm != nil && r.vm.skipped != "":
+					row.skipped = "not measured: " + r.vm.skipped
+				default:
+					row.skipped = "not measured: scripts/bench.sh boots the e2e VM for it (needs qemu and the kernel: make e2e sets them up)"
+				}
+			}
 			if row.skipped != "" {
 				p("| %s | %s | | | | | |\n", row.name, row.skipped)
 				continue
@@ -182,6 +193,29 @@ func (r *results) markdown() string {
 		p("  `/` itself, so its runs happen in `unshare -m --propagation private`, where `/sys/fs/cgroup` is an\n")
 		p("  empty tmpfs and the rootfs is that bind mount; crun only `statfs`es the empty tmpfs: no host cgroup is\n")
 		p("  read or written.\n\n")
+	}
+
+	if v := r.vm; v != nil && len(v.rows) > 0 {
+		plain := v.row("plain fork/exec")
+		p("### With cgroups, in the e2e VM\n\n")
+		p("The host's cgroups are off limits (hybrid v1/v2, owned by the host), so the cgroup figures come from the\n")
+		p("e2e VM (`test/e2e/vm/bench_test.go`, `TestBenchSpawn`): qemu under TCG (no KVM: every instruction is\n")
+		p("emulated, so absolute times are ~10× the host's), 2 vCPUs, a real cgroup v2 with memory, cpu and pids\n")
+		p("delegated, run as root. Worker: the static C test worker with `--exit-at-start 0`; %d samples each,\n", v.rows[0].samples)
+		p("round-robin; ratios are over the plain fork/exec median *in the VM*.\n\n")
+		p("| launcher | median | p99 | × plain (VM) | what |\n|---|---:|---:|---:|---|\n")
+		for _, x := range v.rows {
+			rat := ""
+			if plain != nil {
+				rat = ratio(x.median, plain.median)
+			}
+			p("| %s | %s | %s | %s | `%s` |\n", x.name, ms(x.median), ms(x.p99), rat, x.cmd)
+		}
+		if a, b := v.row("Go API, no cgroup"), v.row("Go API, cgroup leaf"); a != nil && b != nil {
+			p("\nThe cgroup leaf (mkdir, five limit files written and read back, `CLONE_INTO_CGROUP`, the evidence read\n")
+			p("after the death, `cgroup.kill` and rmdir) adds %s per launch in the VM (%s of the Go API's time there).\n", ms(b.median-a.median), pct(b.median-a.median, b.median))
+		}
+		p("\n")
 	}
 
 	if n := r.ns; n != nil && len(n.variants) > 1 {

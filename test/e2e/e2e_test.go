@@ -27,7 +27,7 @@ import (
 //	VATRUN_E2E_MEM          memory (default 512M)
 //	VATRUN_E2E_SMP          vCPUs (default 2)
 //	VATRUN_E2E_INITRD       gzip (default) or none: initramfs compression
-//	VATRUN_E2E_RUN          regexp: only VM tests whose name matches
+//	VATRUN_E2E_RUN          regexp: only VM tests whose name matches (TestBench* run only when it is set)
 //	VATRUN_E2E_TIMEOUT      whole-VM limit (default 20m); each run gets the same
 //	VATRUN_E2E_OUT          where console.log, results.log, table.txt go (default .cache/last)
 //	VATRUN_E2E_VERBOSE=1    stream the VM console into the test log
@@ -300,6 +300,10 @@ func planRuns(c *config, tests []string) []plannedRun {
 				continue
 			}
 			if c.filter != nil && !c.filter.MatchString(name) {
+				continue
+			}
+			// Benchmarks (TestBench*) run only when VATRUN_E2E_RUN names them (make bench).
+			if strings.HasPrefix(name, "TestBench") && c.filter == nil {
 				continue
 			}
 			pr.tests = append(pr.tests, name)

@@ -96,6 +96,15 @@ func TestPlanAndManifest(t *testing.T) {
 			t.Errorf("manifest lacks %q:\n%s", want, m)
 		}
 	}
+	// Benchmarks only when the filter names them.
+	c.filter = nil
+	if runs := planRuns(c, []string{"TestEnvironment", "TestBenchSpawn"}); len(runs) != 1 || strings.Join(runs[0].tests, ",") != "TestEnvironment" {
+		t.Errorf("without a filter: runs = %+v, want TestEnvironment only", runs)
+	}
+	c.filter = regexp.MustCompile("^TestBench")
+	if runs := planRuns(c, []string{"TestEnvironment", "TestBenchSpawn"}); len(runs) != 1 || strings.Join(runs[0].tests, ",") != "TestBenchSpawn" {
+		t.Errorf("with a TestBench filter: runs = %+v, want TestBenchSpawn", runs)
+	}
 	c.filter = regexp.MustCompile("^TestEnv")
 	if runs := planRuns(c, []string{"TestEnvironment", "TestUnprivX"}); len(runs) != 1 {
 		t.Errorf("a run with no tests was planned: %+v", runs)
