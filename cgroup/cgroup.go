@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,7 +93,8 @@ type Leaf struct {
 	memMax  int64  // memory.max as applied, -1 = max
 	pids    bool   // pids controller enabled
 	mu      sync.Mutex
-	fd      int // directory fd for CLONE_INTO_CGROUP, -1 once closed
+	fd      int  // directory fd for CLONE_INTO_CGROUP, -1 once closed
+	empty   bool // a Kill saw it empty
 	removed bool
 }
 
@@ -106,11 +108,36 @@ func Create(root, parent string, lim Limits) (*Leaf, error) {
 		return nil, err
 	}
 	t := newTree(root)
-	need := lim.controllers()
-	h := detect(t, parent, need)
+	h := detect(t, parent, lim.controllers())
 	if err := h.err(); err != nil {
 		return nil, err
 	}
+	return h.create(t, lim)
+}
+
+// NewLeaf is Create under the parent Detect found in h, without detecting again: a launcher that
+// has just called Detect (to decide whether cgroups are usable at all) saves reading the host a
+// second time on every launch. h must come from Detect and have no Problem.
+func (h Host) NewLeaf(lim Limits) (*Leaf, error) {
+	if err := lim.validate(); err != nil {
+		return nil, err
+	}
+	if err := h.err(); err != nil {
+		return nil, err
+	}
+	if h.Parent == "" || h.Mountpoint == "" {
+		return nil, fmt.Errorf("%w: NewLeaf needs a Host from Detect", ErrUnusable)
+	}
+	for _, c := range lim.controllers() {
+		if !slices.Contains(h.Controllers, c) {
+			return nil, fmt.Errorf("%w: cgroup parent %s lacks the %s controller", ErrUnusable, h.Parent, c)
+		}
+	}
+	return h.create(newTree(h.Mountpoint), lim)
+}
+
+func (h Host) create(t tree, lim Limits) (*Leaf, error) {
+	need := lim.controllers()
 	if err := prepareParent(t, h.Parent, h.Self, need); err != nil {
 		return nil, err
 	}
@@ -350,7 +377,9 @@ func readUint(file string) (uint64, error) {
 func (l *Leaf) Kill() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return kill(l.t, l.cg, l.dir)
+	err := kill(l.t, l.cg, l.dir)
+	l.empty = err == nil
+	return err
 }
 
 // Remove kills what is left (see Kill), removes the leaf, and closes the fd. It is idempotent:
@@ -368,10 +397,21 @@ func (l *Leaf) Remove() error {
 		}
 		l.fd = -1
 	}
-	if err := kill(l.t, l.cg, l.dir); err != nil {
-		return errors.Join(cerr, err)
+	// After a Kill that saw the leaf empty nothing can enter it (the fd that could clone into it
+	// is closed above), so go straight to rmdir; otherwise, or if rmdir finds it busy, kill first.
+	if !l.empty {
+		if err := kill(l.t, l.cg, l.dir); err != nil {
+			return errors.Join(cerr, err)
+		}
 	}
-	if err := removeTree(l.t, l.cg, l.dir); err != nil {
+	err := removeTree(l.t, l.cg, l.dir)
+	if err != nil && l.empty && errors.Is(err, unix.EBUSY) {
+		if kerr := kill(l.t, l.cg, l.dir); kerr != nil {
+			return errors.Join(cerr, err, kerr)
+		}
+		err = removeTree(l.t, l.cg, l.dir)
+	}
+	if err != nil {
 		return errors.Join(cerr, err)
 	}
 	l.removed = true

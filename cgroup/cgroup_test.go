@@ -380,3 +380,72 @@ func TestParseLeafName(t *testing.T) {
 		t.Errorf("parseLeafName = %d, %d", pid, start)
 	}
 }
+
+// NewLeaf creates the same leaf as Create from the Host Detect found, without detecting again,
+// and refuses a Host that has a problem or did not come from Detect.
+func TestNewLeafFromDetect(t *testing.T) {
+	k := newFake(t, nil)
+	h := Detect(k.root, "")
+	if h.Problem != "" {
+		t.Fatalf("Detect: %s", h.Problem)
+	}
+	l, err := h.NewLeaf(full)
+	if err != nil {
+		t.Fatalf("NewLeaf: %v", err)
+	}
+	rel := k.rel(l.Path())
+	if got := k.get(t, rel+"/memory.max"); got != strconv.FormatInt(full.MemoryMax/4096*4096, 10) {
+		t.Errorf("memory.max = %q", got)
+	}
+	if got := k.get(t, rel+"/pids.max"); got != "64" {
+		t.Errorf("pids.max = %q", got)
+	}
+	if err := l.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(l.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("leaf still there after Remove: %v", err)
+	}
+
+	bad := h
+	bad.Problem, bad.Fix = "the parent is gone", "recreate it"
+	if _, err := bad.NewLeaf(full); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "the parent is gone") {
+		t.Errorf("NewLeaf on a Host with a problem: %v", err)
+	}
+	if _, err := (Host{}).NewLeaf(full); !errors.Is(err, ErrUnusable) {
+		t.Errorf("NewLeaf on a zero Host: %v", err)
+	}
+	noPids := h
+	noPids.Controllers = []string{"memory", "cpu"}
+	if _, err := noPids.NewLeaf(full); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "pids") {
+		t.Errorf("NewLeaf without the pids controller: %v", err)
+	}
+	if _, err := h.NewLeaf(Limits{MemoryMax: 0}); err == nil || !strings.Contains(err.Error(), "memory max") {
+		t.Errorf("NewLeaf with memory max 0: %v", err)
+	}
+}
+
+// After a Kill that saw the leaf empty, Remove goes straight to rmdir (no second cgroup.kill).
+func TestRemoveAfterKillDoesNotKillAgain(t *testing.T) {
+	k := newFake(t, nil)
+	l := mustCreate(t, k, full)
+	rel := k.rel(l.Path())
+	if err := l.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, w := range k.writes() {
+		if w == rel+"/cgroup.kill=1" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("cgroup.kill written %d times for Kill+Remove, want 1", n)
+	}
+	if _, err := os.Stat(l.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("leaf still there: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/vatrun/vatrun/cgroup"
 	"github.com/vatrun/vatrun/report"
@@ -21,6 +22,10 @@ type CgroupOptions struct {
 	// Disable: never use cgroups. Consensus profiles refuse to run then.
 	Disable bool
 }
+
+// cleanedParents holds the parents (mountpoint NUL path) whose stale leaves this process has
+// removed.
+var cleanedParents sync.Map
 
 type cgroupLeaf struct {
 	leaf *cgroup.Leaf
@@ -82,12 +87,19 @@ func setupCgroup(spec Spec) (*cgroupLeaf, []string, error) {
 		}
 		return nil, []string{"cgroup evidence unavailable: " + host.Problem}, nil
 	}
-	if removed, err := cgroup.CleanStale(opts.Root, host.Parent); err != nil {
-		spec.Logger.Warn("cleaning stale worker cgroups", "parent", host.Parent, "err", err)
-	} else if len(removed) > 0 {
-		spec.Logger.Info("removed stale worker cgroups left by a vatrun that died", "removed", removed)
+	// Leaves are left behind only by a process that died: clean them at this process's first
+	// launch under the parent (every `vatrun run` is such a first launch; a Go kernel's own leaves
+	// are removed as its workers die).
+	key := host.Mountpoint + "\x00" + host.Parent
+	if _, done := cleanedParents.LoadOrStore(key, true); !done {
+		if removed, err := cgroup.CleanStale(opts.Root, host.Parent); err != nil {
+			cleanedParents.Delete(key) // try again at the next launch
+			spec.Logger.Warn("cleaning stale worker cgroups", "parent", host.Parent, "err", err)
+		} else if len(removed) > 0 {
+			spec.Logger.Info("removed stale worker cgroups left by a vatrun that died", "removed", removed)
+		}
 	}
-	leaf, err := cgroup.Create(opts.Root, host.Parent, cgroupLimits(p))
+	leaf, err := host.NewLeaf(cgroupLimits(p))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}

@@ -7,21 +7,19 @@ package vm
 // the launch (the reply pipe reads EOF as soon as the worker is gone), and no cgroup leaf is left.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vatrun/vatrun/internal/netstring"
 	"github.com/vatrun/vatrun/internal/proctree"
 	"github.com/vatrun/vatrun/report"
 )
@@ -70,7 +68,7 @@ type vatrunRun struct {
 	cmd      *exec.Cmd
 	cmdW     *os.File
 	replyR   *os.File
-	replies  *bufio.Reader
+	replies  *netstring.Reader
 	reportR  *os.File
 	errFile  string   // vatrun's stderr (and the worker's, outside consensus)
 	pipeInos []string // "pipe:[N]" of the command and reply pipes
@@ -138,7 +136,7 @@ func launchVatrun(t *testing.T, profile string, env []string, runArgs ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &vatrunRun{t: t, cmdW: cmdW, replyR: replyR, replies: bufio.NewReader(replyR), reportR: reportR,
+	v := &vatrunRun{t: t, cmdW: cmdW, replyR: replyR, replies: netstring.NewReader(replyR, 1<<20), reportR: reportR,
 		pipeInos: []string{pipeLink(t, cmdR), pipeLink(t, replyR)}, errFile: filepath.Join(t.TempDir(), "stderr")}
 	errF, err := os.Create(v.errFile)
 	if err != nil {
@@ -171,7 +169,7 @@ func launchVatrun(t *testing.T, profile string, env []string, runArgs ...string)
 
 func (v *vatrunRun) send(cmds ...string) {
 	for _, c := range cmds {
-		if _, err := fmt.Fprintf(v.cmdW, "%d:%s,", len(c), c); err != nil {
+		if err := netstring.Write(v.cmdW, []byte(c)); err != nil {
 			v.t.Fatalf("send %q: %v", c, err)
 		}
 	}
@@ -181,19 +179,21 @@ func (v *vatrunRun) send(cmds ...string) {
 func (v *vatrunRun) reply() string {
 	v.t.Helper()
 	v.replyR.SetReadDeadline(time.Now().Add(10 * time.Second))
-	lenStr, err := v.replies.ReadString(':')
+	msg, err := v.replies.Read()
 	if err != nil {
 		v.t.Fatalf("reading a reply from fd 4: %v (stderr: %s)", err, v.stderr())
 	}
-	n, err := strconv.Atoi(strings.TrimSuffix(lenStr, ":"))
-	if err != nil {
-		v.t.Fatalf("bad netstring length %q", lenStr)
+	return string(msg)
+}
+
+// fd4Closed reads fd 4 until it ends: true when it reached EOF (every writer is gone) within d.
+func (v *vatrunRun) fd4Closed(d time.Duration) bool {
+	v.replyR.SetReadDeadline(time.Now().Add(d))
+	for {
+		if _, err := v.replies.Read(); err != nil {
+			return !errors.Is(err, os.ErrDeadlineExceeded)
+		}
 	}
-	buf := make([]byte, n+1)
-	if _, err := io.ReadFull(v.replies, buf); err != nil {
-		v.t.Fatal(err)
-	}
-	return string(buf[:n])
 }
 
 // vatrunHolds lists the fds of vatrun that point at the kernel's command or reply pipe.
@@ -228,15 +228,8 @@ func (v *vatrunRun) wait() outcome {
 	var rep bytes.Buffer
 	_, rerr := rep.ReadFrom(v.reportR)
 	// fd 4 reads EOF once the worker is gone: nobody else (vatrun, the init stage) holds it.
-	v.replyR.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		if _, err := v.replies.ReadByte(); err != nil {
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				break
-			}
-			v.t.Errorf("fd 4 still open 10 s after the report: someone holds the reply pipe")
-			break
-		}
+	if !v.fd4Closed(10 * time.Second) {
+		v.t.Errorf("fd 4 still open 10 s after the report: someone holds the reply pipe")
 	}
 	err := v.cmd.Wait()
 	out := outcome{stderr: v.stderr()}
@@ -553,16 +546,7 @@ func sigkillVatrun(t *testing.T, who, stage string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	left := anyAlive()
-	fd4Closed := true
-	if stage != "before-launch" { // before the launch, this test's own copy is the only writer gone
-		v.replyR.SetReadDeadline(time.Now().Add(5 * time.Second))
-		for {
-			if _, err := v.replies.ReadByte(); err != nil {
-				fd4Closed = !errors.Is(err, os.ErrDeadlineExceeded)
-				break
-			}
-		}
-	}
+	fd4Closed := v.fd4Closed(5 * time.Second)
 	// The next vatrun cleans the dead one's leaf (if any) before it creates its own.
 	next := startVatrun(t, "consensus")
 	var stale []string
