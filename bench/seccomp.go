@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,8 +41,17 @@ func parseSysloop(out []byte) (map[string]float64, error) {
 	return m, nil
 }
 
-// sysloopOnce runs the syscall loop under prof (nil: no sandbox at all).
-func sysloopOnce(o *options, prof *seccompprofiles.Profile) (map[string]float64, error) {
+// sysloopMode is one way to run the loop: under a vatrun profile, or as the command wrap(argv)
+// (nil for both: no sandbox at all) with files as its fds 3, 4, 5, ….
+type sysloopMode struct {
+	prof  *seccompprofiles.Profile
+	wrap  func(argv []string) []string
+	files func() ([]*os.File, error)
+}
+
+// sysloopOnce runs the syscall loop one way.
+func sysloopOnce(o *options, m sysloopMode) (map[string]float64, error) {
+	prof := m.prof
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -49,7 +60,23 @@ func sysloopOnce(o *options, prof *seccompprofiles.Profile) (map[string]float64,
 	argv := []string{o.sysloop, strconv.Itoa(o.sysIters), "5"}
 	var wait func() error
 	if prof == nil {
-		p, err := os.StartProcess(argv[0], argv, &os.ProcAttr{Env: workerEnv, Files: []*os.File{devNull, outW, os.Stderr}})
+		files := []*os.File{devNull, outW, os.Stderr}
+		if m.files != nil {
+			extra, err := m.files()
+			if err != nil {
+				outW.Close()
+				return nil, err
+			}
+			for _, f := range extra {
+				defer f.Close()
+			}
+			files = append(files, nil, nil)
+			files = append(files, extra...)
+		}
+		if m.wrap != nil {
+			argv = m.wrap(argv)
+		}
+		p, err := os.StartProcess(argv[0], argv, &os.ProcAttr{Env: workerEnv, Files: files})
 		outW.Close()
 		if err != nil {
 			return nil, err
@@ -90,22 +117,67 @@ func sysloopOnce(o *options, prof *seccompprofiles.Profile) (map[string]float64,
 
 type seccompResult struct {
 	modes []string
+	// base[mode] is the mode its percentages are against (the same sandbox without a filter).
+	base map[string]string
 	// ns[mode][kind] is the best round over all launches: on a shared machine, other work only
 	// ever adds time, so the minimum is the steadiest estimate of a system call's own cost.
 	ns map[string]map[string]float64
 }
 
-// benchSeccomp runs the loop o.sysLaunches times per mode, interleaved.
+const (
+	modeBare      = "no sandbox"
+	modeNoFilter  = "vatrun, no seccomp section"
+	modeXsnap     = "vatrun, xsnap"
+	modeDev       = "vatrun, dev"
+	modeBwrap     = "bwrap --unshare-all, no filter"
+	modeBwrapDev  = "bwrap --unshare-all --seccomp (the dev filter)"
+	bwrapSeccompF = 5 // the fd bwrap reads the filter from
+)
+
+// benchSeccomp runs the loop o.sysLaunches times per mode, interleaved. bwrap, the peer, runs
+// the same loop with and without the dev profile's compiled filter, so the cost of a filter in
+// any seccomp sandbox sits beside vatrun's.
 func benchSeccomp(o *options, profs map[string]*seccompprofiles.Profile) (*seccompResult, error) {
 	res := &seccompResult{
-		modes: []string{"no sandbox", "vatrun, no seccomp section", "vatrun, xsnap", "vatrun, dev"},
+		modes: []string{modeBare, modeNoFilter, modeXsnap, modeDev},
+		base:  map[string]string{modeXsnap: modeNoFilter, modeDev: modeNoFilter},
 		ns:    map[string]map[string]float64{},
 	}
-	prof := map[string]*seccompprofiles.Profile{
-		"no sandbox":                 nil,
-		"vatrun, no seccomp section": profs["nofilter"],
-		"vatrun, xsnap":              profs["xsnap"],
-		"vatrun, dev":                profs["dev"],
+	prof := map[string]sysloopMode{
+		modeBare:     {},
+		modeNoFilter: {prof: profs["nofilter"]},
+		modeXsnap:    {prof: profs["xsnap"]},
+		modeDev:      {prof: profs["dev"]},
+	}
+	if bwrap, err := exec.LookPath("bwrap"); err == nil {
+		bpf, err := profs["dev"].CompileBPF()
+		if err != nil {
+			return nil, err
+		}
+		dir, err := os.MkdirTemp("", "vatrun-bench-seccomp-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		bpfFile := filepath.Join(dir, "dev.bpf")
+		if err := os.WriteFile(bpfFile, bpf, 0o644); err != nil {
+			return nil, err
+		}
+		common := []string{bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev-bind", "/dev/null", "/dev/null"}
+		prof[modeBwrap] = sysloopMode{wrap: func(argv []string) []string {
+			return append(append(slices.Clone(common), "--"), argv...)
+		}}
+		prof[modeBwrapDev] = sysloopMode{
+			wrap: func(argv []string) []string {
+				return append(append(slices.Clone(common), "--seccomp", strconv.Itoa(bwrapSeccompF), "--"), argv...)
+			},
+			files: func() ([]*os.File, error) {
+				f, err := os.Open(bpfFile)
+				return []*os.File{f}, err
+			},
+		}
+		res.modes = append(res.modes, modeBwrap, modeBwrapDev)
+		res.base[modeBwrapDev] = modeBwrap
 	}
 	all := map[string]map[string][]float64{}
 	for range o.sysLaunches {
