@@ -183,7 +183,7 @@ func launchStorm(t *testing.T, who string, nSeq, nConc int) {
 // TestLaunchStorm runs as root.
 func TestLaunchStorm(t *testing.T) {
 	vmTest(t)
-	launchStorm(t, "root", 120, 30)
+	launchStorm(t, "root", 300, 40)
 }
 
 // TestUnprivLaunchStorm runs as uid 1000 (user namespace path, delegated subtree).
