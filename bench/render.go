@@ -318,27 +318,44 @@ func (r *results) markdown() string {
 	}
 
 	p("## Reading the figures\n\n")
-	p("- On this kind of VM a fresh page costs tens of microseconds (`perf record -e page-faults` on `vatrun run`: ~600\n")
-	p("  faults, ~40 ms of CPU), so a launch costs roughly the pages its processes touch. The plain floor execs one small\n")
-	p("  static binary (~25 faults). vatrun's Go API execs two binaries (the init stage — this static Go binary, entered\n")
-	p("  in a C constructor before the Go runtime starts — then the worker) and forks once between them (vfork since\n")
-	p("  this benchmark: the worker's side no longer copies page tables or takes copy-on-write faults before its\n")
-	p("  execve: 2 to 6 ms less per `vatrun run`, 6-11%%, in two interleaved A/B runs of 150-200 launches). Two execs\n")
-	p("  and a fork are the main limit against the 2× target.\n")
-	p("- `vatrun run` adds a whole Go process: the \"process start\" row (runtime, package inits, profile parsing: no\n")
-	p("  launch) alone is several times a plain exec, and each run also compiles the profile with libseccomp (the Go API\n")
-	p("  compiles once per profile digest). No Go supervisor process can meet 3× a plain exec here; the Go API can come\n")
-	p("  close to 2×.\n")
-	p("- Namespaces cost little each (net the most); loading the seccomp filter before the worker's execve costs about\n")
-	p("  a millisecond (the kernel builds the filter and its action cache for every process).\n")
+	if n := r.ns; n != nil && len(n.variants) == 10 {
+		v := func(i int) time.Duration { return n.variants[i].d.median() }
+		plain, bare, netns, all5, full := v(0), v(1), v(7), v(8), v(9)
+		p("- Where the Go API's time goes (the namespace table): without namespaces or a filter the sandbox costs %s\n", ratio(bare, plain))
+		p("  plain fork/exec — a second exec (the init stage: this static binary, entered in a C constructor before the\n")
+		p("  Go runtime starts) and a vfork of the worker; the five namespaces add %s (net alone %s: the kernel builds and\n", ms(all5-bare), ms(netns-bare))
+		p("  tears down a network stack per namespace); the seccomp filter adds %s (the kernel copies and prepares the\n", ms(full-all5))
+		p("  program for every process). Namespaces and the filter are the isolation itself, paid by every sandbox of the\n")
+		p("  group; the 2× target would leave no room for the init stage's exec.\n")
+	}
+	if s := r.spawn; s != nil {
+		if st, pl := s.row(rowStart), s.row(rowPlain); st != nil && pl != nil && len(st.true) > 0 && len(pl.true) > 0 {
+			p("- `vatrun run` adds a whole Go process: the \"process start\" row (Go runtime, package inits, profile parsing and\n")
+			p("  digest, no launch) alone is %s a plain exec, and each run also compiles the profile with libseccomp (the Go API\n", ratio(st.true.median(), pl.true.median()))
+			p("  compiles once per profile digest). A Go supervisor process cannot meet 3× a plain exec here; a kernel that wants\n")
+			p("  the fast path uses the Go API (one supervisor for all its workers).\n")
+		}
+	}
+	p("- On this kind of VM a page fault costs about 10 µs, so startup cost follows the pages a process touches\n")
+	p("  (`perf stat -e page-faults`, 2026-12-02: a static C `true` 25 faults; `vatrun` doing nothing ~380; `vatrun run`\n")
+	p("  of the static worker ~700 in its three processes).\n")
 	p("- Death notice: the worker's exit, the init stage's wait4 wakeup, its report on the status pipe and its own exit\n")
 	p("  (it is pid 1 of the pid namespace and owns the mount, ipc, uts and net namespaces, torn down before it can be\n")
 	p("  reaped), then the supervisor's wakeup, reaping, report build and write. `vatrun run` pays the report path cold\n")
 	p("  (first JSON encoding of the process) and a log line first.\n")
 	p("- RSS counts the static binary's shared text in every `vatrun run`; PSS/USS are the memory a worker really adds.\n")
 	p("  Through the Go API a live worker costs the supervisor a goroutine and a few fds.\n")
-	p("- The seccomp action cache answers unconditionally allowed system calls without running BPF, so xsnap costs\n")
-	p("  only the slower system-call entry there; a call with argument checks (ioctl) runs the program.\n")
+	p("- The seccomp action cache answers unconditionally allowed system calls without running BPF, so a filter costs\n")
+	p("  only the slower system-call entry there — the same in bwrap with the same program (section 4): the ≤ 5%% target\n")
+	p("  is below what any seccomp filter costs a cheap system call on this kernel; a call with argument checks (ioctl\n")
+	p("  under xsnap) also runs the program.\n")
+	if v := r.vm; v != nil {
+		if a, b := v.row("Go API, no cgroup"), v.row("Go API, cgroup leaf"); a != nil && b != nil {
+			p("- The cgroup leaf costs %s of the Go API's launch in the VM (%s there under TCG): mkdir of the leaf (the kernel\n", pct(b.median-a.median, b.median), ms(b.median-a.median))
+			p("  sets up memory, pids and cpu state for it), the limits written and read back, the evidence read, cgroup.kill\n")
+			p("  and rmdir. It is what makes the limits identical and the OOM/pids evidence exact.\n")
+		}
+	}
 	p("- Other work on the machine (see the load average) inflates every p99 and the absolute times; the ratios come\n")
 	p("  from interleaved samples.\n\n")
 	p("## Reproduce\n\n```sh\nmake bench                # = scripts/bench.sh: installs what is missing (as root), builds, runs, rewrites BENCHMARKS.md\n")
