@@ -90,11 +90,15 @@ type Worker struct {
 
 var bpfCache sync.Map // profile digest → []byte
 
-func compiledBPF(p *seccompprofiles.Profile) ([]byte, error) {
+// compiledBPF is p's seccomp program, compiled once per profile digest d (p.Digest(), which the
+// caller has computed anyway for the report).
+func compiledBPF(p *seccompprofiles.Profile, d string) ([]byte, error) {
 	if p.Seccomp == nil {
 		return nil, nil
 	}
-	d := p.Digest()
+	if d == "" { // no canonical form: never share a cache entry
+		return p.CompileBPF()
+	}
 	if b, ok := bpfCache.Load(d); ok {
 		return b.([]byte), nil
 	}
@@ -156,7 +160,7 @@ func hasCapSysAdmin() bool {
 }
 
 // stageConfig turns a profile into the init stage's config and clone flags.
-func stageConfig(p *seccompprofiles.Profile) (sandbox.Config, uintptr, bool, error) {
+func stageConfig(p *seccompprofiles.Profile, digest string) (sandbox.Config, uintptr, bool, error) {
 	ns := p.Namespaces
 	cfg := sandbox.Config{
 		PidNS:    ns.Pid,
@@ -195,7 +199,7 @@ func stageConfig(p *seccompprofiles.Profile) (sandbox.Config, uintptr, bool, err
 	for _, r := range p.Rlimits() {
 		cfg.Rlimits = append(cfg.Rlimits, sandbox.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
 	}
-	bpf, err := compiledBPF(p)
+	bpf, err := compiledBPF(p, digest)
 	if err != nil {
 		return cfg, 0, false, fmt.Errorf("%w: profile %q: compile seccomp filter: %w", ErrConfig, p.Name, err)
 	}
@@ -221,7 +225,9 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	if len(args) == 0 {
 		args = []string{spec.Path}
 	}
-	cfg, flags, userNS, err := stageConfig(spec.Profile)
+	// The digest names the sandbox in the report and keys the compiled filter: computed once.
+	digest := spec.Profile.Digest()
+	cfg, flags, userNS, err := stageConfig(spec.Profile, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +265,6 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
-	digest := spec.Profile.Digest()
 	var cpuHard uint64
 	for _, r := range spec.Profile.Rlimits() {
 		if r.Resource == unix.RLIMIT_CPU {
