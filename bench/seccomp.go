@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -150,19 +149,11 @@ func benchSeccomp(o *options, profs map[string]*seccompprofiles.Profile) (*secco
 		modeDev:      {prof: profs["dev"]},
 	}
 	if bwrap, err := exec.LookPath("bwrap"); err == nil {
-		bpf, err := profs["dev"].CompileBPF()
+		bpfFile, cleanup, err := writeBPF(profs["dev"])
 		if err != nil {
 			return nil, err
 		}
-		dir, err := os.MkdirTemp("", "vatrun-bench-seccomp-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(dir)
-		bpfFile := filepath.Join(dir, "dev.bpf")
-		if err := os.WriteFile(bpfFile, bpf, 0o644); err != nil {
-			return nil, err
-		}
+		defer cleanup()
 		common := []string{bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev-bind", "/dev/null", "/dev/null"}
 		prof[modeBwrap] = sysloopMode{wrap: func(argv []string) []string {
 			return append(append(slices.Clone(common), "--"), argv...)

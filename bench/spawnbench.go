@@ -47,19 +47,11 @@ func benchSpawn(o *options, xsnap *seccompprofiles.Profile) (*spawnResult, error
 	// bwrap's own pid-1 process runs under the filter too, and the xsnap allowlist has no wait4:
 	// bwrap gets the dev profile's filter (a denylist) instead.
 	dev, _ := seccompprofiles.Builtin("dev")
-	bpf, err := dev.CompileBPF()
+	bpfFile, cleanup, err := writeBPF(dev)
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "vatrun-bench-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	bpfFile := filepath.Join(tmp, "dev.bpf")
-	if err := os.WriteFile(bpfFile, bpf, 0o644); err != nil {
-		return nil, err
-	}
+	defer cleanup()
 
 	type mode struct {
 		row  *spawnRow
@@ -205,4 +197,22 @@ func benchNamespaces(o *options, xsnap *seccompprofiles.Profile) (*nsResult, err
 		nv.d = got[nv.name]
 	}
 	return res, nil
+}
+
+// writeBPF compiles p's filter into a temporary file, for bwrap's --seccomp FD; cleanup removes it.
+func writeBPF(p *seccompprofiles.Profile) (path string, cleanup func(), err error) {
+	bpf, err := p.CompileBPF()
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "vatrun-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	path = filepath.Join(dir, p.Name+".bpf")
+	if err := os.WriteFile(path, bpf, 0o644); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return path, func() { os.RemoveAll(dir) }, nil
 }

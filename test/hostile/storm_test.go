@@ -3,9 +3,9 @@ package hostile
 import (
 	"context"
 	"fmt"
+	"github.com/vatrun/vatrun/internal/launchtest"
 	"github.com/vatrun/vatrun/internal/proctree"
 	"os"
-	"reflect"
 	"runtime"
 	"sync"
 	"syscall"
@@ -85,16 +85,9 @@ func cycle(t *testing.T, p *seccompprofiles.Profile, worker string, i int) error
 	if d.act != nil {
 		d.act(w, cmdW)
 	}
-	var r report.Report
-	select {
-	case <-w.Done():
-		r = w.Wait()
-	case <-time.After(20 * time.Second):
-		w.Stop("storm: stuck")
-		return fmt.Errorf("cycle %d (%s): no report 20 s after launch", i, d.name)
-	}
-	if again := w.Wait(); !reflect.DeepEqual(again, r) {
-		return fmt.Errorf("cycle %d (%s): a second Wait gave another report", i, d.name)
+	r, err := launchtest.OneReport(w, 20*time.Second)
+	if err != nil {
+		return fmt.Errorf("cycle %d (%s): %w", i, d.name, err)
 	}
 	if r.Cause != d.cause || r.Class != d.class || launcher.ExitStatus(r) != d.code || r.Pid != w.Pid() {
 		return fmt.Errorf("cycle %d (%s): report %s (pid %d, worker %d), want %s/%s status %d", i, d.name, r.OneLine(), r.Pid, w.Pid(), d.cause, d.class, d.code)

@@ -9,13 +9,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"reflect"
 	"runtime"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vatrun/vatrun/internal/launchtest"
 	"github.com/vatrun/vatrun/internal/proctree"
 	"github.com/vatrun/vatrun/launcher"
 	"github.com/vatrun/vatrun/report"
@@ -84,16 +84,9 @@ func stormCycle(p *seccompprofiles.Profile, i int) error {
 	case d.stop:
 		w.Stop("storm")
 	}
-	var r report.Report
-	select {
-	case <-w.Done():
-		r = w.Wait()
-	case <-time.After(60 * time.Second):
-		w.Stop("storm: stuck")
-		return fmt.Errorf("cycle %d (%s): no report 60 s after launch", i, d.name)
-	}
-	if again := w.Wait(); !reflect.DeepEqual(again, r) {
-		return fmt.Errorf("cycle %d (%s): a second Wait gave another report", i, d.name)
+	r, err := launchtest.OneReport(w, 60*time.Second)
+	if err != nil {
+		return fmt.Errorf("cycle %d (%s): %w", i, d.name, err)
 	}
 	if r.Cause != d.cause || r.Class != d.class || launcher.ExitStatus(r) != d.code || !r.CgroupEvidence {
 		return fmt.Errorf("cycle %d (%s): report %s, want %s/%s status %d with cgroup evidence", i, d.name, r.OneLine(), d.cause, d.class, d.code)
