@@ -23,10 +23,15 @@ func launch(t *testing.T, args ...string) (*launcher.Worker, *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmdW.Close() })
+	replyR, replyW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmdW.Close(); replyR.Close() })
 	w, err := launcher.Launch(context.Background(), launcher.Spec{Profile: p, Path: testbin.Worker(t),
-		Args: append([]string{"worker"}, args...), ExtraFiles: []*os.File{cmdR, nil}, Cgroup: launcher.CgroupOptions{Disable: true}})
+		Args: append([]string{"worker"}, args...), ExtraFiles: []*os.File{cmdR, replyW}, Cgroup: launcher.CgroupOptions{Disable: true}})
 	cmdR.Close()
+	replyW.Close()
 	if err != nil {
 		t.Skipf("needs namespaces (root or unprivileged user namespaces): %v", err)
 	}
