@@ -93,8 +93,7 @@ type Leaf struct {
 	memMax  int64  // memory.max as applied, -1 = max
 	pids    bool   // pids controller enabled
 	mu      sync.Mutex
-	fd      int  // directory fd for CLONE_INTO_CGROUP, -1 once closed
-	empty   bool // a Kill saw it empty
+	fd      int // directory fd for CLONE_INTO_CGROUP, -1 once closed
 	removed bool
 }
 
@@ -377,9 +376,7 @@ func readUint(file string) (uint64, error) {
 func (l *Leaf) Kill() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	err := kill(l.t, l.cg, l.dir)
-	l.empty = err == nil
-	return err
+	return kill(l.t, l.cg, l.dir)
 }
 
 // Remove kills what is left (see Kill), removes the leaf, and closes the fd. It is idempotent:
@@ -397,21 +394,10 @@ func (l *Leaf) Remove() error {
 		}
 		l.fd = -1
 	}
-	// After a Kill that saw the leaf empty nothing can enter it (the fd that could clone into it
-	// is closed above), so go straight to rmdir; otherwise, or if rmdir finds it busy, kill first.
-	if !l.empty {
-		if err := kill(l.t, l.cg, l.dir); err != nil {
-			return errors.Join(cerr, err)
-		}
+	if err := kill(l.t, l.cg, l.dir); err != nil {
+		return errors.Join(cerr, err)
 	}
-	err := removeTree(l.t, l.cg, l.dir)
-	if err != nil && l.empty && errors.Is(err, unix.EBUSY) {
-		if kerr := kill(l.t, l.cg, l.dir); kerr != nil {
-			return errors.Join(cerr, err, kerr)
-		}
-		err = removeTree(l.t, l.cg, l.dir)
-	}
-	if err != nil {
+	if err := removeTree(l.t, l.cg, l.dir); err != nil {
 		return errors.Join(cerr, err)
 	}
 	l.removed = true
@@ -424,8 +410,12 @@ var KillTimeout = 10 * time.Second
 // kill writes cgroup.kill ("1"); where it is missing (Linux < 5.14) it SIGKILLs every pid in the
 // subtree's cgroup.procs, again at each poll, since a process may fork meanwhile. It never waits
 // for (reaps) a process: that is the launcher's, whose exit status is the report. It returns once
-// cgroup.events says "populated 0".
+// cgroup.events says "populated 0" — at once, without writing anything, when it already does
+// (Remove after Kill, a stale leaf whose processes are gone).
 func kill(t tree, cg, dir string) error {
+	if populated, err := isPopulated(cg, dir); err != nil || !populated {
+		return err
+	}
 	fallback := false
 	if err := t.write(filepath.Join(dir, "cgroup.kill"), "1"); errors.Is(err, fs.ErrNotExist) {
 		fallback = true
@@ -434,14 +424,8 @@ func kill(t tree, cg, dir string) error {
 	}
 	deadline := time.Now().Add(KillTimeout)
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-		ev, err := readKV(filepath.Join(dir, "cgroup.events"))
-		if err != nil {
-			return fmt.Errorf("cgroup %s: read cgroup.events: %w", cg, err)
-		}
-		if populated, ok := ev["populated"]; !ok {
-			return fmt.Errorf("cgroup %s: cgroup.events has no populated line", cg)
-		} else if populated == 0 {
-			return nil
+		if populated, err := isPopulated(cg, dir); err != nil || !populated {
+			return err
 		}
 		if fallback {
 			if err := signalAll(cg, dir); err != nil {
@@ -453,6 +437,19 @@ func kill(t tree, cg, dir string) error {
 		}
 		time.Sleep(wait)
 	}
+}
+
+// isPopulated reads cgroup.events: whether a live process is in the cgroup or below it.
+func isPopulated(cg, dir string) (bool, error) {
+	ev, err := readKV(filepath.Join(dir, "cgroup.events"))
+	if err != nil {
+		return false, fmt.Errorf("cgroup %s: read cgroup.events: %w", cg, err)
+	}
+	populated, ok := ev["populated"]
+	if !ok {
+		return false, fmt.Errorf("cgroup %s: cgroup.events has no populated line", cg)
+	}
+	return populated != 0, nil
 }
 
 // signalAll sends SIGKILL to each pid in dir's cgroup.procs and those of the cgroups below.

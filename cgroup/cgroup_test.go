@@ -425,11 +425,14 @@ func TestNewLeafFromDetect(t *testing.T) {
 	}
 }
 
-// After a Kill that saw the leaf empty, Remove goes straight to rmdir (no second cgroup.kill).
+// After a Kill that emptied the leaf, Remove goes straight to rmdir (no second cgroup.kill).
 func TestRemoveAfterKillDoesNotKillAgain(t *testing.T) {
 	k := newFake(t, nil)
 	l := mustCreate(t, k, full)
 	rel := k.rel(l.Path())
+	if err := k.Write(l.Path()+"/cgroup.procs", strconv.Itoa(deadPid)); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -447,5 +450,18 @@ func TestRemoveAfterKillDoesNotKillAgain(t *testing.T) {
 	}
 	if _, err := os.Stat(l.Path()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("leaf still there: %v", err)
+	}
+}
+
+// Killing a leaf that holds no live process writes nothing: cgroup.events already says so.
+func TestKillEmptyLeafWritesNothing(t *testing.T) {
+	k := newFake(t, nil)
+	l := mustCreate(t, k, full)
+	rel := k.rel(l.Path())
+	if err := l.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if w := k.writes(); slices.Contains(w, rel+"/cgroup.kill=1") {
+		t.Errorf("cgroup.kill written for an empty leaf; writes: %q", w)
 	}
 }
