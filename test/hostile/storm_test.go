@@ -6,7 +6,6 @@ import (
 	"github.com/vatrun/vatrun/internal/launchtest"
 	"github.com/vatrun/vatrun/internal/proctree"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -95,44 +94,6 @@ func cycle(t *testing.T, p *seccompprofiles.Profile, worker string, i int) error
 	return nil
 }
 
-type baseline struct {
-	fds, goroutines int
-}
-
-func countFds(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
-func measure(t *testing.T) baseline {
-	return baseline{fds: countFds(t), goroutines: runtime.NumGoroutine()}
-}
-
-// backToBaseline waits (briefly: reaper goroutines finish just after Done) until fds,
-// goroutines and child processes are back where they started. The baseline is taken after one
-// launch, so it already counts the spawner thread's goroutine, which lives as long as the process.
-func backToBaseline(t *testing.T, base baseline) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		now := measure(t)
-		kids := proctree.Children(os.Getpid())
-		if now.fds <= base.fds && now.goroutines <= base.goroutines && len(kids) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			t.Fatalf("after the storm: %d fds (baseline %d), %d goroutines (baseline %d), children %v\n%s",
-				now.fds, base.fds, now.goroutines, base.goroutines, kids, buf[:n])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestLaunchStorm: 1,000 sequential and 100 concurrent launch/death cycles through the Go API,
 // with every death cause in turn: each worker gets exactly one report with the expected cause, and
 // afterwards fds, goroutines and child processes are back to the baseline.
@@ -154,7 +115,7 @@ func TestLaunchStorm(t *testing.T) {
 			t.Fatalf("children left before the storm: %v", proctree.Children(os.Getpid()))
 		}
 	}
-	base := measure(t)
+	base := launchtest.Measure(t)
 
 	// The unprivileged re-run (TestUnprivileged) does a smaller storm through the user-namespace path.
 	nSeq, nConc := 1000, 100
@@ -173,7 +134,7 @@ func TestLaunchStorm(t *testing.T) {
 		t.Logf("%d sequential cycles in %v (%v per cycle)", n, el.Round(time.Millisecond), (el / time.Duration(n)).Round(10*time.Microsecond))
 	})
 	// Checked here, not in the subtest, whose own goroutine would count.
-	backToBaseline(t, base)
+	launchtest.BackToBaseline(t, base, 5*time.Second, nil)
 
 	t.Run("concurrent", func(t *testing.T) {
 		n := nConc
@@ -196,5 +157,5 @@ func TestLaunchStorm(t *testing.T) {
 		}
 		t.Logf("%d concurrent cycles in %v", n, time.Since(start).Round(time.Millisecond))
 	})
-	backToBaseline(t, base)
+	launchtest.BackToBaseline(t, base, 5*time.Second, nil)
 }

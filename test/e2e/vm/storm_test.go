@@ -9,14 +9,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vatrun/vatrun/internal/launchtest"
-	"github.com/vatrun/vatrun/internal/proctree"
 	"github.com/vatrun/vatrun/launcher"
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/seccompprofiles"
@@ -99,37 +97,6 @@ func stormCycle(p *seccompprofiles.Profile, i int) error {
 	return nil
 }
 
-type stormBase struct{ fds, goroutines int }
-
-func stormMeasure(t *testing.T) stormBase {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return stormBase{fds: len(ents), goroutines: runtime.NumGoroutine()}
-}
-
-// stormBaseline waits (briefly) until fds, goroutines, children and leaves are back.
-func stormBaseline(t *testing.T, base stormBase, parent string) string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		now := stormMeasure(t)
-		kids := proctree.Children(os.Getpid())
-		l := leaves(parent)
-		if now.fds <= base.fds && now.goroutines <= base.goroutines && len(kids) == 0 && len(l) == 0 {
-			return fmt.Sprintf("fds %d/%d, goroutines %d/%d, children 0, leaves 0", now.fds, base.fds, now.goroutines, base.goroutines)
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			n := runtime.Stack(buf, true)
-			t.Fatalf("after the storm: %d fds (baseline %d), %d goroutines (baseline %d), children %v, leaves %v\n%s",
-				now.fds, base.fds, now.goroutines, base.goroutines, kids, l, buf[:n])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func launchStorm(t *testing.T, who string, nSeq, nConc int) {
 	needBinary(t, "/bin/vatrun-testworker")
 	parent := cgroupParentPath(t)
@@ -139,7 +106,7 @@ func launchStorm(t *testing.T, who string, nSeq, nConc int) {
 	if err := stormCycle(p, 0); err != nil {
 		t.Fatal(err)
 	}
-	base := stormMeasure(t)
+	base := launchtest.Measure(t)
 	start := time.Now()
 	for i := range nSeq {
 		if err := stormCycle(p, i); err != nil {
@@ -147,7 +114,8 @@ func launchStorm(t *testing.T, who string, nSeq, nConc int) {
 		}
 	}
 	seq := time.Since(start)
-	stormBaseline(t, base, parent)
+	leftLeaves := func() []string { return leaves(parent) }
+	launchtest.BackToBaseline(t, base, 10*time.Second, leftLeaves)
 	cstart := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, nConc)
@@ -168,7 +136,7 @@ func launchStorm(t *testing.T, who string, nSeq, nConc int) {
 		t.Error(err)
 	}
 	conc := time.Since(cstart)
-	after := stormBaseline(t, base, parent)
+	after := launchtest.BackToBaseline(t, base, 10*time.Second, leftLeaves)
 	observed := fmt.Sprintf("%d seq in %.1fs, %d concurrent in %.1fs, %d bad; %s", nSeq, seq.Seconds(), nConc, conc.Seconds(), failed, after)
 	row(t, "storm-"+who, fmt.Sprintf("%d+%d launches, one right report each, back to baseline", nSeq, nConc), observed, time.Since(start))
 }
