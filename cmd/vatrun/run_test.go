@@ -199,35 +199,13 @@ func TestRunRoundTripsFds3And4(t *testing.T) {
 		t.Fatalf("replies %q, want %q", got, want)
 	}
 	// vatrun handed fds 3 and 4 to the worker and kept no copy: fd 4 closes when the worker dies.
-	pipes := map[string]bool{}
-	for _, f := range []*os.File{h.cmdW, h.replyR} {
-		l, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pipes[l] = true
-	}
-	fdDir := fmt.Sprintf("/proc/%d/fd", h.cmd.Process.Pid)
-	held := func() []string {
-		ents, err := os.ReadDir(fdDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, e := range ents {
-			if l, _ := os.Readlink(filepath.Join(fdDir, e.Name())); pipes[l] {
-				out = append(out, e.Name()+" -> "+l)
-			}
-		}
-		return out
-	}
-	// vatrun closes its copies right after the launch returns; allow for scheduling.
-	h2 := held()
-	for deadline := time.Now().Add(2 * time.Second); len(h2) > 0 && time.Now().Before(deadline); h2 = held() {
+	// It closes its copies right after the launch returns; allow for scheduling.
+	held := proctree.Holding(h.cmd.Process.Pid, h.cmdW, h.replyR)
+	for deadline := time.Now().Add(2 * time.Second); len(held) > 0 && time.Now().Before(deadline); held = proctree.Holding(h.cmd.Process.Pid, h.cmdW, h.replyR) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if len(h2) > 0 {
-		t.Errorf("vatrun holds %v, the kernel's pipes, 2 s after the launch", h2)
+	if len(held) > 0 {
+		t.Errorf("vatrun holds %v, the kernel's pipes, 2 s after the launch", held)
 	}
 	res := h.finish()
 	wantDeath(t, res, 0, report.CauseExited, report.ClassClean)
@@ -332,16 +310,10 @@ func startIdle(t *testing.T, profile string) (*harness, int) {
 
 // gone waits until pid no longer exists (or is a zombie about to be reaped).
 func gone(pid int, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if !proctree.Alive(pid) {
 			return true
 		}
-		if f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:])); len(f) > 0 && f[0] == "Z" {
-			return true
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	return false
 }

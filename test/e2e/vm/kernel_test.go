@@ -76,9 +76,8 @@ func runKernel(t *testing.T, args []string, killAfter time.Duration, steps ...st
 // noLeaves fails if a worker leaf is left under this run's cgroup parent.
 func noLeaves(t *testing.T) {
 	t.Helper()
-	leaves, _ := filepath.Glob(filepath.Join(cgroupRoot, cgroupParentPath(t), "vatrun-[0-9]*"))
-	if len(leaves) > 0 {
-		t.Errorf("worker cgroup leaves left behind: %v", leaves)
+	if l := leaves(cgroupParentPath(t)); len(l) > 0 {
+		t.Errorf("worker cgroup leaves left behind: %v", l)
 	}
 }
 

@@ -64,25 +64,15 @@ func matrixProfile(t *testing.T, name string, limits map[string]any) string {
 
 // vatrunRun is one `vatrun run` with the kernel's pipes.
 type vatrunRun struct {
-	t        *testing.T
-	cmd      *exec.Cmd
-	cmdW     *os.File
-	replyR   *os.File
-	replies  *netstring.Reader
-	reportR  *os.File
-	errFile  string   // vatrun's stderr (and the worker's, outside consensus)
-	pipeInos []string // "pipe:[N]" of the command and reply pipes
-	init     int
-	worker   int
-}
-
-func pipeLink(t *testing.T, f *os.File) string {
-	t.Helper()
-	l, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	t       *testing.T
+	cmd     *exec.Cmd
+	cmdW    *os.File
+	replyR  *os.File
+	replies *netstring.Reader
+	reportR *os.File
+	errFile string // vatrun's stderr (and the worker's, outside consensus)
+	init    int
+	worker  int
 }
 
 // startVatrun starts `vatrun run --profile P --report-fd 5 RUNARGS -- worker --ready` and waits
@@ -136,8 +126,7 @@ func launchVatrun(t *testing.T, profile string, env []string, runArgs ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &vatrunRun{t: t, cmdW: cmdW, replyR: replyR, replies: netstring.NewReader(replyR, 1<<20), reportR: reportR,
-		pipeInos: []string{pipeLink(t, cmdR), pipeLink(t, replyR)}, errFile: filepath.Join(t.TempDir(), "stderr")}
+	v := &vatrunRun{t: t, cmdW: cmdW, replyR: replyR, replies: netstring.NewReader(replyR, 1<<20), reportR: reportR, errFile: filepath.Join(t.TempDir(), "stderr")}
 	errF, err := os.Create(v.errFile)
 	if err != nil {
 		t.Fatal(err)
@@ -198,21 +187,7 @@ func (v *vatrunRun) fd4Closed(d time.Duration) bool {
 
 // vatrunHolds lists the fds of vatrun that point at the kernel's command or reply pipe.
 func (v *vatrunRun) vatrunHolds() []string {
-	dir := fmt.Sprintf("/proc/%d/fd", v.cmd.Process.Pid)
-	ents, _ := os.ReadDir(dir)
-	var held []string
-	for _, e := range ents {
-		l, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		for _, p := range v.pipeInos {
-			if l == p {
-				held = append(held, e.Name()+"->"+l)
-			}
-		}
-	}
-	return held
+	return proctree.Holding(v.cmd.Process.Pid, v.cmdW, v.replyR)
 }
 
 type outcome struct {
@@ -252,22 +227,11 @@ func (v *vatrunRun) wait() outcome {
 		out.report = &r
 	}
 	for _, pid := range []int{v.worker, v.init} {
-		if alive(pid) {
+		if proctree.Alive(pid) {
 			v.t.Errorf("pid %d (worker %d, init stage %d) still alive after vatrun exited", pid, v.worker, v.init)
 		}
 	}
 	return out
-}
-
-// alive says whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) > 0 && f[0] != "Z"
 }
 
 // leaves lists the worker leaves under parent (a cgroup path like /e2e-root).
@@ -541,7 +505,7 @@ func sigkillVatrun(t *testing.T, who, stage string) {
 	anyAlive := func() []int {
 		var left []int
 		for _, pid := range sandbox {
-			if alive(pid) {
+			if proctree.Alive(pid) {
 				left = append(left, pid)
 			}
 		}
