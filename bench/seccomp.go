@@ -41,7 +41,7 @@ func parseSysloop(out []byte) (map[string]float64, error) {
 }
 
 // sysloopMode is one way to run the loop: under a vatrun profile, or as the command wrap(argv)
-// (nil for both: no sandbox at all) with files as its fds 3, 4, 5, ….
+// (nil for both: no sandbox at all) with files as its fds 5, 6, … (3 and 4 closed).
 type sysloopMode struct {
 	prof  *seccompprofiles.Profile
 	wrap  func(argv []string) []string
@@ -50,7 +50,6 @@ type sysloopMode struct {
 
 // sysloopOnce runs the syscall loop one way.
 func sysloopOnce(o *options, m sysloopMode) (map[string]float64, error) {
-	prof := m.prof
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -58,7 +57,7 @@ func sysloopOnce(o *options, m sysloopMode) (map[string]float64, error) {
 	defer outR.Close()
 	argv := []string{o.sysloop, strconv.Itoa(o.sysIters), "5"}
 	var wait func() error
-	if prof == nil {
+	if m.prof == nil {
 		files := []*os.File{devNull, outW, os.Stderr}
 		if m.files != nil {
 			extra, err := m.files()
@@ -89,7 +88,7 @@ func sysloopOnce(o *options, m sysloopMode) (map[string]float64, error) {
 		}
 	} else {
 		w, err := launcher.Launch(context.Background(), launcher.Spec{
-			Profile: prof, Path: argv[0], Args: argv, Env: workerEnv, Stdout: outW, Stderr: os.Stderr,
+			Profile: m.prof, Path: argv[0], Args: argv, Env: workerEnv, Stdout: outW, Stderr: os.Stderr,
 			Cgroup: launcher.CgroupOptions{Disable: true},
 		})
 		outW.Close()
@@ -98,7 +97,7 @@ func sysloopOnce(o *options, m sysloopMode) (map[string]float64, error) {
 		}
 		wait = func() error {
 			if r := w.Wait(); r.Cause != "exited" {
-				return fmt.Errorf("sysloop under %s: %s", prof.Name, r.OneLine())
+				return fmt.Errorf("sysloop under %s: %s", m.prof.Name, r.OneLine())
 			}
 			return nil
 		}
@@ -142,7 +141,7 @@ func benchSeccomp(o *options, profs map[string]*seccompprofiles.Profile) (*secco
 		base:  map[string]string{modeXsnap: modeNoFilter, modeDev: modeNoFilter},
 		ns:    map[string]map[string]float64{},
 	}
-	prof := map[string]sysloopMode{
+	run := map[string]sysloopMode{
 		modeBare:     {},
 		modeNoFilter: {prof: profs["nofilter"]},
 		modeXsnap:    {prof: profs["xsnap"]},
@@ -155,10 +154,10 @@ func benchSeccomp(o *options, profs map[string]*seccompprofiles.Profile) (*secco
 		}
 		defer cleanup()
 		common := []string{bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev-bind", "/dev/null", "/dev/null"}
-		prof[modeBwrap] = sysloopMode{wrap: func(argv []string) []string {
+		run[modeBwrap] = sysloopMode{wrap: func(argv []string) []string {
 			return append(append(slices.Clone(common), "--"), argv...)
 		}}
-		prof[modeBwrapDev] = sysloopMode{
+		run[modeBwrapDev] = sysloopMode{
 			wrap: func(argv []string) []string {
 				return append(append(slices.Clone(common), "--seccomp", strconv.Itoa(bwrapSeccompF), "--"), argv...)
 			},
@@ -173,7 +172,7 @@ func benchSeccomp(o *options, profs map[string]*seccompprofiles.Profile) (*secco
 	all := map[string]map[string][]float64{}
 	for range o.sysLaunches {
 		for _, m := range res.modes {
-			got, err := sysloopOnce(o, prof[m])
+			got, err := sysloopOnce(o, run[m])
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", m, err)
 			}
