@@ -81,11 +81,16 @@ type Worker struct {
 	cleaned chan struct{}
 	report  report.Report
 
-	mu         sync.Mutex
-	killedBy   string
-	killReason string
-	phase      string
-	warnings   []string
+	mu       sync.Mutex
+	stops    []stop // signals vatrun sent the worker on someone's behalf, in order
+	phase    string
+	warnings []string
+}
+
+// stop is one signal vatrun sent the worker, and why.
+type stop struct {
+	sig    syscall.Signal
+	reason string
 }
 
 var bpfCache sync.Map // profile digest → []byte
@@ -329,20 +334,46 @@ func (w *Worker) Signal(sig syscall.Signal) error {
 }
 
 // Forward relays sig to the worker on behalf of someone who asked vatrun to stop (vatrun got
-// SIGTERM, say): if the worker dies afterwards the report says cause "stopped", killedBy
-// "vatrun", with reason.
+// SIGTERM, say): if the worker dies of sig, the report says cause "stopped", killedBy "vatrun",
+// with reason. A worker that had already exited, or dies of something else, keeps its own cause.
 func (w *Worker) Forward(sig syscall.Signal, reason string) error {
-	w.markKilled(reason)
+	w.markKilled(sig, reason)
 	return w.proc.Signal(sig)
 }
 
-func (w *Worker) markKilled(reason string) {
+func (w *Worker) markKilled(sig syscall.Signal, reason string) {
 	w.mu.Lock()
-	if w.killedBy == "" {
-		w.killedBy = KilledByVatrun
-		w.killReason = reason
-	}
+	w.stops = append(w.stops, stop{sig, reason})
 	w.mu.Unlock()
+}
+
+// relayed keeps the stops that reached the worker alive: SIGKILL (sent to the init stage or the
+// cgroup, never relayed) and the signals whose bit the init stage set in forwarded.
+func relayed(stops []stop, forwarded uint64) []stop {
+	var out []stop
+	for _, s := range stops {
+		if s.sig == syscall.SIGKILL || (s.sig > 0 && s.sig < 64 && forwarded&(1<<uint(s.sig)) != 0) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// stopEvidence says what vatrun sent the worker: the reason given is the first stop's whose
+// signal is the one the worker died of, else the first stop's.
+func stopEvidence(stops []stop, deathSig int) (killedBy, reason string, sigs []int) {
+	if len(stops) == 0 {
+		return "", "", nil
+	}
+	reason = stops[0].reason
+	matched := false
+	for _, s := range stops {
+		sigs = append(sigs, int(s.sig))
+		if !matched && int(s.sig) == deathSig {
+			reason, matched = s.reason, true
+		}
+	}
+	return KilledByVatrun, reason, sigs
 }
 
 // Stop kills the worker and everything it started (cgroup.kill when it has a cgroup, else
@@ -354,7 +385,7 @@ func (w *Worker) Stop(reason string) {
 		return
 	default:
 	}
-	w.markKilled(reason)
+	w.markKilled(syscall.SIGKILL, reason)
 	if w.cg != nil {
 		if err := w.cg.kill(); err == nil {
 			return
@@ -371,11 +402,8 @@ func (w *Worker) reap() {
 	ex, err := w.proc.WaitExit()
 	w.mu.Lock()
 	warnings := append([]string(nil), w.warnings...)
-	ev := report.Evidence{
-		ExitCodes:  w.exits,
-		KilledBy:   w.killedBy,
-		KillReason: w.killReason,
-	}
+	ev := report.Evidence{ExitCodes: w.exits}
+	stops := append([]stop(nil), w.stops...)
 	phase := w.phase
 	w.mu.Unlock()
 
@@ -395,10 +423,18 @@ func (w *Worker) reap() {
 		if ex.CPU > 0 {
 			ev.CPUSeconds = ex.CPU.Seconds()
 		}
-		if !ex.Reported {
+		if ex.Reported {
+			// A signal the init stage did not relay (the worker was already dead) was no stop.
+			stops = relayed(stops, ex.Forwarded)
+		} else {
 			warnings = append(warnings, fmt.Sprintf("the init stage died (%s) before it could report the worker's own status; the worker died with it", sandbox.DescribeStatus(ws)))
 		}
 	}
+	deathSig := -1
+	if !ev.Exited {
+		deathSig = ev.Signal
+	}
+	ev.KilledBy, ev.KillReason, ev.StopSignals = stopEvidence(stops, deathSig)
 	ev.RlimitCPUHard = w.cpuHard
 	if w.cg != nil {
 		cgev, notes, cgerr := w.cg.evidence()

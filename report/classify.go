@@ -21,7 +21,8 @@ const cpuTolerance = 0.05
 // The first rule that matches wins, in this order of precedence:
 //
 //  1. SetupError != ""                                   → setup-failed / launcher-error
-//  2. KilledBy == "vatrun" (whatever the death)          → stopped / external
+//  2. KilledBy == "vatrun" and the worker died by a signal
+//     vatrun sent (StopSignals)                          → stopped / external
 //  3. exit 0                                             → exited / clean
 //  4. an exit code the profile maps to a metering fault  → metering-fault / deterministic
 //  5. SIGKILL, cgroup evidence, memory.events oom > 0    → oom-limit / resource-exhaustion
@@ -43,12 +44,21 @@ const cpuTolerance = 0.05
 // SIGKILL that nothing else explains is "killed", with a detail saying an OOM kill could not be
 // ruled out.
 func Classify(ev Evidence) (Cause, Class, string) {
+	cause, class, detail := classify(ev)
+	if cause != CauseStopped && cause != CauseSetupFailed && ev.KilledBy != "" {
+		detail += fmt.Sprintf("; %s also sent it a stop signal (%s), which was not what ended it",
+			ev.KilledBy, meaningOr(ev.KillReason, "no reason given"))
+	}
+	return cause, class, detail
+}
+
+func classify(ev Evidence) (Cause, Class, string) {
 	if ev.SetupError != "" {
 		return CauseSetupFailed, ClassLauncherError,
 			fmt.Sprintf("the sandbox could not be set up, so the worker never ran: %s", ev.SetupError)
 	}
 	death := describeDeath(ev)
-	if ev.KilledBy == "vatrun" {
+	if stoppedByVatrun(ev) {
 		why := ev.KillReason
 		if why == "" {
 			why = "no reason given"
@@ -127,6 +137,21 @@ func Classify(ev Evidence) (Cause, Class, string) {
 			meaningOr(ev.ExitCodes[ev.ExitCode].Meaning, "the profile gives no meaning for it"))
 }
 
+// stoppedByVatrun: vatrun asked the worker to stop and the worker died of exactly that. A stop
+// signal that reached vatrun after the worker had exited, or while it was dying by another
+// signal, does not make the death vatrun's.
+func stoppedByVatrun(ev Evidence) bool {
+	if ev.KilledBy != "vatrun" || ev.Exited {
+		return false
+	}
+	for _, s := range ev.StopSignals {
+		if s == ev.Signal {
+			return true
+		}
+	}
+	return false
+}
+
 // Build classifies ev and fills every report field the evidence gives. The launcher fills the rest
 // (Phase, ProfileName, ProfileDigest, WallTime, Pid, Warnings). For a setup failure the exit status
 // and signal fields stay empty: whatever died was not the worker.
@@ -141,6 +166,9 @@ func Build(ev Evidence) Report {
 		KilledBy:   ev.KilledBy,
 		KillReason: ev.KillReason,
 		SetupError: ev.SetupError,
+	}
+	if cause != CauseStopped {
+		r.KilledBy, r.KillReason = "", ""
 	}
 	if r.KilledBy == "" {
 		r.KilledBy = "nobody"

@@ -79,10 +79,14 @@ type Evidence struct {
 	Cgroup *CgroupEvidence
 	// ExitCodes is the profile's meaning of exit codes.
 	ExitCodes map[int]ExitMeaning
-	// KilledBy is "vatrun" when vatrun itself stopped the worker, "" otherwise; KillReason says why
-	// ("received SIGTERM", "kernel asked", "timeout").
-	KilledBy   string
-	KillReason string
+	// KilledBy is "vatrun" when vatrun itself sent the worker a signal on someone's behalf (it
+	// forwarded a stop signal it received, or killed the worker), "" otherwise; KillReason says why
+	// ("received SIGTERM", "kernel asked", "timeout"). StopSignals are the signals vatrun sent.
+	// The death counts as "stopped" only when the worker died by one of them: a worker that had
+	// already exited, or was already dying of something else, keeps the cause of its own death.
+	KilledBy    string
+	KillReason  string
+	StopSignals []int
 }
 
 // Report is the one JSON object written per worker death (schema documented in the README).

@@ -46,7 +46,11 @@ func TestClassify(t *testing.T) {
 	atCPULimit := func(cpu float64) func(*Evidence) {
 		return func(ev *Evidence) { ev.CPUSeconds = cpu; ev.RlimitCPUHard = 3 }
 	}
-	byVatrun := func(ev *Evidence) { ev.KilledBy = "vatrun"; ev.KillReason = "received SIGTERM" }
+	byVatrun := func(ev *Evidence) {
+		ev.KilledBy = "vatrun"
+		ev.KillReason = "received SIGTERM"
+		ev.StopSignals = []int{int(syscall.SIGTERM), int(syscall.SIGKILL)}
+	}
 
 	for _, tc := range []struct {
 		name   string
@@ -110,11 +114,22 @@ func TestClassify(t *testing.T) {
 		}), CauseSetupFailed, ClassLauncherError, "permission denied"},
 		{"vatrun stop beats an OOM", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), byVatrun),
 			CauseStopped, ClassExternal, "died by SIGKILL"},
-		{"vatrun stop beats exit 0", with(exited(0), func(ev *Evidence) { ev.KilledBy = "vatrun"; ev.KillReason = "timeout" }),
-			CauseStopped, ClassExternal, "(timeout); it exited with code 0"},
-		{"vatrun stop beats SIGXCPU", with(signaled(syscall.SIGXCPU), byVatrun), CauseStopped, ClassExternal, "SIGXCPU"},
-		{"vatrun stop without a reason", with(signaled(syscall.SIGKILL), func(ev *Evidence) { ev.KilledBy = "vatrun" }),
-			CauseStopped, ClassExternal, "no reason given"},
+		// A stop that came too late, or while the worker was dying of something else, is not the
+		// cause: the worker's own death decides (issue 12: SIGTERM from xsnap's kill() on EOF).
+		{"late stop after exit 17 stays a metering fault", with(exited(17), byVatrun),
+			CauseMeteringFault, ClassDeterministic, "not what ended it"},
+		{"late stop after exit 0 stays clean", with(exited(0), byVatrun), CauseExited, ClassClean, "code 0"},
+		{"stop signal while dying of SIGXCPU", with(signaled(syscall.SIGXCPU), byVatrun), CauseCPULimit,
+			ClassResourceExhaustion, "SIGXCPU"},
+		{"forwarded SIGTERM, but the worker died by SIGKILL from outside",
+			with(signaled(syscall.SIGKILL), func(ev *Evidence) {
+				ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "received SIGTERM", []int{int(syscall.SIGTERM)}
+			}), CauseKilled, ClassExternal, "received SIGTERM), which was not what ended it"},
+		{"vatrun killed it, no reason", with(signaled(syscall.SIGKILL), func(ev *Evidence) {
+			ev.KilledBy, ev.StopSignals = "vatrun", []int{int(syscall.SIGKILL)}
+		}), CauseStopped, ClassExternal, "no reason given"},
+		{"vatrun asked but sent nothing", with(signaled(syscall.SIGTERM), func(ev *Evidence) { ev.KilledBy = "vatrun" }),
+			CauseExternalSignal, ClassExternal, "SIGTERM"},
 		{"oom grew beats killed", withCgroup(signaled(syscall.SIGKILL), CgroupEvidence{OOM: 2}),
 			CauseOOMLimit, ClassResourceExhaustion, "oom 2, oom_kill 0"},
 		{"oom grew beats the CPU limit", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), atCPULimit(3.5)),
@@ -202,7 +217,9 @@ func TestBuildExit(t *testing.T) {
 }
 
 func TestBuildStoppedAndSetup(t *testing.T) {
-	r := Build(with(signaled(syscall.SIGTERM), func(ev *Evidence) { ev.KilledBy = "vatrun"; ev.KillReason = "kernel asked" }))
+	r := Build(with(signaled(syscall.SIGTERM), func(ev *Evidence) {
+		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "kernel asked", []int{int(syscall.SIGTERM)}
+	}))
 	if r.Cause != CauseStopped || r.KilledBy != "vatrun" || r.KillReason != "kernel asked" || r.SignalName != "SIGTERM" {
 		t.Errorf("stopped: %+v", r)
 	}
@@ -212,6 +229,12 @@ func TestBuildStoppedAndSetup(t *testing.T) {
 	}
 	if r.KilledBy != "nobody" {
 		t.Errorf("killedBy %q, want nobody", r.KilledBy)
+	}
+	r = Build(with(exited(17), func(ev *Evidence) {
+		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "vatrun received SIGTERM", []int{int(syscall.SIGTERM)}
+	}))
+	if r.Cause != CauseMeteringFault || r.KilledBy != "nobody" || r.KillReason != "" {
+		t.Errorf("late stop after exit 17: cause %s killedBy %q reason %q", r.Cause, r.KilledBy, r.KillReason)
 	}
 }
 
@@ -231,7 +254,9 @@ func TestRoundTrip(t *testing.T) {
 		exited(0), exited(11), exited(2), signaled(syscall.SIGSEGV), signaled(syscall.Signal(40)),
 		withCgroup(signaled(syscall.SIGKILL), CgroupEvidence{OOM: 1, OOMKill: 1, OOMGroupKill: 1, MemoryPeak: 3 << 20,
 			MemoryMax: -1, PidsMaxEvents: 2, PidsPeak: 7, CPUUsageUsec: 1, ThrottledUsec: 2, NrThrottled: 3}),
-		with(signaled(syscall.SIGTERM), func(ev *Evidence) { ev.KilledBy = "vatrun"; ev.KillReason = "timeout" }),
+		with(signaled(syscall.SIGTERM), func(ev *Evidence) {
+			ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "timeout", []int{int(syscall.SIGTERM)}
+		}),
 		{SetupError: "seccomp: unknown syscall \"frob\"\nsecond line"},
 	}
 	for _, ev := range evs {
@@ -320,10 +345,12 @@ func TestOneLine(t *testing.T) {
 		t.Errorf("OneLine:\n got %s\nwant %s", got, want)
 	}
 
-	r = Build(with(exited(0), func(ev *Evidence) { ev.KilledBy = "vatrun"; ev.KillReason = "kernel asked" }))
+	r = Build(with(signaled(syscall.SIGKILL), func(ev *Evidence) {
+		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "kernel asked", []int{int(syscall.SIGKILL)}
+	}))
 	r.Phase = "idle"
-	want = `cause=stopped class=external exit=0 phase=idle cgroup=none cpu=0.20s wall=0.00s killedBy=vatrun reason="kernel asked"` +
-		` — vatrun stopped the worker (kernel asked); it exited with code 0`
+	want = `cause=stopped class=external signal=SIGKILL phase=idle cgroup=none cpu=0.20s wall=0.00s killedBy=vatrun reason="kernel asked"` +
+		` — vatrun stopped the worker (kernel asked); it died by SIGKILL`
 	if got := r.OneLine(); got != want {
 		t.Errorf("OneLine:\n got %s\nwant %s", got, want)
 	}

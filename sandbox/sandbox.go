@@ -117,8 +117,10 @@ type Msg struct {
 	MaxRSSKB int64
 	// CPU is the worker's PROF clock (raw tick-sampled user+system time) read while it
 	// was a zombie: the clock RLIMIT_CPU is enforced against; negative when unknown.
-	CPU  time.Duration
-	Text string
+	CPU time.Duration
+	// Forwarded: bit N set when the stage relayed signal N to the worker while it was alive.
+	Forwarded uint64
+	Text      string
 }
 
 // DecodeMsg parses one MsgSize-byte status message.
@@ -129,13 +131,14 @@ func DecodeMsg(b []byte) (Msg, error) {
 	var raw C.struct_vr_msg
 	C.memcpy(unsafe.Pointer(&raw), unsafe.Pointer(&b[0]), C.size_t(MsgSize))
 	m := Msg{
-		Type:     MsgType(raw._type),
-		A:        int(raw.a),
-		Utime:    time.Duration(raw.utime_usec) * time.Microsecond,
-		Stime:    time.Duration(raw.stime_usec) * time.Microsecond,
-		MaxRSSKB: int64(raw.maxrss_kb),
-		CPU:      time.Duration(raw.cpu_nsec),
-		Text:     C.GoStringN(&raw.text[0], C.int(C.strnlen(&raw.text[0], C.size_t(len(raw.text))))),
+		Type:      MsgType(raw._type),
+		A:         int(raw.a),
+		Utime:     time.Duration(raw.utime_usec) * time.Microsecond,
+		Stime:     time.Duration(raw.stime_usec) * time.Microsecond,
+		MaxRSSKB:  int64(raw.maxrss_kb),
+		CPU:       time.Duration(raw.cpu_nsec),
+		Forwarded: uint64(raw.forwarded),
+		Text:      C.GoStringN(&raw.text[0], C.int(C.strnlen(&raw.text[0], C.size_t(len(raw.text))))),
 	}
 	switch m.Type {
 	case MsgExecOK, MsgSetupFailed, MsgExited:
@@ -144,11 +147,21 @@ func DecodeMsg(b []byte) (Msg, error) {
 	return Msg{}, errors.New("sandbox status message: unknown type " + fmt.Sprint(m.Type))
 }
 
-// InheritedFD says whether fd (0–4) was open when this process started, as seen by a
-// constructor that ran before the Go runtime could open descriptors of its own.
+// MaxInheritedFD bounds the fds InheritedFD knows about: 0 to MaxInheritedFD-1.
+const MaxInheritedFD = C.VR_MAX_INHERITED_FD
+
+// InheritedFD says whether fd (0 to MaxInheritedFD-1) was open when this process started, as
+// seen by a constructor that ran before the Go runtime could open descriptors of its own.
 func InheritedFD(fd int) bool {
-	if fd < 0 || fd >= 5 {
+	if fd < 0 || fd >= MaxInheritedFD {
 		return false
 	}
-	return C.vr_inherited_fds[fd] != 0
+	return uint64(C.vr_inherited_fds)&(1<<uint(fd)) != 0
+}
+
+// DieBySignal ends this process by sig, after its default action is restored, with no core dump
+// of its own, so that the parent's wait status is the one the worker had (death by sig). For a
+// signal whose default action does not terminate it exits 128+sig. It does not return.
+func DieBySignal(sig int) {
+	C.vr_die_by_signal(C.int(sig))
 }

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -61,6 +62,8 @@ struct vr_mount_attr {
 
 static volatile pid_t vr_child = 0;
 static int vr_status_fd = -1;
+/* Bit N: signal N was relayed to the worker while it was still alive (not yet a zombie). */
+static volatile uint64_t vr_forwarded_mask = 0;
 
 static const int vr_forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH};
 #define VR_NFORWARDED (int)(sizeof(vr_forwarded) / sizeof(vr_forwarded[0]))
@@ -109,11 +112,24 @@ static int vr_read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
-static void vr_forward(int sig)
+/* Relays a stop signal to the worker, but only one that came from outside the sandbox: with a pid
+ * namespace a sender outside it shows as pid 0 (vatrun, the kernel, an operator), while the worker
+ * or its children show their own pids; without one, only our parent (vatrun) counts. A worker that
+ * signals us cannot make its own death look like a stop from outside. A signal that arrives when
+ * the worker is already dead (a zombie waiting to be reaped) is not relayed and not recorded, so a
+ * late stop never becomes the cause of a death that had already happened. */
+static void vr_forward(int sig, siginfo_t *info, void *uctx)
 {
+	(void)uctx;
 	int saved = errno;
-	if (vr_child > 0)
-		kill(vr_child, sig);
+	pid_t child = vr_child;
+	if (child > 0 && info != NULL && (info->si_pid == 0 || info->si_pid == getppid())) {
+		siginfo_t si;
+		memset(&si, 0, sizeof(si));
+		int dead = waitid(P_PID, (id_t)child, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == child;
+		if (!dead && kill(child, sig) == 0 && sig > 0 && sig < 64)
+			vr_forwarded_mask |= (uint64_t)1 << sig;
+	}
 	errno = saved;
 }
 
@@ -297,8 +313,8 @@ static void vr_init(int argc, char **argv, char **envp)
 		sigaddset(&block, vr_forwarded[i]);
 	sigprocmask(SIG_BLOCK, &block, &old);
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = vr_forward;
-	sa.sa_flags = SA_RESTART;
+	sa.sa_sigaction = vr_forward;
+	sa.sa_flags = SA_RESTART | SA_SIGINFO;
 	sigfillset(&sa.sa_mask);
 	for (int i = 0; i < VR_NFORWARDED; i++)
 		sigaction(vr_forwarded[i], &sa, NULL);
@@ -311,6 +327,14 @@ static void vr_init(int argc, char **argv, char **envp)
 		vr_fail(errno, "fork the worker");
 	vr_child = child;
 	close(errpipe[1]);
+	/* The worker has exec'd (vfork returns only then) or failed: the fds meant for it (stdio and
+	 * the kernel's pipes) are no business of ours any more. Holding them would keep the kernel's
+	 * pipes open after the worker died: a write to fd 3 would still succeed and then turn into
+	 * ECONNRESET when we exit, where without vatrun it fails with EPIPE at once, and fd 4 would
+	 * read EOF only after we reported. */
+	for (int fd = 0; fd < cfg.keep_fds; fd++)
+		if (fd != vr_status_fd && fd != errpipe[0])
+			close(fd);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 
 	/* EOF on the error pipe means execve succeeded (close-on-exec); a record means it did not. */
@@ -367,6 +391,7 @@ static void vr_init(int argc, char **argv, char **envp)
 		m.utime_usec = (int64_t)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec;
 		m.stime_usec = (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
 		m.maxrss_kb = ru.ru_maxrss;
+		m.forwarded = vr_forwarded_mask;
 		vr_send(&m);
 		/* As pid 1 our exit takes the rest of the namespace with it; otherwise the cgroup
 		 * (or the worker's own parent-death signals) does. */
@@ -374,14 +399,40 @@ static void vr_init(int argc, char **argv, char **envp)
 	}
 }
 
-/* Which of fds 0..4 were open when the process started, before the Go runtime could open any fd
- * of its own (it may reuse 3 or 4 when they were closed). vatrun run passes 3 and 4 through only
- * if they were really inherited. */
-int vr_inherited_fds[5];
+void vr_die_by_signal(int sig)
+{
+	struct rlimit none = {0, 0};
+	struct sigaction dfl;
+	sigset_t set;
+
+	/* No core file of vatrun: the worker's death is what is being mirrored, not a crash of ours. */
+	setrlimit(RLIMIT_CORE, &none);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (sig > 0 && sig < 65 && sig != SIGSTOP && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU) {
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		sigaction(sig, &dfl, NULL);
+		sigemptyset(&set);
+		sigaddset(&set, sig);
+		pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+		syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), sig);
+		/* A terminating signal ends the whole process before tgkill returns to user space on
+		 * most kernels; give it a moment on the others. */
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	_exit(128 + sig);
+}
+
+/* Which of fds 0..63 were open when the process started, before the Go runtime could open any fd
+ * of its own (it may reuse a low fd number that was closed). vatrun run passes an fd through to
+ * the worker only if it was really inherited. */
+uint64_t vr_inherited_fds;
 
 __attribute__((constructor)) static void vr_init_constructor(int argc, char **argv, char **envp)
 {
 	vr_init(argc, argv, envp);
-	for (int fd = 0; fd < 5; fd++)
-		vr_inherited_fds[fd] = fcntl(fd, F_GETFD) >= 0;
+	for (int fd = 0; fd < VR_MAX_INHERITED_FD; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			vr_inherited_fds |= (uint64_t)1 << fd;
 }

@@ -56,10 +56,17 @@ struct vr_msg {
 	int64_t stime_usec;
 	int64_t maxrss_kb;
 	int64_t cpu_nsec; /* the worker's process CPU clock read while a zombie; -1 if unknown */
+	uint64_t forwarded; /* bit N: the init stage relayed signal N to the worker while it was alive */
 	char text[160];
 };
 
-/* Set by the constructor in every process: 1 when fd i (0..4) was open at process start. */
-extern int vr_inherited_fds[5];
+/* Set by the constructor in every process: bit i set when fd i (0..63) was open at process start. */
+#define VR_MAX_INHERITED_FD 64
+extern uint64_t vr_inherited_fds;
+
+/* Ends the calling process by signal sig, as the worker ended, so that its parent sees the same
+ * wait status: default action for sig, no core dump of this process, sig unblocked, raised. Falls
+ * back to _exit(128 + sig) for a signal whose default action does not terminate. */
+void vr_die_by_signal(int sig) __attribute__((noreturn));
 
 #endif

@@ -68,6 +68,9 @@ type Exit struct {
 	// Utime+Stime.
 	CPU      time.Duration
 	MaxRSSKB int64
+	// Forwarded: bit N set when the init stage relayed signal N to the worker while it was
+	// still alive (valid when Reported).
+	Forwarded uint64
 	// At is when the death was noticed.
 	At time.Time
 }
@@ -245,7 +248,7 @@ func (p *Process) WaitExit() (Exit, error) {
 		noticed := time.Now()
 		p.status.Close()
 		if merr == nil && m.Type == MsgExited {
-			p.exit = Exit{Status: unix.WaitStatus(m.A), Reported: true, Utime: m.Utime, Stime: m.Stime, CPU: m.CPU, MaxRSSKB: m.MaxRSSKB, At: noticed}
+			p.exit = Exit{Status: unix.WaitStatus(m.A), Reported: true, Utime: m.Utime, Stime: m.Stime, CPU: m.CPU, MaxRSSKB: m.MaxRSSKB, Forwarded: m.Forwarded, At: noticed}
 			go func() {
 				p.proc.Wait()
 				close(p.reaped)

@@ -11,10 +11,10 @@ import (
 // builtinDigests pins the built-in profiles. Validators compare digests, so a change here is a
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
-	"consensus": "sha256:ae8f96199b29ee6bae3967565ae079b1fe9dee8173589625195244ac8b561d75",
-	"dev":       "sha256:259fb7252bc2e6c566f0702304f0790b81db89b8e2ebe4abc57baea5d763b4e4",
-	"solo":      "sha256:3efc405d89f5b12cdabf20fb895dc19cb9c1c6eacff804bf44c4501349ae231a",
-	"xsnap":     "sha256:77a1e3b264bada6f3612402345cd4da1a025560f1039efffda2fe7ca865af581",
+	"consensus": "sha256:9ac742cf87304af3b1e4ce50ecd5424c3d550498f8405d9c3ee1eec8a92c9b25",
+	"dev":       "sha256:bb89f613025ebc688cb67a10474240399d2083276088ec6c1f436afb89f5aa45",
+	"solo":      "sha256:7f0726e5abdcb08985b7b9d2cd42004e187299509d07f9781cb1a2b7ec1fcb02",
+	"xsnap":     "sha256:298b7612610af26e4c58752e3a0ec8550da0a74ca93fc36e3b2426f5e803a490",
 }
 
 func TestBuiltinDigestsStable(t *testing.T) {

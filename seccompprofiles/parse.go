@@ -24,6 +24,7 @@ import (
 //	limits.core        0             (no core dumps)
 //	limits.fileSize    "max"         (no RLIMIT_FSIZE)
 //	namespaces         pid, net, ipc, uts, mount all true; user "auto"
+//	fds                [3, 4]        (the worker's pipes; xsnap 0.15 needs [3, 4, 7, 8])
 //	seccomp            none (no filter)
 //	exitCodes          none
 //	consensus          false
@@ -55,6 +56,7 @@ func Default() *Profile {
 			FileSize: DefaultFileSize,
 		},
 		Namespaces: Namespaces{Pid: true, Net: true, IPC: true, UTS: true, Mount: true, User: UserAuto},
+		Fds:        []int{3, 4},
 	}
 }
 
@@ -91,6 +93,10 @@ func Parse(data []byte, source string) (*Profile, error) {
 // fillDefaults resolves the defaults that depend on other fields and normalises spellings that
 // mean the same thing.
 func (p *Profile) fillDefaults() {
+	if p.Fds == nil {
+		p.Fds = []int{3, 4}
+	}
+	sort.Ints(p.Fds)
 	if f := strings.Fields(p.Limits.CPUMax); len(f) == 1 && f[0] == "max" {
 		p.Limits.CPUMax = DefaultCPUMax
 	} else if len(f) > 0 {

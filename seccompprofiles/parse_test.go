@@ -60,7 +60,7 @@ func TestParseErrors(t *testing.T) {
 	cases := []struct{ name, src, want string }{
 		{"unknown field", `{"limits": {"memroy": 1}}`,
 			`profile ./p.json: unknown field "limits.memroy"; known fields of limits: memory, swap, cpuMax, cpuSeconds, pids, stack, nofile, core, fileSize`},
-		{"unknown top field", `{"limit": {}}`, `unknown field "limit"; known fields: name, description, consensus, limits, namespaces, seccomp, exitCodes`},
+		{"unknown top field", `{"limit": {}}`, `unknown field "limit"; known fields: name, description, consensus, limits, namespaces, fds, seccomp, exitCodes`},
 		{"case differs", `{"Limits": {}}`, `unknown field "Limits"`},
 		{"nested unknown", `{"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": 1}]}}`,
 			`unknown field "seccomp.syscalls[0].errno"; known fields of seccomp.syscalls[0]: names, action, errnoRet, args`},
@@ -108,8 +108,12 @@ func TestParseErrors(t *testing.T) {
 			`seccomp.syscalls[1]: syscall "read" has action SCMP_ACT_KILL_PROCESS here but SCMP_ACT_ALLOW in seccomp.syscalls[0]`},
 		{"conflicting errnos", `{"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"}, {"names": ["write", "read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}}`,
 			`syscall "read" has action SCMP_ACT_ERRNO(errno 38) here but SCMP_ACT_ERRNO(errno 1)`},
+		{"fd below 3", `{"fds": [2, 3]}`, `fds: fd 2 is outside 3..63 (0-2 are stdio and always passed)`},
+		{"fd too high", `{"fds": [3, 64]}`, `fds: fd 64 is outside 3..63`},
+		{"fd twice", `{"fds": [4, 3, 4]}`, `fds: fd 4 is listed twice`},
+		{"fd above nofile", `{"fds": [3, 4, 9], "limits": {"nofile": 9}}`, `limits.nofile: 9 does not cover fd 9 of "fds"`},
 		{"consensus", `{"consensus": true, "limits": {"memory": "max"}, "namespaces": {"net": false}}`,
-			`consensus: a consensus profile bounds every resource identically on every validator: limits.memory must not be "max"; limits.pids must be > 0; limits.cpuSeconds must be > 0; a seccomp section is required; namespaces.net must be true; fix these or set "consensus": false`},
+			`consensus: a consensus profile bounds every resource identically on every validator: limits.memory must not be "max"; limits.pids must be > 0; a seccomp section is required; namespaces.net must be true; fix these or set "consensus": false`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -165,10 +169,12 @@ func TestParseArchitectures(t *testing.T) {
 func TestConsensusRequirementsOneByOne(t *testing.T) {
 	base := `{"consensus": true, "limits": {"pids": 8, "cpuSeconds": 10}, "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`
 	mustParse(t, base)
+	// A lifetime RLIMIT_CPU would kill a healthy long-lived worker (issue 12): consensus does not
+	// require one; the engine's computron meter and cpu.max bound CPU instead.
+	mustParse(t, `{"consensus": true, "limits": {"pids": 8}, "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`)
 	for _, c := range []struct{ src, want string }{
 		{`{"consensus": true, "limits": {"pids": 8, "cpuSeconds": 10}}`, "a seccomp section is required"},
 		{`{"consensus": true, "limits": {"cpuSeconds": 10}, "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`, "limits.pids must be > 0"},
-		{`{"consensus": true, "limits": {"pids": 8}, "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`, "limits.cpuSeconds must be > 0"},
 		{`{"consensus": true, "limits": {"pids": 8, "cpuSeconds": 10}, "namespaces": {"pid": false}, "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`, "namespaces.pid must be true"},
 	} {
 		_, err := Parse([]byte(c.src), "c.json")
@@ -194,9 +200,9 @@ func TestBuiltins(t *testing.T) {
 		defAction string
 		limits    Limits
 	}{
-		"xsnap":     {false, "SCMP_ACT_ERRNO", Limits{Memory: 1 << 30, CPUMax: "max 100000", CPUSeconds: 60, Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
-		"consensus": {true, "SCMP_ACT_KILL_PROCESS", Limits{Memory: 1 << 30, CPUMax: "max 100000", CPUSeconds: 60, Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
-		"solo":      {false, "SCMP_ACT_ERRNO", Limits{Memory: 2 << 30, CPUMax: "max 100000", CPUSeconds: 300, Pids: 64, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
+		"xsnap":     {false, "SCMP_ACT_ERRNO", Limits{Memory: 1 << 30, CPUMax: "max 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
+		"consensus": {true, "SCMP_ACT_KILL_PROCESS", Limits{Memory: 1 << 30, CPUMax: "max 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
+		"solo":      {false, "SCMP_ACT_ERRNO", Limits{Memory: 2 << 30, CPUMax: "max 100000", Pids: 64, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
 		"dev":       {false, "SCMP_ACT_ALLOW", Limits{Memory: Unlimited, CPUMax: "max 100000", Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
 	}
 	for _, name := range BuiltinNames() {
@@ -310,7 +316,6 @@ func TestLoad(t *testing.T) {
 func TestRlimits(t *testing.T) {
 	x, _ := Builtin("xsnap")
 	want := []Rlimit{
-		{unix.RLIMIT_CPU, "RLIMIT_CPU", 60, 61},
 		{unix.RLIMIT_STACK, "RLIMIT_STACK", 8 << 20, 8 << 20},
 		{unix.RLIMIT_NOFILE, "RLIMIT_NOFILE", 64, 64},
 		{unix.RLIMIT_CORE, "RLIMIT_CORE", 0, 0},
@@ -327,5 +332,36 @@ func TestRlimits(t *testing.T) {
 	}
 	if got := p.Rlimits(); !reflect.DeepEqual(got, want) {
 		t.Errorf("rlimits without cpu and nofile = %+v\nwant %+v", got, want)
+	}
+}
+
+func TestFds(t *testing.T) {
+	if p := mustParse(t, `{}`); !reflect.DeepEqual(p.Fds, []int{3, 4}) {
+		t.Errorf("default fds = %v, want [3 4]", p.Fds)
+	}
+	p := mustParse(t, `{"fds": [8, 3, 7, 4]}`)
+	if !reflect.DeepEqual(p.Fds, []int{3, 4, 7, 8}) {
+		t.Errorf("fds = %v, want sorted [3 4 7 8]", p.Fds)
+	}
+	q := mustParse(t, `{"fds": [3, 4, 7, 8]}`)
+	if p.Digest() != q.Digest() {
+		t.Errorf("the order of fds changed the digest")
+	}
+	if d := mustParse(t, `{}`).Digest(); d == p.Digest() {
+		t.Errorf("fds [3 4] and [3 4 7 8] have the same digest %s", d)
+	}
+	// xsnap 0.15 uses fd 7 (snapshot save) and fd 8 (snapshot load) besides 3 and 4.
+	for _, name := range []string{"xsnap", "consensus"} {
+		b, _ := Builtin(name)
+		if !reflect.DeepEqual(b.Fds, []int{3, 4, 7, 8}) {
+			t.Errorf("%s fds = %v, want [3 4 7 8]", name, b.Fds)
+		}
+	}
+	// No built-in profile has a lifetime CPU limit: it would kill a healthy long-lived worker.
+	for _, name := range BuiltinNames() {
+		b, _ := Builtin(name)
+		if b.Limits.CPUSeconds != 0 {
+			t.Errorf("%s: cpuSeconds %d; built-ins are for long-lived workers and must not set a lifetime RLIMIT_CPU", name, b.Limits.CPUSeconds)
+		}
 	}
 }

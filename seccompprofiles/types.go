@@ -18,6 +18,11 @@ type Profile struct {
 	Limits Limits `json:"limits"`
 	// Namespaces says which namespaces the worker gets.
 	Namespaces Namespaces `json:"namespaces"`
+	// Fds are the descriptors above stdio that the worker type uses and that reach it at the same
+	// numbers, untouched, when the parent passed them (default [3, 4]: commands in, results out;
+	// xsnap 0.15 also uses 7 and 8 for snapshots). Every other fd is closed in the worker; one
+	// the parent left closed stays closed. A property of the worker type, so it is in the digest.
+	Fds []int `json:"fds"`
 	// Seccomp is the filter in OCI runtime-spec shape; nil means no filter.
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	// ExitCodes gives the worker's own exit codes a meaning, keyed by the decimal code ("11").

@@ -18,6 +18,8 @@ const (
 	MinNofile uint64 = 8
 	// MaxNofile is the kernel's default fs.nr_open; setrlimit above it fails.
 	MaxNofile uint64 = 1 << 20
+	// MaxFd bounds the fds a profile may pass through ("fds"): 3..MaxFd-1.
+	MaxFd = 64
 	// MaxErrno is the largest errno a seccomp ERRNO action can return.
 	MaxErrno uint = 4095
 	// cpu.max bounds (kernel/sched/core.c): period 1 ms..1 s, quota at least 1 ms and at most
@@ -77,6 +79,17 @@ func (p *Profile) validate(prefix string) error {
 	if l.Nofile > MaxNofile {
 		bad("limits.nofile", "%d is above %d (the kernel's default fs.nr_open), so setrlimit would fail; lower it", l.Nofile, MaxNofile)
 	}
+	for i, fd := range p.Fds {
+		switch {
+		case fd < 3 || fd >= MaxFd:
+			bad("fds", "fd %d is outside 3..%d (0-2 are stdio and always passed)", fd, MaxFd-1)
+		case i > 0 && p.Fds[i-1] == fd:
+			bad("fds", "fd %d is listed twice", fd)
+		}
+	}
+	if n := len(p.Fds); n > 0 && l.Nofile != 0 && l.Nofile <= uint64(p.Fds[n-1]) {
+		bad("limits.nofile", "%d does not cover fd %d of \"fds\"; raise nofile above the highest fd the worker uses", l.Nofile, p.Fds[n-1])
+	}
 	switch p.Namespaces.User {
 	case UserAuto, UserAlways, UserNever:
 	default:
@@ -115,9 +128,6 @@ func (p *Profile) validate(prefix string) error {
 		}
 		if l.Pids <= 0 {
 			missing = append(missing, "limits.pids must be > 0")
-		}
-		if l.CPUSeconds == 0 {
-			missing = append(missing, "limits.cpuSeconds must be > 0")
 		}
 		if p.Seccomp == nil {
 			missing = append(missing, "a seccomp section is required")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -77,13 +78,17 @@ func testPause(stage string, stderr io.Writer) {
 	time.Sleep(30 * time.Second)
 }
 
-// openReportFD checks that fd is open for writing before anything starts.
-func openReportFD(fd int) (*reportSink, error) {
+// openReportFD checks that fd is open for writing, and is none of the worker's fds, before
+// anything starts.
+func openReportFD(fd int, workerFds []int) (*reportSink, error) {
 	if fd < 0 {
 		return nil, fmt.Errorf("--report-fd %d: not a file descriptor", fd)
 	}
 	if fd <= 4 {
 		return nil, fmt.Errorf("--report-fd %d: fds 0-4 belong to the worker (stdio, commands, results); pass the report pipe as fd 5 or above", fd)
+	}
+	if slices.Contains(workerFds, fd) {
+		return nil, fmt.Errorf("--report-fd %d: the profile passes fd %d to the worker (fds %v); pass the report pipe above them, e.g. fd %d (Node.js: one more stdio entry)", fd, fd, workerFds, max(workerFds[len(workerFds)-1]+1, 5))
 	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
@@ -103,12 +108,33 @@ func openReportFile(path string) (*reportSink, error) {
 	return &reportSink{f: f, desc: path}, nil
 }
 
-// inheritedFile is fd 3 or 4 as the parent passed it, or nil when the parent left it closed.
+// inheritedFile is fd as the parent passed it, or nil when the parent left it closed.
 func inheritedFile(fd int) *os.File {
 	if !sandbox.InheritedFD(fd) {
 		return nil
 	}
 	return os.NewFile(uintptr(fd), "fd"+strconv.Itoa(fd))
+}
+
+// workerFiles are the worker's fds 3, 4, … up to the highest of the profile's fds: each fd the
+// profile lists and the parent passed, at its own number; nil (closed in the worker) for the rest.
+// Nil when the parent passed none of them.
+func workerFiles(fds []int) []*os.File {
+	if len(fds) == 0 {
+		return nil
+	}
+	files := make([]*os.File, fds[len(fds)-1]-2)
+	any := false
+	for _, fd := range fds {
+		if f := inheritedFile(fd); f != nil {
+			files[fd-3] = f
+			any = true
+		}
+	}
+	if !any {
+		return nil
+	}
+	return files
 }
 
 func runMain(args []string, stdout, stderr io.Writer) int {
@@ -123,7 +149,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	grace := fs.Duration("kill-grace", 10*time.Second, "after forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to the worker, SIGKILL it if it is still alive after this long")
 	reportTimeout := fs.Duration("report-timeout", 5*time.Second, "give up writing the report (exit 123) when it cannot be written within this long (a report pipe nobody reads)")
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info (one line per launch and per death), warn, error")
+	logFile := fs.String("log-file", "", "append logs to this file instead of stderr (which vatrun shares with the worker and the kernel)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: vatrun run --profile NAME|PATH [--report-fd N | --report-file F] [flags] -- WORKER [ARGS...]")
 		fs.PrintDefaults()
@@ -138,7 +165,16 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vatrun run: "+format+"\n", a...)
 		return code
 	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
+	logOut := stderr
+	if *logFile != "" {
+		f, err := os.OpenFile(*logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return fail(exitUsage, "--log-file: %v (choose a writable path)", err)
+		}
+		defer f.Close()
+		logOut = f
+	}
+	log, err := newLogger(logOut, *logFormat, *logLevel)
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
@@ -163,16 +199,17 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	var sink *reportSink
 	switch {
 	case *reportFD >= 0:
-		sink, err = openReportFD(*reportFD)
+		sink, err = openReportFD(*reportFD, prof.Fds)
 	case *reportFile != "":
 		sink, err = openReportFile(*reportFile)
 	}
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	// Descriptors above 4 that our parent left without close-on-exec (the report fd among them)
-	// must not reach the init stage; fds 3 and 4 are passed explicitly.
-	if err := unix.CloseRange(5, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+	// Descriptors that our parent left without close-on-exec (the report fd among them) must not
+	// reach the init stage; the worker's own fds are passed explicitly, at their numbers.
+	files := workerFiles(prof.Fds)
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		log.Debug("close_range cloexec", "err", err)
 	}
 
@@ -181,16 +218,13 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		Path:       path,
 		Args:       worker,
 		Env:        os.Environ(),
-		ExtraFiles: []*os.File{inheritedFile(3), inheritedFile(4)},
+		ExtraFiles: files,
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
 		Cgroup:     launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup},
 		Name:       *name,
 		Logger:     log,
-	}
-	if spec.ExtraFiles[0] == nil && spec.ExtraFiles[1] == nil {
-		spec.ExtraFiles = nil
 	}
 
 	// Catch the stop signals before the worker exists, so none is lost in between.
@@ -220,8 +254,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return fail(code, "%v", err)
 	}
 
-	// The worker holds fds 3 and 4 now; vatrun's copies go, so the kernel sees fd 4 close (and a
-	// write to fd 3 fail) the moment the worker dies, not when vatrun has finished reporting.
+	// The worker holds its fds now (and the init stage has dropped its copies); vatrun's copies
+	// go, so the kernel sees fd 4 close (and a write to fd 3 fail with EPIPE) the moment the worker
+	// dies, not when vatrun has finished reporting.
 	for _, f := range spec.ExtraFiles {
 		if f != nil {
 			f.Close()
@@ -261,6 +296,12 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	<-w.Cleaned()
 	if werr != nil {
 		return fail(exitReportLost, "%v (the worker's own status was: %s)", werr, r.OneLine())
+	}
+	if r.ExitCode == nil && r.Signal > 0 {
+		// Mirror the wait status exactly: the parent sees death by the worker's signal, as it
+		// would without vatrun (Node: exit(null, 'SIGKILL'), not 137).
+		signal.Reset()
+		sandbox.DieBySignal(r.Signal)
 	}
 	return launcher.ExitStatus(r)
 }

@@ -25,9 +25,10 @@ import (
 // worker: they need namespaces (root, or unprivileged user namespaces) and seccomp.
 
 type runResult struct {
-	code   int
-	stderr string
-	report *report.Report
+	code     int  // shell style: 128+N for death by signal N
+	signaled bool // vatrun itself died by a signal
+	stderr   string
+	report   *report.Report
 }
 
 // vatrunCmd prepares `vatrun run ARGS... -- worker WORKERARGS...` with fd 3 (commands), fd 4
@@ -118,16 +119,13 @@ func (h *harness) await() runResult {
 	h.t.Helper()
 	rep, _ := readAll(h.reportR)
 	h.cmdW.Close()
-	err := h.cmd.Wait()
 	res := runResult{stderr: h.stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		res.code = ee.ExitCode()
-	default:
+	var err error
+	res.code, res.signaled, err = testbin.ExitOf(h.cmd.Wait())
+	if err != nil {
 		h.t.Fatal(err)
 	}
+	res.stderr = h.stderr.String()
 	if len(rep) > 0 {
 		r, err := report.Decode(rep)
 		if err != nil {
@@ -170,6 +168,10 @@ func wantDeath(t *testing.T, res runResult, code int, cause report.Cause, class 
 	}
 	if got := exitStatusOf(*res.report); got != res.code {
 		t.Errorf("vatrun exited %d but its report says the worker's status maps to %d", res.code, got)
+	}
+	// The wait status is mirrored exactly: death by the worker's signal, not exit 128+N.
+	if wantSig := res.report.Signal > 0; res.signaled != wantSig {
+		t.Errorf("vatrun died by a signal: %v, want %v (report: %s)", res.signaled, wantSig, res.report.OneLine())
 	}
 }
 

@@ -4,11 +4,13 @@
 package testbin
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -80,4 +82,20 @@ func Worker(t testing.TB) string {
 		t.Fatalf("test worker: %v", wkrErr)
 	}
 	return worker
+}
+
+// ExitOf turns cmd.Wait's error into a shell-style status: the exit code, or 128+N with
+// signaled true when the process died by signal N. Any other error is returned as is.
+func ExitOf(err error) (code int, signaled bool, werr error) {
+	if err == nil {
+		return 0, false, nil
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return -1, false, err
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), true, nil
+	}
+	return ee.ExitCode(), false, nil
 }

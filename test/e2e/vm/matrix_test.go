@@ -21,6 +21,7 @@ import (
 
 	"github.com/vatrun/vatrun/internal/netstring"
 	"github.com/vatrun/vatrun/internal/proctree"
+	"github.com/vatrun/vatrun/internal/testbin"
 	"github.com/vatrun/vatrun/report"
 )
 
@@ -191,9 +192,10 @@ func (v *vatrunRun) vatrunHolds() []string {
 }
 
 type outcome struct {
-	code   int
-	report *report.Report
-	stderr string
+	code     int  // shell style: 128+N for death by signal N
+	signaled bool // vatrun died by a signal (the worker's, mirrored)
+	report   *report.Report
+	stderr   string
 }
 
 // wait reads the report, waits for vatrun, and checks that nothing of the sandbox is left.
@@ -206,14 +208,10 @@ func (v *vatrunRun) wait() outcome {
 	if !v.fd4Closed(10 * time.Second) {
 		v.t.Errorf("fd 4 still open 10 s after the report: someone holds the reply pipe")
 	}
-	err := v.cmd.Wait()
 	out := outcome{stderr: v.stderr()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		out.code = ee.ExitCode()
-	default:
+	var err error
+	out.code, out.signaled, err = testbin.ExitOf(v.cmd.Wait())
+	if err != nil {
 		v.t.Fatal(err)
 	}
 	if rerr != nil && !errors.Is(rerr, os.ErrClosed) {
@@ -448,6 +446,9 @@ func deathMatrix(t *testing.T, who string) {
 			row(t, "run-"+c.name+"-"+who, expected, observed, took)
 			if out.code != c.code {
 				t.Errorf("vatrun exit code %d, want %d (stderr: %s)", out.code, c.code, out.stderr)
+			}
+			if wantSig := c.code > 128; out.signaled != wantSig {
+				t.Errorf("vatrun died by a signal: %v, want %v (the worker's wait status mirrored)", out.signaled, wantSig)
 			}
 			if out.report == nil {
 				t.Fatalf("no report (stderr: %s)", out.stderr)
