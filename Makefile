@@ -5,13 +5,13 @@ GO ?= go
 BIN := bin
 VATRUN := $(BIN)/vatrun
 WORKER := $(BIN)/vatrun-testworker
-GOFILES := $(shell find . -name '*.go' -not -path './test/e2e/.cache/*' 2>/dev/null)
+GOFILES := $(shell find . -name '*.go' -not -path './test/e2e/.cache/*' -not -path '*/node_modules/*' 2>/dev/null)
 CFILES := $(wildcard sandbox/*.c sandbox/*.h)
 # vatrun is linked statically (glibc + libseccomp.a) so the same binary runs in the e2e VM.
 STATIC_LDFLAGS := -linkmode external -extldflags "-static"
 export CGO_ENABLED := 1
 
-.PHONY: all build deps demo test unit vet e2e bench fuzz clean
+.PHONY: all build deps demo test unit vet e2e bench fuzz clean node js-test swingset
 
 all: build
 
@@ -37,10 +37,27 @@ vet: deps
 	@./scripts/staticcheck.sh
 
 # Unit and host integration tests (root + namespaces + seccomp here; tests that need more skip
-# with a reason), then a short fuzz pass.
+# with a reason), the Node.js adapter's tests, the real SwingSet kernel through vatrun, then a
+# short fuzz pass.
 test: build vet
 	VATRUN_E2E=0 VATRUN_BIN=$(CURDIR)/$(VATRUN) VATRUN_TESTWORKER=$(CURDIR)/$(WORKER) $(GO) test -count=1 ./...
+	@$(MAKE) --no-print-directory js-test
+	@$(MAKE) --no-print-directory swingset
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+NODE ?= node
+node:
+	@command -v $(NODE) >/dev/null 2>&1 || { echo "make: Node.js 20 ($(NODE)) is missing: the adapter (js/) and SwingSet tests need it; install it (Debian: apt-get install nodejs)"; exit 1; }
+
+# The Node.js adapter (js/): node --test, against bin/vatrun and the C test worker.
+js-test: build node
+	cd js && VATRUN_BIN=$(CURDIR)/$(VATRUN) VATRUN_TESTWORKER=$(CURDIR)/$(WORKER) $(NODE) --test test/
+
+# The real Agoric SwingSet kernel with xsnap workers through vatrun (test/swingset/README.md):
+# setup.sh installs the pinned npm packages and builds xsnap-worker once.
+swingset: build node
+	@./test/swingset/setup.sh
+	cd test/swingset && VATRUN_BIN=$(CURDIR)/$(VATRUN) $(NODE) --test
 
 FUZZTIME ?= 60s
 fuzz: deps

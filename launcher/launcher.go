@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -154,6 +155,23 @@ func ResolvePath(path string) (string, error) {
 	return path, nil
 }
 
+// execFailure says whether the sandbox failed at the worker's own execve in a way a shell reports
+// as 126 (ENOEXEC: no #! and not an ELF the kernel can load; EACCES) or 127 (ENOENT: a missing
+// ELF interpreter or #! interpreter), rather than as a sandbox setup failure.
+func execFailure(err error) error {
+	var se *sandbox.SetupError
+	if !errors.As(err, &se) || !strings.HasPrefix(se.Step, "execve ") {
+		return nil
+	}
+	switch se.Errno {
+	case syscall.ENOEXEC, syscall.EACCES, syscall.ETXTBSY, syscall.EISDIR, syscall.ELIBBAD:
+		return ErrNotExecutable
+	case syscall.ENOENT, syscall.ENOTDIR, syscall.ELIBACC:
+		return ErrNotFound
+	}
+	return nil
+}
+
 // hasCapSysAdmin says whether this process may create namespaces without a user namespace.
 func hasCapSysAdmin() bool {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -267,6 +285,9 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	if err != nil {
 		if cg != nil {
 			cg.teardown(log)
+		}
+		if kind := execFailure(err); kind != nil {
+			return nil, fmt.Errorf("%w: %s: %w", kind, path, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}

@@ -192,6 +192,30 @@ static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, 
 		}
 	}
 
+	/* Empty the inheritable set too: it survives execve, and with ambient capabilities (systemd
+	 * AmbientCapabilities=, setpriv --inh-caps) it is how capabilities would reach the worker. */
+	if (cfg->flags & VR_FLAG_DROPCAPS) {
+		struct vr_cap_header {
+			uint32_t version;
+			int pid;
+		} hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+		struct vr_cap_data {
+			uint32_t effective, permitted, inheritable;
+		} data[2];
+		snprintf(step, sizeof(step), "clear the inheritable capability set");
+		if (syscall(SYS_capget, &hdr, data) != 0)
+			goto fail;
+		data[0].inheritable = data[1].inheritable = 0;
+		if (syscall(SYS_capset, &hdr, data) != 0)
+			goto fail;
+	}
+
+	/* A session of its own: no controlling terminal, so no TIOCSTI into the caller's shell and no
+	 * terminal signals from the caller's session. */
+	snprintf(step, sizeof(step), "start a new session (setsid)");
+	if (setsid() < 0)
+		goto fail;
+
 	snprintf(step, sizeof(step), "set no_new_privs");
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		goto fail;

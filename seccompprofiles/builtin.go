@@ -4,11 +4,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 //go:embed builtin/*.json
@@ -56,7 +58,7 @@ func Load(nameOrPath string) (*Profile, error) {
 	if p, ok := Builtin(nameOrPath); ok {
 		return p, nil
 	}
-	data, err := os.ReadFile(nameOrPath)
+	data, err := readProfileFile(nameOrPath)
 	if err != nil {
 		builtins := strings.Join(BuiltinNames(), ", ")
 		if errors.Is(err, fs.ErrNotExist) {
@@ -72,4 +74,36 @@ func Load(nameOrPath string) (*Profile, error) {
 		p.Name = strings.TrimSuffix(filepath.Base(nameOrPath), ".json")
 	}
 	return p, nil
+}
+
+// MaxProfileSize bounds a profile file (the largest built-in is ~6 KiB).
+const MaxProfileSize = 1 << 20
+
+// readProfileFile reads a profile file without ever blocking or growing without bound: it opens
+// non-blocking (a FIFO with no writer does not hang), refuses anything but a regular file
+// (/dev/zero, a FIFO, a directory), and refuses a file over MaxProfileSize.
+func readProfileFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s): give a JSON file", path, st.Mode().Type())
+	}
+	if st.Size() > MaxProfileSize {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d a profile may have", path, st.Size(), MaxProfileSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxProfileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxProfileSize {
+		return nil, fmt.Errorf("%s grew past %d bytes while being read", path, MaxProfileSize)
+	}
+	return data, nil
 }

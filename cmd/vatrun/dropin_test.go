@@ -390,3 +390,45 @@ func TestDropInLogFile(t *testing.T) {
 		t.Errorf("stderr %q, log file %q: want the two info lines in the file only", res.stderr, data)
 	}
 }
+
+// TestRunNoCapabilitiesNoTerminal: capabilities given to vatrun's caller through the inheritable
+// and ambient sets (systemd AmbientCapabilities=, setpriv --inh-caps) never reach the worker, and
+// the worker runs in a session of its own (no controlling terminal to push input into).
+func TestRunNoCapabilitiesNoTerminal(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and setpriv (util-linux) to hand vatrun inheritable and ambient capabilities")
+	}
+	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
+	for _, profile := range []string{"xsnap", "dev"} {
+		t.Run(profile, func(t *testing.T) {
+			cmdR, cmdW := pipe(t)
+			replyR, replyW := pipe(t)
+			cmd := exec.Command(setpriv, "--inh-caps", "+net_admin,+sys_admin,+sys_ptrace", "--ambient-caps", "+net_admin,+sys_admin,+sys_ptrace",
+				bin, "run", "--profile", profile, "--no-cgroup", "--", worker)
+			cmd.ExtraFiles = []*os.File{cmdR, replyW}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmdR.Close()
+			replyW.Close()
+			probes := []string{"probe:capinh", "probe:capamb", "probe:caps"}
+			want := []string{"capinh:0000000000000000", "capamb:0000000000000000", "capeff:0000000000000000"}
+			if profile == "dev" { // getsid is outside the xsnap allowlist
+				probes = append(probes, "probe:session")
+				want = append(want, "sid:2 pid:2")
+			}
+			for _, p := range probes {
+				fmt.Fprintf(cmdW, "%d:%s,", len(p), p)
+			}
+			cmdW.Close()
+			r := bufio.NewReader(replyR)
+			for i := range probes {
+				if got := (&harness{t: t}).reply(r); got != want[i] {
+					t.Errorf("%s: %q, want %q", probes[i], got, want[i])
+				}
+			}
+			cmd.Wait()
+		})
+	}
+}

@@ -100,10 +100,19 @@ func openReportFD(fd int, workerFds []int) (*reportSink, error) {
 	return &reportSink{f: os.NewFile(uintptr(fd), "report-fd"), desc: "fd " + strconv.Itoa(fd)}, nil
 }
 
+// openReportFile opens the report file without blocking: a FIFO with no reader is refused at
+// once (ENXIO) instead of hanging vatrun before the worker starts.
 func openReportFile(path string) (*reportSink, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o644)
+	if errors.Is(err, unix.ENXIO) {
+		return nil, fmt.Errorf("--report-file %s: a FIFO that nobody reads; open its read end first, or use --report-fd", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--report-file: %w (choose a writable path)", err)
+	}
+	if err := unix.SetNonblock(int(f.Fd()), false); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--report-file %s: %w", path, err)
 	}
 	return &reportSink{f: f, desc: path}, nil
 }
@@ -184,6 +193,17 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	worker := fs.Args()
 	if len(worker) == 0 {
 		return fail(exitUsage, "no worker given: vatrun run --profile %s -- WORKER [ARGS...]", *profileName)
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["report-fd"] && *reportFD < 0 {
+		return fail(exitUsage, "--report-fd %d: not a file descriptor; pass the report pipe as fd 5 or above", *reportFD)
+	}
+	if *grace < 0 {
+		return fail(exitUsage, "--kill-grace %v: negative; give how long to wait after a forwarded stop signal, e.g. 10s", *grace)
+	}
+	if *reportTimeout <= 0 {
+		return fail(exitUsage, "--report-timeout %v: must be positive, e.g. 5s", *reportTimeout)
 	}
 	if *reportFD >= 0 && *reportFile != "" {
 		return fail(exitUsage, "give --report-fd or --report-file, not both")

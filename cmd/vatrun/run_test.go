@@ -367,6 +367,16 @@ func TestRunBadInput(t *testing.T) {
 	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
 	badProfile := filepath.Join(dir, "bad.json")
 	os.WriteFile(badProfile, []byte(`{"name":"bad","limits":{"memroy":"1G"}}`), 0o644)
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noShebang := filepath.Join(dir, "no-shebang")
+	os.WriteFile(noShebang, []byte("echo hello\n"), 0o755)
+	badELF := filepath.Join(dir, "bad-elf")
+	os.WriteFile(badELF, []byte("\x7fELF\x02\x01\x01garbage-garbage-garbage-garbage-garbage"), 0o755)
+	missingInterp := filepath.Join(dir, "missing-interp")
+	os.WriteFile(missingInterp, []byte("#!/no/such/interpreter\n"), 0o755)
 	for _, c := range []struct {
 		name string
 		args []string
@@ -382,6 +392,14 @@ func TestRunBadInput(t *testing.T) {
 		{"no worker", []string{"run", "--profile", "xsnap"}, exitUsage, "no worker given"},
 		{"no profile", []string{"run", "--", worker}, exitUsage, "--profile is required"},
 		{"consensus without cgroups", []string{"run", "--profile", "consensus", "--no-cgroup", "--", worker}, exitUsage, "consensus profile"},
+		{"profile is /dev/zero", []string{"run", "--profile", "/dev/zero", "--", worker}, exitUsage, "not a regular file"},
+		{"profile is a FIFO with no writer", []string{"run", "--profile", fifo, "--", worker}, exitUsage, "not a regular file"},
+		{"report file is a FIFO with no reader", []string{"run", "--profile", "xsnap", "--no-cgroup", "--report-file", fifo, "--", worker}, exitUsage, "a FIFO that nobody reads"},
+		{"negative kill grace", []string{"run", "--profile", "xsnap", "--kill-grace", "-1s", "--", worker}, exitUsage, "--kill-grace -1s: negative"},
+		{"report fd -1", []string{"run", "--profile", "xsnap", "--report-fd", "-1", "--", worker}, exitUsage, "--report-fd -1: not a file descriptor"},
+		{"script without #!", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", noShebang}, exitNotExecutable, "exec format error"},
+		{"bad ELF", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", badELF}, exitNotExecutable, "execve"},
+		{"missing interpreter", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", missingInterp}, exitNotFound, "no such file"},
 		{"report file in a missing dir", []string{"run", "--profile", "xsnap", "--report-file", filepath.Join(dir, "no/such/dir/r.json"), "--", worker}, exitUsage, "--report-file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

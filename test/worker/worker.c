@@ -31,6 +31,7 @@
  *   sleep:MS -> slept                stdout:TEXT, stderr:TEXT -> written | errno:N
  *   probe:pid -> pid:N   probe:ppid -> ppid:N   probe:procs -> procs:N (numeric /proc entries)
  *   probe:fds -> fds:0,1,2,3,4       probe:nnp -> nnp:N     probe:caps -> capeff:HEX
+ *   probe:capinh -> capinh:HEX      probe:capamb -> capamb:HEX   probe:session -> sid:S pid:P
  *   probe:seccomp -> seccomp:N       probe:uid -> uid:N euid:N   probe:hostname -> hostname:H
  *   probe:rlimit-raise -> ok | errno:N (RLIMIT_CPU hard + 100, or to infinity)
  *   probe:net -> ok | errno:N (TCP connect to 127.0.0.1:9)
@@ -628,6 +629,12 @@ static void cmd_probe(const char *what)
 			reply("nnp:%d", r);
 	} else if (strcmp(what, "caps") == 0) {
 		probe_status("CapEff", "capeff");
+	} else if (strcmp(what, "capinh") == 0) {
+		probe_status("CapInh", "capinh");
+	} else if (strcmp(what, "capamb") == 0) {
+		probe_status("CapAmb", "capamb");
+	} else if (strcmp(what, "session") == 0) {
+		reply("sid:%d pid:%d", (int)getsid(0), (int)getpid());
 	} else if (strcmp(what, "seccomp") == 0) {
 		probe_status("Seccomp", "seccomp");
 	} else if (strcmp(what, "rlimit-raise") == 0) {
