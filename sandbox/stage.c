@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -302,6 +303,17 @@ static void vr_init(int argc, char **argv, char **envp)
 	}
 	vr_status_fd = cfg.status_fd;
 	fcntl(vr_status_fd, F_SETFD, FD_CLOEXEC);
+	/* No window for orphans: the parent-death signal was set between clone and exec, but a
+	 * supervisor that died before that went unnoticed (Go's own check compares getppid(), which
+	 * is 0 in a new pid namespace). Set it again and look: the supervisor holds the only read end
+	 * of the status pipe, so POLLERR on our write end means it is gone. From here on its death
+	 * kills us (and, as pid 1, the whole namespace). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	{
+		struct pollfd pfd = {.fd = vr_status_fd, .events = POLLOUT, .revents = 0};
+		if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
+			_exit(120);
+	}
 	if (cfg.nrlimits > VR_MAX_RLIMITS)
 		vr_fail(EINVAL, "config: too many rlimits");
 	if (cfg.bpf_len > VR_MAX_BPF)
