@@ -11,10 +11,10 @@ import (
 // builtinDigests pins the built-in profiles. Validators compare digests, so a change here is a
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
-	"consensus": "sha256:9ac742cf87304af3b1e4ce50ecd5424c3d550498f8405d9c3ee1eec8a92c9b25",
-	"dev":       "sha256:bb89f613025ebc688cb67a10474240399d2083276088ec6c1f436afb89f5aa45",
-	"solo":      "sha256:7f0726e5abdcb08985b7b9d2cd42004e187299509d07f9781cb1a2b7ec1fcb02",
-	"xsnap":     "sha256:298b7612610af26e4c58752e3a0ec8550da0a74ca93fc36e3b2426f5e803a490",
+	"consensus": "sha256:211070cee13c110e63672eeed176d1cf144bdfb85225125abc509a5069938b4c",
+	"dev": "sha256:c11e6f99ec2f574c78e69fe86f7fbd39c037bbcfad7e5b3368cfa171a3b69d57",
+	"solo": "sha256:1025839951ba8c0fff1170448e781053d33d87b8f812b7b3210b2f71250a056a",
+	"xsnap": "sha256:179b920363dc7d2743e6b270e28ddb9aa571371f0928963ad1e9e49577629e4e",
 }
 
 func TestBuiltinDigestsStable(t *testing.T) {
@@ -84,7 +84,8 @@ func TestCanonicalForm(t *testing.T) {
 	}
 	s := string(c)
 	for _, want := range []string{
-		`{"consensus":false,"exitCodes":{"2":{"meaning":"io"},"11":{`, // numeric key order
+		`{"consensus":false,"env":[],"exitCodes":{"2":{"meaning":"io"},"11":{`, // numeric key order
+		`"fds":[3,4],"limits"`,
 		`"limits":{"core":0,"cpuMax":"max 100000","cpuSeconds":30,"fileSize":"max","memory":1073741824,`,
 		`"architectures":["SCMP_ARCH_X86","SCMP_ARCH_X86_64"]`,
 		`{"action":"SCMP_ACT_ALLOW","names":["exit_group","read","write"]}`,

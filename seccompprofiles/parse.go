@@ -25,6 +25,7 @@ import (
 //	limits.fileSize    "max"         (no RLIMIT_FSIZE)
 //	namespaces         pid, net, ipc, uts, mount all true; user "auto"
 //	fds                [3, 4]        (the worker's pipes; xsnap 0.15 needs [3, 4, 7, 8])
+//	env                []            (the worker's environment: empty)
 //	seccomp            none (no filter)
 //	exitCodes          none
 //	consensus          false
@@ -57,6 +58,7 @@ func Default() *Profile {
 		},
 		Namespaces: Namespaces{Pid: true, Net: true, IPC: true, UTS: true, Mount: true, User: UserAuto},
 		Fds:        []int{3, 4},
+		Env:        []string{},
 	}
 }
 
@@ -95,6 +97,9 @@ func Parse(data []byte, source string) (*Profile, error) {
 func (p *Profile) fillDefaults() {
 	if p.Fds == nil {
 		p.Fds = []int{3, 4}
+	}
+	if p.Env == nil {
+		p.Env = []string{}
 	}
 	sort.Ints(p.Fds)
 	if f := strings.Fields(p.Limits.CPUMax); len(f) == 1 && f[0] == "max" {

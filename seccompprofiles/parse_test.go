@@ -60,7 +60,7 @@ func TestParseErrors(t *testing.T) {
 	cases := []struct{ name, src, want string }{
 		{"unknown field", `{"limits": {"memroy": 1}}`,
 			`profile ./p.json: unknown field "limits.memroy"; known fields of limits: memory, swap, cpuMax, cpuSeconds, pids, stack, nofile, core, fileSize`},
-		{"unknown top field", `{"limit": {}}`, `unknown field "limit"; known fields: name, description, consensus, limits, namespaces, fds, seccomp, exitCodes`},
+		{"unknown top field", `{"limit": {}}`, `unknown field "limit"; known fields: name, description, consensus, limits, namespaces, fds, env, seccomp, exitCodes`},
 		{"case differs", `{"Limits": {}}`, `unknown field "Limits"`},
 		{"nested unknown", `{"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": 1}]}}`,
 			`unknown field "seccomp.syscalls[0].errno"; known fields of seccomp.syscalls[0]: names, action, errnoRet, args`},
@@ -363,5 +363,34 @@ func TestFds(t *testing.T) {
 		if b.Limits.CPUSeconds != 0 {
 			t.Errorf("%s: cpuSeconds %d; built-ins are for long-lived workers and must not set a lifetime RLIMIT_CPU", name, b.Limits.CPUSeconds)
 		}
+	}
+}
+
+func TestEnv(t *testing.T) {
+	p := mustParse(t, `{"env": ["LANG=C.UTF-8", "TZ", "EMPTY="]}`)
+	lookup := func(k string) (string, bool) {
+		v, ok := map[string]string{"TZ": "UTC", "HOME": "/root"}[k]
+		return v, ok
+	}
+	if got := p.WorkerEnv(lookup); !reflect.DeepEqual(got, []string{"LANG=C.UTF-8", "TZ=UTC", "EMPTY="}) {
+		t.Errorf("WorkerEnv = %q", got)
+	}
+	if got := mustParse(t, `{"env": ["HOME_NOT_SET"]}`).WorkerEnv(lookup); len(got) != 0 {
+		t.Errorf("a pass-through name vatrun does not have must be left out: %q", got)
+	}
+	if got := mustParse(t, `{}`).WorkerEnv(lookup); len(got) != 0 {
+		t.Errorf("default environment %q, want empty (nothing of vatrun's own)", got)
+	}
+	for src, want := range map[string]string{
+		`{"env": ["1X=a"]}`:       `env[0]: "1X=a": want NAME=value or NAME`,
+		`{"env": ["A=1", "A"]}`:   `env[1]: A is given twice`,
+		`{"env": ["BAD NAME=1"]}`: `env[0]`,
+	} {
+		if _, err := Parse([]byte(src), "e.json"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%s) = %v, want %q", src, err, want)
+		}
+	}
+	if mustParse(t, `{"env": ["A=1"]}`).Digest() == mustParse(t, `{}`).Digest() {
+		t.Error("env is not in the digest")
 	}
 }

@@ -2,6 +2,7 @@ package seccompprofiles
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/vatrun/vatrun/report"
 	"golang.org/x/sys/unix"
@@ -55,6 +56,20 @@ func (p *Profile) ExitMeanings() map[int]report.ExitMeaning {
 			continue
 		}
 		out[code] = report.ExitMeaning{Meaning: v.Meaning, MeteringFault: v.MeteringFault}
+	}
+	return out
+}
+
+// WorkerEnv is the worker's environment: the profile's NAME=value entries, and for each bare NAME
+// the value lookup gives (os.LookupEnv in vatrun), when it has one. Nothing else.
+func (p *Profile) WorkerEnv(lookup func(string) (string, bool)) []string {
+	out := make([]string, 0, len(p.Env))
+	for _, e := range p.Env {
+		if strings.Contains(e, "=") {
+			out = append(out, e)
+		} else if v, ok := lookup(e); ok {
+			out = append(out, e+"="+v)
+		}
 	}
 	return out
 }

@@ -23,6 +23,11 @@ type Profile struct {
 	// xsnap 0.15 also uses 7 and 8 for snapshots). Every other fd is closed in the worker; one
 	// the parent left closed stays closed. A property of the worker type, so it is in the digest.
 	Fds []int `json:"fds"`
+	// Env is the worker's whole environment: "NAME=value" sets a value, a bare "NAME" passes
+	// vatrun's own value through when it has one. Nothing else reaches the worker (default: an
+	// empty environment), so two validators with the same digest give their workers the same
+	// variables.
+	Env []string `json:"env"`
 	// Seccomp is the filter in OCI runtime-spec shape; nil means no filter.
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	// ExitCodes gives the worker's own exit codes a meaning, keyed by the decimal code ("11").

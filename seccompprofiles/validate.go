@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -90,6 +91,16 @@ func (p *Profile) validate(prefix string) error {
 	if n := len(p.Fds); n > 0 && l.Nofile != 0 && l.Nofile <= uint64(p.Fds[n-1]) {
 		bad("limits.nofile", "%d does not cover fd %d of \"fds\"; raise nofile above the highest fd the worker uses", l.Nofile, p.Fds[n-1])
 	}
+	seenEnv := map[string]bool{}
+	for i, e := range p.Env {
+		name, _, _ := strings.Cut(e, "=")
+		if !envName.MatchString(name) {
+			bad(fmt.Sprintf("env[%d]", i), "%q: want NAME=value or NAME (letters, digits, _; not starting with a digit)", e)
+		} else if seenEnv[name] {
+			bad(fmt.Sprintf("env[%d]", i), "%s is given twice", name)
+		}
+		seenEnv[name] = true
+	}
 	switch p.Namespaces.User {
 	case UserAuto, UserAlways, UserNever:
 	default:
@@ -144,6 +155,8 @@ func (p *Profile) validate(prefix string) error {
 	}
 	return errors.Join(errs...)
 }
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func checkCPUMax(s string) error {
 	const syntax = `write "QUOTA PERIOD" or "max PERIOD" in microseconds, e.g. "50000 100000" (half a CPU) or "max 100000"`

@@ -49,6 +49,7 @@ type xsnapRun struct {
 	cmd                               *exec.Cmd
 	cmds, replies, snapSave, snapLoad *os.File // the kernel's ends
 	reportR                           *os.File
+	replyIno                          uint64 // inode of the worker's end of fd 4
 	stderr                            strings.Builder
 }
 
@@ -59,6 +60,10 @@ func startXsnapLike(t *testing.T, profile string, workerArgs ...string) *xsnapRu
 	var w3, w4, w7, w8 *os.File
 	x.cmds, w3 = socketPair(t)
 	x.replies, w4 = socketPair(t)
+	var st unix.Stat_t
+	if err := unix.Fstat(int(w4.Fd()), &st); err == nil {
+		x.replyIno = st.Ino
+	}
 	x.snapSave, w7 = socketPair(t)
 	x.snapLoad, w8 = socketPair(t)
 	reportR, reportW := pipe(t)
@@ -236,6 +241,18 @@ func TestDropInPipeErrors(t *testing.T) {
 		t.Fatalf("first reply %q", got)
 	}
 	initPid, worker := workerPid(t, x.cmd.Process.Pid)
+	// Once the worker has exec'd, only it may hold its ends of the kernel's pipes: the init stage
+	// and vatrun drop their copies right after the exec (microseconds later).
+	onlyWorker := fmt.Sprintf("%d ", worker)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		h := socketHolders(x.replyIno)
+		if len(h) == 1 && strings.HasPrefix(h[0], onlyWorker) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after the worker started, its end of fd 4 is held by %v, want the worker (%d) alone", h, worker)
+		}
+	}
 	if err := unix.Kill(initPid, unix.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +269,7 @@ func TestDropInPipeErrors(t *testing.T) {
 	}
 	x.replies.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if n, err := x.replies.Read(make([]byte, 16)); n != 0 || !errors.Is(err, io.EOF) {
-		t.Errorf("fd 4 read: %d bytes, %v; want EOF while the worker is dead and the init stage not yet done", n, err)
+		t.Errorf("fd 4 read: %d bytes, %v; want EOF while the worker is dead and the init stage not yet done (holders of the worker's end: %v)", n, err, socketHolders(x.replyIno))
 	}
 	_, err := x.cmds.Write([]byte("4:ping,"))
 	if !errors.Is(err, syscall.EPIPE) {
@@ -431,4 +448,63 @@ func TestRunNoCapabilitiesNoTerminal(t *testing.T) {
 			cmd.Wait()
 		})
 	}
+}
+
+// TestRunWorkerCannotChooseItsClassification: a worker that tries to make its own death look
+// external (SIGKILL or SIGTERM to itself, SIGTERM to the init stage for it to relay) or like a CPU
+// limit (SIGXCPU to itself, lowering its own RLIMIT_CPU) is refused by the built-in allowlists
+// (EPERM, and it goes on: the next command is answered), and the init stage relays no signal
+// whose sender is inside the sandbox, even where the profile allows kill (dev).
+func TestRunWorkerCannotChooseItsClassification(t *testing.T) {
+	refused := []string{"selfkill:9", "selfkill:15", "tgkill:9", "tgkill:24", "killinit:15", "setrlimit-cpu:0"}
+	for _, profile := range []string{"xsnap", "solo"} {
+		for _, c := range refused {
+			t.Run(profile+"/"+c, func(t *testing.T) {
+				h := newHarness(t, []string{"--profile", profile, "--no-cgroup"})
+				h.send(c, "ping")
+				r := bufio.NewReader(h.replyR)
+				if got := h.reply(r); got != "errno:1" {
+					t.Errorf("%s: %q, want errno:1 (EPERM)", c, got)
+				}
+				if got := h.reply(r); got != "pong" {
+					t.Errorf("after %s: %q, want pong (the worker lives on)", c, got)
+				}
+				wantDeath(t, h.finish(), 0, report.CauseExited, report.ClassClean)
+			})
+		}
+	}
+	t.Run("dev/killinit:15 is not relayed", func(t *testing.T) {
+		h := newHarness(t, []string{"--profile", "dev", "--no-cgroup"})
+		h.send("killinit:15", "ping")
+		r := bufio.NewReader(h.replyR)
+		if got := h.reply(r); got != "ok" {
+			t.Fatalf("kill(1, SIGTERM) under dev: %q, want ok (allowed by dev)", got)
+		}
+		if got := h.reply(r); got != "pong" {
+			t.Errorf("after kill(1, SIGTERM): %q, want pong: the init stage must not relay a signal from inside", got)
+		}
+		wantDeath(t, h.finish(), 0, report.CauseExited, report.ClassClean)
+	})
+	t.Run("xsnap/abort still works", func(t *testing.T) {
+		h := newHarness(t, []string{"--profile", "xsnap", "--no-cgroup"})
+		h.send("abort")
+		wantDeath(t, h.await(), 128+int(syscall.SIGABRT), report.CauseAbort, report.ClassResourceExhaustion)
+	})
+}
+
+// socketHolders lists "pid comm fd" for every process with an fd on the socket inode ino.
+func socketHolders(ino uint64) []string {
+	var out []string
+	want := fmt.Sprintf("socket:[%d]", ino)
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
+		for _, fd := range fds {
+			if l, _ := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); l == want {
+				comm, _ := os.ReadFile("/proc/" + p.Name() + "/comm")
+				out = append(out, p.Name()+" "+strings.TrimSpace(string(comm))+" fd "+fd.Name())
+			}
+		}
+	}
+	return out
 }

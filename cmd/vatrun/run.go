@@ -117,6 +117,17 @@ func openReportFile(path string) (*reportSink, error) {
 	return &reportSink{f: f, desc: path}, nil
 }
 
+// workerEnv is the profile's environment for the worker (nothing of vatrun's own but the names
+// the profile passes through), plus the test-only VATRUN_TEST_PAUSE hook when it is set (see
+// testPause; stage.c reads it from the worker's environment for the in-setup stage).
+func workerEnv(p *seccompprofiles.Profile) []string {
+	env := p.WorkerEnv(os.LookupEnv)
+	if v, ok := os.LookupEnv("VATRUN_TEST_PAUSE"); ok {
+		env = append(env, "VATRUN_TEST_PAUSE="+v)
+	}
+	return env
+}
+
 // inheritedFile is fd as the parent passed it, or nil when the parent left it closed.
 func inheritedFile(fd int) *os.File {
 	if !sandbox.InheritedFD(fd) {
@@ -237,7 +248,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		Profile:    prof,
 		Path:       path,
 		Args:       worker,
-		Env:        os.Environ(),
+		Env:        workerEnv(prof),
+		Dir:        "/",
 		ExtraFiles: files,
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,

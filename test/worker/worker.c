@@ -31,6 +31,8 @@
  *   sleep:MS -> slept                stdout:TEXT, stderr:TEXT -> written | errno:N
  *   probe:pid -> pid:N   probe:ppid -> ppid:N   probe:procs -> procs:N (numeric /proc entries)
  *   probe:fds -> fds:0,1,2,3,4       probe:nnp -> nnp:N     probe:caps -> capeff:HEX
+ *   selfkill:SIG, tgkill:SIG, killinit:SIG -> ok | errno:N (kill(self), tgkill(self), kill(1))
+ *   setrlimit-cpu:SECONDS -> ok | errno:N (lowers its own RLIMIT_CPU)
  *   probe:capinh -> capinh:HEX      probe:capamb -> capamb:HEX   probe:session -> sid:S pid:P
  *   probe:seccomp -> seccomp:N       probe:uid -> uid:N euid:N   probe:hostname -> hostname:H
  *   probe:rlimit-raise -> ok | errno:N (RLIMIT_CPU hard + 100, or to infinity)
@@ -65,6 +67,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -696,6 +699,35 @@ static void handle(char *msg, size_t len)
 			return;
 		}
 		exit((int)u);
+	} else if (arg && (strcmp(msg, "selfkill") == 0 || strcmp(msg, "killinit") == 0 || strcmp(msg, "tgkill") == 0)) {
+		/* A worker trying to choose how its own death is classified: kill(self), kill(pid 1 = the
+		 * init stage), tgkill(self). Replies ok (then, for a fatal signal, it is dead) or errno:N. */
+		if (parse_u64(arg, &u) != 0 || u == 0 || u > 64) {
+			reply("error:bad argument");
+			return;
+		}
+		long r;
+		if (strcmp(msg, "selfkill") == 0)
+			r = kill(getpid(), (int)u);
+		else if (strcmp(msg, "killinit") == 0)
+			r = kill(1, (int)u);
+		else
+			r = syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), (int)u);
+		if (r != 0)
+			reply_errno(errno);
+		else
+			reply("ok");
+	} else if (arg && strcmp(msg, "setrlimit-cpu") == 0) {
+		/* Lowering its own RLIMIT_CPU would make SIGXCPU (cpu-limit) the worker's own choice. */
+		if (parse_u64(arg, &u) != 0) {
+			reply("error:bad argument");
+			return;
+		}
+		struct rlimit rl = {.rlim_cur = (rlim_t)u, .rlim_max = (rlim_t)u + 1};
+		if (setrlimit(RLIMIT_CPU, &rl) != 0)
+			reply_errno(errno);
+		else
+			reply("ok");
 	} else if (strcmp(msg, "spin") == 0) {
 		double end;
 
