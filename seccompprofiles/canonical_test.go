@@ -12,9 +12,9 @@ import (
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
 	"consensus": "sha256:211070cee13c110e63672eeed176d1cf144bdfb85225125abc509a5069938b4c",
-	"dev": "sha256:c11e6f99ec2f574c78e69fe86f7fbd39c037bbcfad7e5b3368cfa171a3b69d57",
-	"solo": "sha256:1025839951ba8c0fff1170448e781053d33d87b8f812b7b3210b2f71250a056a",
-	"xsnap": "sha256:179b920363dc7d2743e6b270e28ddb9aa571371f0928963ad1e9e49577629e4e",
+	"dev":       "sha256:c11e6f99ec2f574c78e69fe86f7fbd39c037bbcfad7e5b3368cfa171a3b69d57",
+	"solo":      "sha256:1025839951ba8c0fff1170448e781053d33d87b8f812b7b3210b2f71250a056a",
+	"xsnap":     "sha256:179b920363dc7d2743e6b270e28ddb9aa571371f0928963ad1e9e49577629e4e",
 }
 
 func TestBuiltinDigestsStable(t *testing.T) {
