@@ -45,9 +45,10 @@ export function vatrunStdio(stdio) {
 }
 
 /**
- * Passive tracker of the xsnap protocol phase: 'startup' until the kernel first writes to fd 3,
- * 'in-delivery' after any write, 'idle' after a complete reply netstring on fd 4 whose payload does
- * not start with '?' (xsnap: '.' result, '!' error; '?' is a query from the worker, the delivery goes on).
+ * Passive tracker of the xsnap protocol phase: 'startup' until the worker's first complete reply
+ * on fd 4 (the kernel's first commands are its start-up), then 'in-delivery' after any write to
+ * fd 3 and 'idle' after a complete reply netstring whose payload does not start with '?' (xsnap:
+ * '.' result, '!' error; '?' is a query from the worker, the delivery goes on).
  * It only observes: the caller's streams see exactly the data and calls they would see without it.
  */
 function makePhaseTracker() {
@@ -115,7 +116,9 @@ function makePhaseTracker() {
       return phase;
     },
     wrote() {
-      phase = 'in-delivery';
+      // The kernel's first commands (xsnap: the lockdown bundle, isReady) are the worker's
+      // start-up: it is 'startup' until the first reply.
+      if (phase !== 'startup') phase = 'in-delivery';
     },
     /** @param {unknown} chunk @param {unknown} encoding */
     received(chunk, encoding) {

@@ -42,6 +42,9 @@ type Spec struct {
 	// ExtraFiles become fds 3, 4, … of the worker (the kernel's command and result pipes), passed
 	// as they are: no proxying, no copying. A nil entry is a closed fd.
 	ExtraFiles []*os.File
+	// CloseExtraFiles: Launch closes ExtraFiles as soon as the sandbox holds them (before the
+	// worker's exec), instead of leaving that to the caller.
+	CloseExtraFiles bool
 	// Stdin, Stdout, Stderr: nil means /dev/null. Consensus profiles always get /dev/null for
 	// stdout and stderr (a slow reader must not change the worker's timing).
 	Stdin, Stdout, Stderr *os.File
@@ -269,18 +272,19 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	}
 	started := time.Now()
 	proc, err := sandbox.Start(sandbox.Spec{
-		Config:     cfg,
-		Path:       path,
-		Args:       args,
-		Env:        spec.Env,
-		Dir:        spec.Dir,
-		Stdin:      spec.Stdin,
-		Stdout:     stdout,
-		Stderr:     stderr,
-		ExtraFiles: spec.ExtraFiles,
-		Cloneflags: flags,
-		UserNS:     userNS,
-		CgroupFD:   cgFD,
+		Config:          cfg,
+		Path:            path,
+		Args:            args,
+		Env:             spec.Env,
+		Dir:             spec.Dir,
+		Stdin:           spec.Stdin,
+		Stdout:          stdout,
+		Stderr:          stderr,
+		ExtraFiles:      spec.ExtraFiles,
+		CloseExtraFiles: spec.CloseExtraFiles,
+		Cloneflags:      flags,
+		UserNS:          userNS,
+		CgroupFD:        cgFD,
 	})
 	if err != nil {
 		if cg != nil {

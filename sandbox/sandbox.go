@@ -36,7 +36,7 @@ type Rlimit struct {
 // Config is what the init stage needs to know.
 type Config struct {
 	PidNS    bool // the stage is pid 1 of a new pid namespace
-	MountNS  bool // read-only view of /, fresh /proc
+	MountNS  bool // a minimal root: Mounts, a private /dev, a fresh /proc (with PidNS), nothing else
 	UTSNS    bool // set Hostname
 	DropCaps bool // empty the bounding and ambient capability sets before exec
 	Hostname string
@@ -47,6 +47,9 @@ type Config struct {
 	Rlimits  []Rlimit
 	// BPF is a raw seccomp program (struct sock_filter array); empty means no filter.
 	BPF []byte
+	// Mounts is what the minimal root holds besides /dev and /proc (MountNS); Start adds what the
+	// worker executable needs to load (WorkerRoot).
+	Mounts []Mount
 }
 
 // Encode serialises the config for the stage's config fd.
@@ -89,11 +92,23 @@ func (c *Config) Encode() ([]byte, error) {
 		cfg.rlimits[i].max = C.uint64_t(r.Max)
 	}
 	cfg.bpf_len = C.uint32_t(len(c.BPF) / 8)
+	var table []byte
+	if c.MountNS {
+		ms, err := normalizeMounts(c.Mounts)
+		if err != nil {
+			return nil, err
+		}
+		if table, err = encodeMounts(ms); err != nil {
+			return nil, err
+		}
+	}
+	cfg.mounts_len = C.uint32_t(len(table))
 	for i := 0; i < len(c.Hostname); i++ {
 		cfg.hostname[i] = C.char(c.Hostname[i])
 	}
 	raw := C.GoBytes(unsafe.Pointer(&cfg), C.int(unsafe.Sizeof(cfg)))
-	return append(raw, c.BPF...), nil
+	raw = append(raw, c.BPF...)
+	return append(raw, table...), nil
 }
 
 // MsgType says what a status message reports.

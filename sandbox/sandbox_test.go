@@ -23,7 +23,8 @@ func baseSpec(t *testing.T, script string) Spec {
 		t.Skip("needs /bin/sh")
 	}
 	return Spec{
-		Config:     Config{PidNS: true, MountNS: true, UTSNS: true, DropCaps: true, Hostname: "vat"},
+		Config: Config{PidNS: true, MountNS: true, UTSNS: true, DropCaps: true, Hostname: "vat",
+			Mounts: hostBins(t)},
 		Path:       "/bin/sh",
 		Args:       []string{"sh", "-c", script},
 		Env:        []string{"PATH=/usr/bin:/bin"},
@@ -31,6 +32,25 @@ func baseSpec(t *testing.T, script string) Spec {
 		UserNS:     os.Geteuid() != 0,
 		CgroupFD:   -1,
 	}
+}
+
+// hostBins makes the host's /bin and /usr/bin visible in the minimal root (read-only), as they are
+// on the host (a symlink or a directory), for the shell scripts these tests run as workers.
+func hostBins(t *testing.T) []Mount {
+	t.Helper()
+	var ms []Mount
+	for _, d := range []string{"/bin", "/usr/bin"} {
+		st, err := os.Lstat(d)
+		switch {
+		case err != nil:
+		case st.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(d)
+			ms = append(ms, Mount{MountSymlink, target, d})
+		default:
+			ms = append(ms, Mount{MountRO, d, d})
+		}
+	}
+	return ms
 }
 
 func start(t *testing.T, spec Spec) *Process {

@@ -26,6 +26,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -38,28 +39,13 @@
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-#ifndef AT_RECURSIVE
-#define AT_RECURSIVE 0x8000
 #endif
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
-#define VR_MOUNT_ATTR_RDONLY 0x00000001
-#define VR_MOUNT_ATTR_NOSUID 0x00000002
-
-struct vr_mount_attr {
-	uint64_t attr_set;
-	uint64_t attr_clr;
-	uint64_t propagation;
-	uint64_t userns_fd;
-};
 
 static volatile pid_t vr_child = 0;
 static int vr_status_fd = -1;
@@ -267,19 +253,181 @@ static pid_t vr_spawn(const struct vr_config *cfg, struct sock_fprog *prog, int 
 	return child;
 }
 
-static void vr_setup_mounts(const struct vr_config *cfg)
+/* mkdir -p for path's parents (and path itself when dir), in the new root. */
+static int vr_mkdirs(const char *path, int dir)
 {
+	char buf[4096];
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (dir && mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Creates target (an empty file or a directory, like source) and binds source over it. */
+static void vr_bind(const char *src, const char *dst, unsigned long extra)
+{
+	char step[160];
+	struct stat st;
+	if (stat(src, &st) != 0) {
+		snprintf(step, sizeof(step), "minimal root: %.120s does not exist", src);
+		vr_fail(errno, step);
+	}
+	int err = vr_mkdirs(dst, S_ISDIR(st.st_mode));
+	if (err == 0 && !S_ISDIR(st.st_mode)) {
+		int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0 && errno != EEXIST)
+			err = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (err != 0) {
+		snprintf(step, sizeof(step), "minimal root: create %.120s", dst);
+		vr_fail(-err, step);
+	}
+	if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) != 0) {
+		snprintf(step, sizeof(step), "minimal root: bind %.60s at %.60s", src, dst);
+		vr_fail(errno, step);
+	}
+	if (mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | extra, NULL) != 0) {
+		snprintf(step, sizeof(step), "minimal root: make %.120s nosuid%s", dst, (extra & MS_RDONLY) ? ", read-only" : "");
+		vr_fail(errno, step);
+	}
+}
+
+/* runc's masked and read-only paths of /proc (libcontainer/specconv defaults), plus the kernel log
+ * and the kernel's symbol and page tables. */
+static const char *const vr_proc_masked[] = {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+					     "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+					     "/proc/sched_debug", "/proc/scsi", "/proc/interrupts", "/proc/kmsg",
+					     "/proc/kallsyms", "/proc/kpagecount", "/proc/kpageflags", "/proc/kpagecgroup"};
+static const char *const vr_proc_readonly[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+					       "/proc/sysrq-trigger"};
+
+static void vr_mask(const char *path)
+{
+	struct stat st;
+	char step[160];
+	if (lstat(path, &st) != 0)
+		return; /* not on this kernel */
+	int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+				      : mount("/dev/null", path, NULL, MS_BIND, NULL);
+	if (rc != 0) {
+		snprintf(step, sizeof(step), "minimal root: mask %.120s", path);
+		vr_fail(errno, step);
+	}
+}
+
+static void vr_readonly(const char *path)
+{
+	char step[160];
+	if (access(path, F_OK) != 0)
+		return;
+	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0 ||
+	    mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
+		snprintf(step, sizeof(step), "minimal root: make %.120s read-only", path);
+		vr_fail(errno, step);
+	}
+}
+
+/* The bubblewrap/nsjail model: the worker's root is a small tmpfs holding only what the mount table
+ * names, a private /dev and a fresh /proc; the host's root is detached, never visible. */
+static void vr_setup_mounts(const struct vr_config *cfg, const char *table)
+{
+	static const char *const devs[] = {"null", "zero", "full", "random", "urandom"};
+	char src[4200], step[160];
+
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
 		vr_fail(errno, "make the mount namespace private (mount --make-rprivate /)");
-	if (cfg->flags & VR_FLAG_PIDNS) {
-		if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
-			vr_fail(errno, "mount a fresh /proc for the pid namespace");
+	/* The new root: a tmpfs on /tmp, then pivot_root with the old root at /oldroot, whence the
+	 * sources are bound (bubblewrap's way: /tmp is only the mount point). */
+	if (mount("vatrun-root", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
+		vr_fail(errno, "minimal root: mount a tmpfs for the new root (on /tmp)");
+	if (mkdir("/tmp/oldroot", 0700) != 0)
+		vr_fail(errno, "minimal root: mkdir /oldroot");
+	if (syscall(SYS_pivot_root, "/tmp", "/tmp/oldroot") != 0)
+		vr_fail(errno, "minimal root: pivot_root (the current root must be an ordinary mount; an initramfs's rootfs cannot be pivoted away: switch_root first)");
+	if (chdir("/") != 0)
+		vr_fail(errno, "minimal root: chdir /");
+
+	for (const char *p = table; p < table + cfg->mounts_len;) {
+		char kind = *p++;
+		const char *from = p;
+		p += strlen(p) + 1;
+		const char *to = p;
+		p += strlen(p) + 1;
+		switch (kind) {
+		case VR_MOUNT_RO:
+		case VR_MOUNT_RW:
+			snprintf(src, sizeof(src), "/oldroot%s", from);
+			vr_bind(src, to, MS_NODEV | (kind == VR_MOUNT_RO ? MS_RDONLY : 0));
+			break;
+		case VR_MOUNT_SYMLINK: {
+			int err = vr_mkdirs(to, 0);
+			if (err != 0 || symlink(from, to) != 0) {
+				snprintf(step, sizeof(step), "minimal root: symlink %.120s", to);
+				vr_fail(err ? -err : errno, step);
+			}
+			break;
+		}
+		case VR_MOUNT_TMPFS: {
+			char opts[64];
+			snprintf(opts, sizeof(opts), "mode=1777,size=%s", from);
+			int err = vr_mkdirs(to, 1);
+			if (err != 0 || mount("vatrun-tmp", to, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) != 0) {
+				snprintf(step, sizeof(step), "minimal root: tmpfs at %.120s", to);
+				vr_fail(err ? -err : errno, step);
+			}
+			break;
+		}
+		default:
+			vr_fail(EINVAL, "minimal root: bad mount table");
+		}
 	}
-	struct vr_mount_attr attr;
-	memset(&attr, 0, sizeof(attr));
-	attr.attr_set = VR_MOUNT_ATTR_RDONLY | VR_MOUNT_ATTR_NOSUID;
-	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &attr, sizeof(attr)) != 0)
-		vr_fail(errno, "make / read-only recursively (mount_setattr, Linux >= 5.12)");
+
+	/* A private /dev: the five harmless nodes, bound from the host's, and the fd links. */
+	if (vr_mkdirs("/dev", 1) != 0 || mount("vatrun-dev", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
+		vr_fail(errno, "minimal root: mount a tmpfs on /dev");
+	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
+		char to[64];
+		snprintf(src, sizeof(src), "/oldroot/dev/%s", devs[i]);
+		snprintf(to, sizeof(to), "/dev/%s", devs[i]);
+		vr_bind(src, to, MS_NOEXEC);
+	}
+	if (symlink("/proc/self/fd", "/dev/fd") != 0 || symlink("/proc/self/fd/0", "/dev/stdin") != 0 ||
+	    symlink("/proc/self/fd/1", "/dev/stdout") != 0 || symlink("/proc/self/fd/2", "/dev/stderr") != 0)
+		vr_fail(errno, "minimal root: /dev/fd links");
+	if (mount(NULL, "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) != 0)
+		vr_fail(errno, "minimal root: make /dev read-only");
+
+	/* A fresh /proc for the pid namespace, with runc's masks. Without a pid namespace, no /proc. */
+	if (cfg->flags & VR_FLAG_PIDNS) {
+		if (vr_mkdirs("/proc", 1) != 0 || mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+			vr_fail(errno, "mount a fresh /proc for the pid namespace");
+		for (size_t i = 0; i < sizeof(vr_proc_masked) / sizeof(vr_proc_masked[0]); i++)
+			vr_mask(vr_proc_masked[i]);
+		for (size_t i = 0; i < sizeof(vr_proc_readonly) / sizeof(vr_proc_readonly[0]); i++)
+			vr_readonly(vr_proc_readonly[i]);
+	}
+
+	if (umount2("/oldroot", MNT_DETACH) != 0)
+		vr_fail(errno, "minimal root: detach the host's root");
+	if (rmdir("/oldroot") != 0)
+		vr_fail(errno, "minimal root: rmdir /oldroot");
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+		vr_fail(errno, "minimal root: make / read-only, nodev, nosuid, noexec");
+	if (chdir("/") != 0)
+		vr_fail(errno, "minimal root: chdir /");
 }
 
 static void vr_init(int argc, char **argv, char **envp)
@@ -329,10 +477,21 @@ static void vr_init(int argc, char **argv, char **envp)
 		prog.filter = filter;
 		progp = &prog;
 	}
+	char *mounts = NULL;
+	if (cfg.mounts_len > 1 << 20)
+		vr_fail(E2BIG, "config: mount table over 1 MiB");
+	if (cfg.mounts_len > 0) {
+		mounts = calloc(1, cfg.mounts_len + 1);
+		if (mounts == NULL)
+			vr_fail(ENOMEM, "allocate the mount table");
+		rc = vr_read_full(cfgfd, mounts, cfg.mounts_len);
+		if (rc != 0)
+			vr_fail(-rc, "read the mount table");
+	}
 	close(cfgfd);
 
 	if (cfg.flags & VR_FLAG_MOUNTNS)
-		vr_setup_mounts(&cfg);
+		vr_setup_mounts(&cfg, mounts != NULL ? mounts : "");
 	if (cfg.flags & VR_FLAG_UTSNS) {
 		cfg.hostname[sizeof(cfg.hostname) - 1] = 0;
 		if (sethostname(cfg.hostname, strlen(cfg.hostname)) != 0)

@@ -14,13 +14,13 @@
 
 #define VR_MARKER "__vatrun_init__"
 #define VR_MAGIC 0x76617472u /* "vatr" */
-#define VR_VERSION 1u
+#define VR_VERSION 2u
 #define VR_MAX_RLIMITS 16
 #define VR_MAX_BPF 4096
 
 /* vr_config.flags */
 #define VR_FLAG_PIDNS 0x1u    /* we are pid 1 of a new pid namespace: fork the worker as pid 2 */
-#define VR_FLAG_MOUNTNS 0x2u  /* private mount namespace: read-only view of /, fresh /proc */
+#define VR_FLAG_MOUNTNS 0x2u  /* private mount namespace with a minimal root (see below) */
 #define VR_FLAG_UTSNS 0x4u    /* new uts namespace: set the hostname */
 #define VR_FLAG_DROPCAPS 0x8u /* empty the bounding set and ambient set before exec */
 
@@ -39,10 +39,21 @@ struct vr_config {
 	int32_t status_fd; /* where vr_msg records go */
 	uint32_t nrlimits;
 	struct vr_rlimit rlimits[VR_MAX_RLIMITS];
-	uint32_t bpf_len; /* number of struct sock_filter following this struct */
-	uint32_t pad;
+	uint32_t bpf_len;    /* number of struct sock_filter following this struct */
+	uint32_t mounts_len; /* bytes of the mount table following the BPF program */
 	char hostname[64];
 };
+
+/*
+ * The mount table (VR_FLAG_MOUNTNS): records of one kind byte, then the source and the target as
+ * NUL-terminated absolute paths. The init stage builds a new root from them on a tmpfs: read-only,
+ * nodev, nosuid, noexec, with a private /dev (null zero full random urandom), a fresh /proc (with a
+ * pid namespace) with the sensitive parts masked, and no /sys; the host's root is detached.
+ */
+#define VR_MOUNT_RO 'r'      /* read-only bind of source (a file or a directory) at target */
+#define VR_MOUNT_RW 'w'      /* read-write bind */
+#define VR_MOUNT_SYMLINK 'l' /* symlink at target pointing to source (as written) */
+#define VR_MOUNT_TMPFS 't'   /* a private tmpfs at target; source is its size in bytes (decimal) */
 
 /* vr_msg.type */
 #define VR_MSG_EXEC_OK 1      /* a = worker pid as the init stage sees it */

@@ -26,6 +26,10 @@ type Spec struct {
 	Stdin, Stdout, Stderr *os.File
 	// ExtraFiles become fds 3, 4, … of the worker; a nil entry is a closed fd.
 	ExtraFiles []*os.File
+	// CloseExtraFiles: close ExtraFiles as soon as the init stage holds its copies, so that from
+	// then on only the sandbox holds them (vatrun run: a kernel's write must fail with EPIPE the
+	// moment the worker is gone, even in start-up).
+	CloseExtraFiles bool
 	// Namespaces to create (CLONE_NEW* flags, without CLONE_NEWUSER).
 	Cloneflags uintptr
 	// UserNS: also create a user namespace that maps the caller's uid and gid to themselves.
@@ -122,6 +126,13 @@ func Start(spec Spec) (*Process, error) {
 		spec.Args = []string{spec.Path}
 	}
 	cfg := spec.Config
+	if cfg.MountNS {
+		own, err := WorkerRoot(spec.Path)
+		if err != nil {
+			return nil, &SetupError{Step: err.Error()}
+		}
+		cfg.Mounts = append(own, cfg.Mounts...)
+	}
 	cfg.KeepFDs = 3 + len(spec.ExtraFiles)
 	cfgFD := cfg.KeepFDs
 	cfg.StatusFD = cfgFD + 1
@@ -136,7 +147,7 @@ func Start(spec Spec) (*Process, error) {
 	}
 	defer cfgR.Close()
 	if len(payload) > 60*1024 {
-		// A pipe holds 64 KiB; the largest config (4096 BPF instructions) is ~33 KiB.
+		// A pipe holds 64 KiB; the largest BPF program (4096 instructions) is 32 KiB.
 		cfgW.Close()
 		return nil, fmt.Errorf("sandbox: config of %d bytes does not fit a pipe", len(payload))
 	}
@@ -196,6 +207,13 @@ func Start(spec Spec) (*Process, error) {
 	var proc *os.Process
 	onSpawnerThread(func() { proc, err = os.StartProcess("/proc/self/exe", argv, attr) })
 	statusW.Close()
+	if spec.CloseExtraFiles {
+		for _, f := range spec.ExtraFiles {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
 	if err != nil {
 		statusR.Close()
 		return nil, fmt.Errorf("sandbox: start the init stage: %w", explainCloneError(err, spec))

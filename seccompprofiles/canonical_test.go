@@ -12,8 +12,8 @@ import (
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
 	"consensus": "sha256:211070cee13c110e63672eeed176d1cf144bdfb85225125abc509a5069938b4c",
-	"dev":       "sha256:c11e6f99ec2f574c78e69fe86f7fbd39c037bbcfad7e5b3368cfa171a3b69d57",
-	"solo":      "sha256:1025839951ba8c0fff1170448e781053d33d87b8f812b7b3210b2f71250a056a",
+	"dev":       "sha256:1d915afaf32c69eba9ab2be269a0a9db7535d4c164094eae931d7197b4df5b9e",
+	"solo":      "sha256:fc3ed103d8cb1d55c995424e78dd3f1a4465e73de9c010aac4abae66535bf98c",
 	"xsnap":     "sha256:179b920363dc7d2743e6b270e28ddb9aa571371f0928963ad1e9e49577629e4e",
 }
 

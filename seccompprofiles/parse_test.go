@@ -350,8 +350,9 @@ func TestFds(t *testing.T) {
 	if d := mustParse(t, `{}`).Digest(); d == p.Digest() {
 		t.Errorf("fds [3 4] and [3 4 7 8] have the same digest %s", d)
 	}
-	// xsnap 0.15 uses fd 7 (snapshot save) and fd 8 (snapshot load) besides 3 and 4.
-	for _, name := range []string{"xsnap", "consensus"} {
+	// xsnap 0.15 uses fd 7 (snapshot save) and fd 8 (snapshot load) besides 3 and 4; every
+	// built-in profile is for xsnap workers.
+	for _, name := range BuiltinNames() {
 		b, _ := Builtin(name)
 		if !reflect.DeepEqual(b.Fds, []int{3, 4, 7, 8}) {
 			t.Errorf("%s fds = %v, want [3 4 7 8]", name, b.Fds)

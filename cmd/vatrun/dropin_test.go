@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -133,10 +134,16 @@ func workerPid(t *testing.T, vatrun int) (initPid, worker int) {
 func TestDropInFdsAtTheirNumbers(t *testing.T) {
 	for _, c := range []struct{ profile, want string }{
 		{"xsnap", "fds:0,1,2,3,4,7,8"}, // the profile's fds: 3, 4, 7, 8; 5, 6 left closed
-		{"solo", "fds:0,1,2,3,4"},      // default fds [3, 4]: 7 and 8 are not the worker's
+		{"solo", "fds:0,1,2,3,4,7,8"},
+		{"two-fds", "fds:0,1,2,3,4"}, // default fds [3, 4]: 7 and 8 are not the worker's
 	} {
 		t.Run(c.profile, func(t *testing.T) {
-			x := startXsnapLike(t, c.profile)
+			profile := c.profile
+			if profile == "two-fds" {
+				profile = filepath.Join(t.TempDir(), "two-fds.json")
+				os.WriteFile(profile, []byte(`{"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`), 0o600)
+			}
+			x := startXsnapLike(t, profile)
 			x.send(t, "probe:fds")
 			if got := (&harness{t: t, replyR: x.replies}).reply(bufio.NewReader(x.replies)); got != c.want {
 				t.Errorf("the worker's open fds: %q, want %q (the report fd 9 must not reach it)", got, c.want)

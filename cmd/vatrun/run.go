@@ -251,12 +251,15 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		Env:        workerEnv(prof),
 		Dir:        "/",
 		ExtraFiles: files,
-		Stdin:      os.Stdin,
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
-		Cgroup:     launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup},
-		Name:       *name,
-		Logger:     log,
+		// vatrun keeps no copy of the kernel's pipes: only the sandbox holds them, from the
+		// moment the init stage exists.
+		CloseExtraFiles: true,
+		Stdin:           os.Stdin,
+		Stdout:          os.Stdout,
+		Stderr:          os.Stderr,
+		Cgroup:          launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup},
+		Name:            *name,
+		Logger:          log,
 	}
 
 	// Catch the stop signals before the worker exists, so none is lost in between.
@@ -284,15 +287,6 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		return fail(code, "%v", err)
-	}
-
-	// The worker holds its fds now (and the init stage has dropped its copies); vatrun's copies
-	// go, so the kernel sees fd 4 close (and a write to fd 3 fail with EPIPE) the moment the worker
-	// dies, not when vatrun has finished reporting.
-	for _, f := range spec.ExtraFiles {
-		if f != nil {
-			f.Close()
-		}
 	}
 
 	// Warm the JSON encoder's type cache while the worker runs: the report then goes out in
@@ -332,7 +326,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if r.ExitCode == nil && r.Signal > 0 {
 		// Mirror the wait status exactly: the parent sees death by the worker's signal, as it
 		// would without vatrun (Node: exit(null, 'SIGKILL'), not 137).
-		signal.Reset()
+		// A stop signal arriving now (xsnap's library sends SIGTERM on EOF of fd 4) must not end
+		// vatrun by itself: ignore them all; DieBySignal restores the default action of the
+		// mirrored signal only.
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
 		sandbox.DieBySignal(r.Signal)
 	}
 	return launcher.ExitStatus(r)

@@ -220,15 +220,17 @@ func TestRunRoundTripsFds3And4(t *testing.T) {
 // has the same namespaces and privilege drop, RLIMIT_CPU 1 s, and a permissive filter.
 func TestRunWorkerSeesOnlyItsSandbox(t *testing.T) {
 	h := newHarness(t, []string{"--profile", demoProfile(t)})
-	h.send("probe:fds", "probe:pid", "probe:procs", "probe:nnp", "probe:caps", "probe:net", "probe:rlimit-raise", "probe:hostname", "probe:write:/tmp/vatrun-escape")
+	h.send("probe:fds", "probe:pid", "probe:procs", "probe:nnp", "probe:caps", "probe:net", "probe:rlimit-raise", "probe:hostname",
+		"probe:write:/tmp/vatrun-escape", "probe:write:/vatrun-escape")
 	r := bufio.NewReader(h.replyR)
 	var got []string
-	for range 9 {
+	for range 10 {
 		got = append(got, h.reply(r))
 	}
+	// The minimal root has no /tmp (ENOENT) and is read-only (EROFS).
 	want := []string{"fds:0,1,2,3,4", "pid:2", "procs:2", "nnp:1", "capeff:0000000000000000",
 		fmt.Sprintf("errno:%d", syscall.ENETUNREACH), fmt.Sprintf("errno:%d", syscall.EPERM), "hostname:vat",
-		fmt.Sprintf("errno:%d", syscall.EROFS)}
+		fmt.Sprintf("errno:%d", syscall.ENOENT), fmt.Sprintf("errno:%d", syscall.EROFS)}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("probe %d: got %q, want %q", i, got[i], want[i])

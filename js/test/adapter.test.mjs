@@ -101,13 +101,15 @@ test('the phase follows fd 3 writes and fd 4 replies, split netstrings and queri
   child.stdio[3].resume();
 
   child.stdio[3].write('4:ping,');
+  child.stdio[4].push(Buffer.from('3:.ok,')); // the first reply ends start-up
+  child.stdio[3].write('4:ping,');
   // reply "?query" split across chunks: stays in-delivery; then ".ok" split inside the length
   child.stdio[4].push(Buffer.from('1'));
   child.stdio[4].push(Buffer.from('0:?quer'));
   child.stdio[4].push(Buffer.from('y1234,'));
   child.stdio[4].push(Buffer.from('1'));
   await new Promise(setImmediate);
-  assert.deepEqual(data.join(''), '10:?query1234,1', 'the data flow is untouched');
+  assert.deepEqual(data.join(''), '3:.ok,10:?query1234,1', 'the data flow is untouched');
 
   const report = JSON.stringify({ cause: 'exited', class: 'clean', exitCode: 0 });
   finish(child, report);
@@ -122,16 +124,27 @@ test('the phase follows fd 3 writes and fd 4 replies, split netstrings and queri
     const c = vspawn('/w', [], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
     c.stdio[3].resume();
     c.stdio[3].write('4:ping,');
+    c.stdio[4].push(Buffer.from('3:.ok,'));
+    c.stdio[3].write('4:ping,');
     for (const ch of reply) c.stdio[4].push(Buffer.from(ch)); // one byte at a time
     c.stdio[4].resume();
     finish(c, report);
     assert.equal((await c.vatrunReport).phase, want, `reply ${reply}`);
   }
 
-  // before any write: startup
+  // before any write: startup; after writes but before the first reply: still startup (xsnap's
+  // kernel writes the lockdown bundle and isReady at once); a query does not end it either
   const c0 = vspawn('/w', [], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
   finish(c0, report);
   assert.equal((await c0.vatrunReport).phase, 'startup');
+  const c1 = vspawn('/w', [], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
+  c1.stdio[3].resume();
+  c1.stdio[3].write('10:lockdown..,');
+  c1.stdio[3].write('7:isReady,');
+  c1.stdio[4].push(Buffer.from('2:?q,'));
+  c1.stdio[4].resume();
+  finish(c1, report);
+  assert.equal((await c1.vatrunReport).phase, 'startup');
 });
 
 test('a phase recorded by vatrun wins; no phase is invented when fds 3/4 are not pipes', async () => {

@@ -39,6 +39,8 @@
  *   probe:net -> ok | errno:N (TCP connect to 127.0.0.1:9)
  *   probe:rlimit:cpu|stack|nofile|core|fsize|nproc -> cur:X max:Y ("inf" for RLIM_INFINITY)
  *   probe:write:/PATH -> ok | errno:N (creates /PATH with O_EXCL, then removes it)
+ *   probe:open:/PATH, probe:openrw:/PATH -> ok | errno:N (open read-only / read-write)
+ *   probe:connect:/PATH -> ok | errno:N (connect to a pathname unix socket)
  *   anything else -> error:unknown command; a bad argument -> error:bad argument
  * Children of forkbomb die with the worker (PR_SET_PDEATHSIG), so no cgroup is needed to clean up.
  * WARNING: outside a sandbox, an uncapped forkbomb runs until the host's pid limit (RLIMIT_NPROC does
@@ -68,6 +70,7 @@
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -656,6 +659,34 @@ static void cmd_probe(const char *what)
 		reply("hostname:%s", h);
 	} else if (strncmp(what, "write:", 6) == 0) {
 		probe_write(what + 6);
+	} else if (strncmp(what, "open:", 5) == 0 || strncmp(what, "openrw:", 7) == 0) {
+		/* Can the worker open a host file or device? (read-only, or read-write) */
+		int rw = what[4] == 'r';
+		int fd = open(what + (rw ? 7 : 5), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		if (fd < 0) {
+			reply_errno(errno);
+			return;
+		}
+		close(fd);
+		reply("ok");
+	} else if (strncmp(what, "connect:", 8) == 0) {
+		/* Can the worker reach a host pathname unix socket? */
+		struct sockaddr_un sun;
+		memset(&sun, 0, sizeof sun);
+		sun.sun_family = AF_UNIX;
+		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", what + 8);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			reply_errno(errno);
+			return;
+		}
+		if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+			reply_errno(errno);
+			close(fd);
+			return;
+		}
+		close(fd);
+		reply("ok");
 	} else if (strcmp(what, "uid") == 0) {
 		reply("uid:%ld euid:%ld", (long)getuid(), (long)geteuid());
 	} else {

@@ -1,0 +1,94 @@
+package hostile
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// TestMinimalRoot: the worker sees nothing of the host: no host files (a root-only secret, the
+// host's /etc), no devices beyond null zero full random urandom (no block devices, kmsg, console,
+// ttys, kvm, fuse, userfaultfd), no /sys, no /dev/shm, no host unix sockets, a read-only root, for
+// root and for an unprivileged vatrun (user namespace), under the xsnap and dev profiles.
+func TestMinimalRoot(t *testing.T) {
+	dir := sharedDir(t)
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("validator key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "host.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Errorf("a worker connected to the host socket %s", sock)
+			c.Close()
+		}
+	}()
+	enoent := fmt.Sprintf("errno:%d", syscall.ENOENT)
+	want := map[string]string{
+		"probe:open:" + secret:           enoent,
+		"probe:open:/etc/shadow":         enoent,
+		"probe:open:/etc/passwd":         enoent,
+		"probe:open:/root":               enoent,
+		"probe:open:/home":               enoent,
+		"probe:open:/sys/kernel":         enoent,
+		"probe:openrw:/dev/loop0":        enoent,
+		"probe:openrw:/dev/loop-control": enoent,
+		"probe:openrw:/dev/kmsg":         enoent,
+		"probe:openrw:/dev/console":      enoent,
+		"probe:openrw:/dev/tty":          enoent,
+		"probe:openrw:/dev/tty1":         enoent,
+		"probe:openrw:/dev/kvm":          enoent,
+		"probe:openrw:/dev/fuse":         enoent,
+		"probe:openrw:/dev/userfaultfd":  enoent,
+		"probe:openrw:/dev/shm":          enoent,
+		"probe:openrw:/dev/mem":          enoent,
+		"probe:openrw:/dev/null":         "ok",
+		"probe:open:/dev/urandom":        "ok",
+		// /proc: masked files are /dev/null (opening them read-write works and reads nothing;
+		// the real ones are 0400 and would fail), /proc/sys is read-only.
+		"probe:openrw:/proc/timer_list":          "ok",
+		"probe:openrw:/proc/kmsg":                "ok",
+		"probe:openrw:/proc/sys/kernel/hostname": fmt.Sprintf("errno:%d", syscall.EROFS),
+		"probe:write:/vatrun-escape":             fmt.Sprintf("errno:%d", syscall.EROFS),
+		"probe:write:/dev/vatrun-escape":         fmt.Sprintf("errno:%d", syscall.EROFS),
+	}
+	for _, profile := range []string{"xsnap", "dev"} {
+		for _, asNobody := range []bool{false, true} {
+			who := "root"
+			if asNobody {
+				who = "nobody"
+			}
+			t.Run(profile+"/"+who, func(t *testing.T) {
+				w := map[string]string{}
+				for k, v := range want {
+					w[k] = v
+				}
+				if asNobody { // permission is checked before the read-only mount: root sees EROFS
+					w["probe:openrw:/proc/sys/kernel/hostname"] = fmt.Sprintf("errno:%d", syscall.EACCES)
+				}
+				if profile == "dev" { // xsnap's allowlist has no socket()
+					w["probe:connect:"+sock] = enoent
+				}
+				var order []string
+				for k := range w {
+					order = append(order, k)
+				}
+				p := startVatrun(t, procOpts{runArgs: []string{"--profile", profile, "--no-cgroup"}, asNobody: asNobody})
+				probes(t, p, w, order)
+				finishClean(t, p)
+			})
+		}
+	}
+}
