@@ -477,8 +477,12 @@ func (w *Worker) reap() {
 	r.Phase = phase
 	r.ProfileName = w.spec.Profile.Name
 	r.ProfileDigest = w.digest
-	r.WallTime = ex.At.Sub(w.started).Seconds()
-	if ex.At.IsZero() {
+	switch {
+	case ex.Wall > 0: // the init stage's monotonic clock, at the exec and at the death
+		r.WallTime = ex.Wall.Seconds()
+	case !ex.At.IsZero():
+		r.WallTime = ex.At.Sub(w.started).Seconds()
+	default:
 		r.WallTime = time.Since(w.started).Seconds()
 	}
 	r.Pid = w.proc.InitPid

@@ -135,7 +135,10 @@ type Msg struct {
 	CPU time.Duration
 	// Forwarded: bit N set when the stage relayed signal N to the worker while it was alive.
 	Forwarded uint64
-	Text      string
+	// Mono is CLOCK_MONOTONIC (ns) when the worker's exec succeeded (MsgExecOK) or when it was
+	// reaped (MsgExited), read by the init stage; 0 when unknown.
+	Mono int64
+	Text string
 }
 
 // DecodeMsg parses one MsgSize-byte status message.
@@ -153,6 +156,7 @@ func DecodeMsg(b []byte) (Msg, error) {
 		MaxRSSKB:  int64(raw.maxrss_kb),
 		CPU:       time.Duration(raw.cpu_nsec),
 		Forwarded: uint64(raw.forwarded),
+		Mono:      int64(raw.mono_nsec),
 		Text:      C.GoStringN(&raw.text[0], C.int(C.strnlen(&raw.text[0], C.size_t(len(raw.text))))),
 	}
 	switch m.Type {

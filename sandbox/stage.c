@@ -55,6 +55,14 @@ static volatile uint64_t vr_forwarded_mask = 0;
 static const int vr_forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH};
 #define VR_NFORWARDED (int)(sizeof(vr_forwarded) / sizeof(vr_forwarded[0]))
 
+static int64_t vr_mono_nsec(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void vr_send(const struct vr_msg *m)
 {
 	const char *p = (const char *)m;
@@ -443,6 +451,14 @@ static void vr_init(int argc, char **argv, char **envp)
 	if (argc < 5 || strcmp(argv[1], VR_MARKER) != 0)
 		return;
 
+	/* The stage must receive the stop signals to relay them, whatever mask its parent had. */
+	{
+		sigset_t stops;
+		sigemptyset(&stops);
+		for (int i = 0; i < VR_NFORWARDED; i++)
+			sigaddset(&stops, vr_forwarded[i]);
+		sigprocmask(SIG_UNBLOCK, &stops, NULL);
+	}
 	cfgfd = atoi(argv[2]);
 	rc = vr_read_full(cfgfd, &cfg, sizeof(cfg));
 	if (rc != 0 || cfg.magic != VR_MAGIC || cfg.version != VR_VERSION) {
@@ -547,6 +563,7 @@ static void vr_init(int argc, char **argv, char **envp)
 	memset(&m, 0, sizeof(m));
 	m.type = VR_MSG_EXEC_OK;
 	m.a = child;
+	m.mono_nsec = vr_mono_nsec();
 	vr_send(&m);
 
 	/* Reap everything; report when the worker itself is reaped. */
@@ -571,6 +588,7 @@ static void vr_init(int argc, char **argv, char **envp)
 			if (clock_gettime(cid, &ts) == 0)
 				cpu_nsec = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 		}
+		int64_t died = vr_mono_nsec();
 		pid_t p = wait4(si.si_pid, &st, 0, &ru);
 		if (p < 0) {
 			if (errno == EINTR)
@@ -587,6 +605,7 @@ static void vr_init(int argc, char **argv, char **envp)
 		m.stime_usec = (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
 		m.maxrss_kb = ru.ru_maxrss;
 		m.forwarded = vr_forwarded_mask;
+		m.mono_nsec = died;
 		vr_send(&m);
 		/* As pid 1 our exit takes the rest of the namespace with it; otherwise the cgroup
 		 * (or the worker's own parent-death signals) does. */

@@ -68,6 +68,7 @@ struct vr_msg {
 	int64_t maxrss_kb;
 	int64_t cpu_nsec; /* the worker's process CPU clock read while a zombie; -1 if unknown */
 	uint64_t forwarded; /* bit N: the init stage relayed signal N to the worker while it was alive */
+	int64_t mono_nsec;  /* CLOCK_MONOTONIC when the worker's exec succeeded (EXEC_OK) or it was reaped (EXITED) */
 	char text[160];
 };
 

@@ -75,6 +75,10 @@ type Exit struct {
 	// Forwarded: bit N set when the init stage relayed signal N to the worker while it was
 	// still alive (valid when Reported).
 	Forwarded uint64
+	// Wall is the worker's lifetime, from its exec to its death, on the monotonic clock the init
+	// stage read at both ends (valid when Reported): it does not stretch when vatrun is slow to
+	// notice (stopped, descheduled).
+	Wall time.Duration
 	// At is when the death was noticed.
 	At time.Time
 }
@@ -87,6 +91,7 @@ type Process struct {
 	// WorkerPid is the worker's pid as the init stage sees it.
 	WorkerPid int
 	proc      *os.Process
+	execMono  int64 // CLOCK_MONOTONIC at the worker's exec, from the stage
 	status    *os.File
 	waitOnce  sync.Once
 	reaped    chan struct{}
@@ -224,6 +229,7 @@ func Start(spec Spec) (*Process, error) {
 	switch {
 	case err == nil && m.Type == MsgExecOK:
 		p.WorkerPid = m.A
+		p.execMono = m.Mono
 		return p, nil
 	case err == nil && m.Type == MsgSetupFailed:
 		p.Wait()
@@ -267,6 +273,9 @@ func (p *Process) WaitExit() (Exit, error) {
 		p.status.Close()
 		if merr == nil && m.Type == MsgExited {
 			p.exit = Exit{Status: unix.WaitStatus(m.A), Reported: true, Utime: m.Utime, Stime: m.Stime, CPU: m.CPU, MaxRSSKB: m.MaxRSSKB, Forwarded: m.Forwarded, At: noticed}
+			if p.execMono > 0 && m.Mono >= p.execMono {
+				p.exit.Wall = time.Duration(m.Mono - p.execMono)
+			}
 			go func() {
 				p.proc.Wait()
 				close(p.reaped)

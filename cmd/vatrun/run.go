@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vatrun/vatrun/cmd/vatrun/internal/earlysig"
 	"github.com/vatrun/vatrun/launcher"
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/sandbox"
@@ -262,9 +263,13 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		Logger:          log,
 	}
 
-	// Catch the stop signals before the worker exists, so none is lost in between.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	// The stop signals are caught from package init on (earlysig), so none is lost before the
+	// worker exists; one that came early is relayed to the worker as soon as it runs.
+	sigs := earlysig.Stops
+	if sigs == nil { // runMain called from a test, not as `vatrun run`
+		sigs = make(chan os.Signal, 8)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+	}
 	defer signal.Stop(sigs)
 
 	testPause("before-launch", stderr)
