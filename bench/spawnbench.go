@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
@@ -33,7 +34,7 @@ func (r *spawnResult) row(name string) *spawnRow {
 const (
 	rowPlain   = "plain fork/exec (Go os.StartProcess)"
 	rowUnshare = "unshare -fpmiun"
-	rowBwrap   = "bwrap --unshare-all"
+	rowBwrap   = "bwrap, same minimal root"
 	rowCrun    = "crun run (--cgroup-manager=disabled)"
 	rowRunc    = "runc run"
 	rowGo      = "vatrun Go API (launcher.Launch)"
@@ -73,14 +74,28 @@ func benchSpawn(o *options, xsnap *seccompprofiles.Profile) (*spawnResult, error
 	} else {
 		add(&spawnRow{name: rowUnshare, skipped: "unshare (util-linux) not installed"}, nil, false, false)
 	}
-	bwrapArgs := []string{"--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/",
-		"--proc", "/proc", "--hostname", "vat", "--seccomp", "5", "--"}
+	// bwrap gets the same isolation as vatrun's minimal root: a tmpfs root holding only what
+	// sandbox.WorkerRoot makes visible (the worker, the library dirs, ld.so.cache), a private /dev,
+	// a fresh /proc, a read-only root, a new session, no capabilities, all namespaces.
+	bwrapArgs := func(w []string) []string {
+		args := []string{"--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--tmpfs", "/"}
+		mounts, _ := sandbox.WorkerRoot(w[0])
+		for _, m := range mounts {
+			switch m.Kind {
+			case sandbox.MountRO:
+				args = append(args, "--ro-bind", m.Source, m.Target)
+			case sandbox.MountSymlink:
+				args = append(args, "--symlink", m.Source, m.Target)
+			}
+		}
+		return append(args, "--dev", "/dev", "--proc", "/proc", "--remount-ro", "/", "--hostname", "vat", "--seccomp", "5", "--")
+	}
 	if p, err := exec.LookPath("bwrap"); err == nil {
 		if out, err := exec.Command(p, "--version").Output(); err == nil {
 			res.bwrapVer = strings.TrimSpace(string(out))
 		}
-		add(&spawnRow{name: rowBwrap, cmd: "bwrap " + strings.Join(bwrapArgs, " ") + " WORKER 5<dev.bpf"},
-			&extMode{name: "bwrap", argv: func(w []string) []string { return append(append([]string{p}, bwrapArgs...), w...) },
+		add(&spawnRow{name: rowBwrap, cmd: "bwrap " + strings.Join(bwrapArgs([]string{o.trueBin}), " ") + " WORKER 5<dev.bpf"},
+			&extMode{name: "bwrap", argv: func(w []string) []string { return append(append([]string{p}, bwrapArgs(w)...), w...) },
 				extra: openForChild(bpfFile)}, true, true)
 	} else {
 		add(&spawnRow{name: rowBwrap, skipped: "bubblewrap not installed (apt-get install bubblewrap)"}, nil, false, false)

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vatrun/vatrun/cgroup"
 	"github.com/vatrun/vatrun/report"
@@ -104,4 +107,49 @@ func setupCgroup(spec Spec) (*cgroupLeaf, []string, error) {
 		return nil, nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	return &cgroupLeaf{leaf: leaf}, nil, nil
+}
+
+// enforcement says what holds each of the profile's limits for one worker, and which rlimits
+// stand in for a missing cgroup: RLIMIT_AS for memory.max (address space, which is stricter than
+// resident memory: a worker that maps more than it touches fails sooner). The process-count limit
+// holds without a cgroup only where the seccomp filter forbids process creation altogether
+// (RLIMIT_NPROC counts a uid's processes across the whole host and does not bind root); cpu.max
+// has no stand-in.
+func enforcement(p *seccompprofiles.Profile, cgroup bool) (map[string]string, []seccompprofiles.Rlimit) {
+	l := p.Limits
+	m := map[string]string{}
+	var extra []seccompprofiles.Rlimit
+	switch {
+	case l.Memory == seccompprofiles.Unlimited:
+		m["memory"] = "none: the profile sets no memory limit"
+	case cgroup:
+		m["memory"] = "cgroup memory.max"
+	default:
+		m["memory"] = "RLIMIT_AS (no cgroup: address space, not resident memory)"
+		extra = append(extra, seccompprofiles.Rlimit{Resource: unix.RLIMIT_AS, Name: "RLIMIT_AS", Cur: uint64(l.Memory), Max: uint64(l.Memory)})
+	}
+	switch {
+	case !p.AllowsProcessCreation():
+		m["pids"] = "seccomp: no process creation"
+	case l.Pids <= 0:
+		m["pids"] = "none: the profile sets no pids limit"
+	case cgroup:
+		m["pids"] = "cgroup pids.max"
+	default:
+		m["pids"] = "none: no cgroup, and the profile allows process creation"
+	}
+	switch {
+	case strings.HasPrefix(l.CPUMax, "max"):
+		m["cpuMax"] = "none: the profile sets no cpu.max quota"
+	case cgroup:
+		m["cpuMax"] = "cgroup cpu.max"
+	default:
+		m["cpuMax"] = "none: no cgroup"
+	}
+	if l.CPUSeconds > 0 {
+		m["cpuSeconds"] = "RLIMIT_CPU"
+	} else {
+		m["cpuSeconds"] = "none: the profile sets no lifetime CPU limit"
+	}
+	return m, extra
 }

@@ -79,6 +79,7 @@ type Worker struct {
 	cpuHard uint64
 	exits   map[int]report.ExitMeaning
 	cg      *cgroupLeaf
+	limits  map[string]string // limit -> what enforces it (report.LimitsEnforced)
 	started time.Time
 	log     *slog.Logger
 	done    chan struct{}
@@ -270,6 +271,16 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	if cg != nil {
 		cgFD = cg.fd()
 	}
+	limits, extra := enforcement(spec.Profile, cg != nil)
+	for _, r := range extra {
+		cfg.Rlimits = append(cfg.Rlimits, sandbox.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
+	}
+	if cg == nil {
+		// Info, not a warning on every launch: the report says it too (limitsEnforced,
+		// warnings), and `vatrun check` tells an operator once.
+		log.Info("no cgroup v2 leaf: the profile's limits hold only as far as rlimits and seccomp can hold them",
+			"worker", spec.Name, "memory", limits["memory"], "pids", limits["pids"], "cpuMax", limits["cpuMax"])
+	}
 	started := time.Now()
 	proc, err := sandbox.Start(sandbox.Spec{
 		Config:          cfg,
@@ -302,6 +313,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		}
 	}
 	w := &Worker{
+		limits:   limits,
 		spec:     spec,
 		digest:   digest,
 		cpuHard:  cpuHard,
@@ -486,6 +498,7 @@ func (w *Worker) reap() {
 		r.WallTime = time.Since(w.started).Seconds()
 	}
 	r.Pid = w.proc.InitPid
+	r.LimitsEnforced = w.limits
 	r.Warnings = warnings
 	w.report = r
 	// The report is ready: tell the kernel now, then clean up (the init stage exits right after

@@ -12,8 +12,8 @@ import (
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
 	"consensus": "sha256:211070cee13c110e63672eeed176d1cf144bdfb85225125abc509a5069938b4c",
-	"dev":       "sha256:1d915afaf32c69eba9ab2be269a0a9db7535d4c164094eae931d7197b4df5b9e",
-	"solo":      "sha256:fc3ed103d8cb1d55c995424e78dd3f1a4465e73de9c010aac4abae66535bf98c",
+	"dev":       "sha256:d9e104ea2fdb3b890d80ef28937649ec74fee7de9e5ee84107442ad686a32fef",
+	"solo":      "sha256:e145f4625a5ce98536f570a70bf3d7128659023fae92b9b9bd7fffaf7ab6a870",
 	"xsnap":     "sha256:179b920363dc7d2743e6b270e28ddb9aa571371f0928963ad1e9e49577629e4e",
 }
 

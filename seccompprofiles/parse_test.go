@@ -262,14 +262,17 @@ func TestBuiltins(t *testing.T) {
 	}
 	s, x := allowed("solo"), allowed("xsnap")
 	for n := range s {
-		if !x[n] && !strings.Contains(" fork vfork clone clone3 wait4 waitid pause ", " "+n+" ") {
+		if !x[n] && !strings.Contains(" fork vfork clone wait4 waitid pause ", " "+n+" ") {
 			t.Errorf("solo adds %s beyond process creation", n)
 		}
 	}
-	for _, n := range strings.Fields("fork vfork clone clone3 wait4 waitid pause") {
+	for _, n := range strings.Fields("fork vfork clone wait4 waitid pause") {
 		if !s[n] {
 			t.Errorf("solo does not allow %s", n)
 		}
+	}
+	if s["clone3"] { // its flags are in memory a filter cannot read: ENOSYS, and libc falls back to clone
+		t.Error("solo allows clone3")
 	}
 	dev, _ := Builtin("dev")
 	denied := map[string]bool{}

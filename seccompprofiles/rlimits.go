@@ -73,3 +73,25 @@ func (p *Profile) WorkerEnv(lookup func(string) (string, bool)) []string {
 	}
 	return out
 }
+
+// AllowsProcessCreation says whether the worker may create processes or threads: false only
+// when the seccomp filter refuses fork, vfork, clone and clone3 whatever their arguments
+// (a default action other than allow, and no rule allowing any of them).
+func (p *Profile) AllowsProcessCreation() bool {
+	s := p.Seccomp
+	if s == nil || s.DefaultAction == "SCMP_ACT_ALLOW" || s.DefaultAction == "SCMP_ACT_LOG" {
+		return true
+	}
+	for _, r := range s.Syscalls {
+		if r.Action != "SCMP_ACT_ALLOW" && r.Action != "SCMP_ACT_LOG" {
+			continue
+		}
+		for _, n := range r.Names {
+			switch n {
+			case "fork", "vfork", "clone", "clone3":
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,6 +1,7 @@
 package hostile
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"sync"
@@ -113,12 +114,13 @@ func TestRapidStopSignalsNameTheCause(t *testing.T) {
 func TestEarlySIGTERMWindow(t *testing.T) {
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
 	byDelay := map[time.Duration][2]int{}
+	marker := fmt.Sprintf("%d", 1+os.Getpid()%1000) // --sleep-at-start MS: names this test's workers
 	for i := range 100 {
 		d := time.Duration(i%5) * time.Millisecond
 		rf := t.TempDir() + "/r.json"
 		cmdR, cmdW := pipe(t)
 		replyR, replyW := pipe(t)
-		cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker)
+		cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker, "--sleep-at-start", marker)
 		cmd.ExtraFiles = []*os.File{cmdR, replyW}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -144,7 +146,7 @@ func TestEarlySIGTERMWindow(t *testing.T) {
 	for d := time.Duration(0); d < 5*time.Millisecond; d += time.Millisecond {
 		t.Logf("SIGTERM %v after exec: %d with a report, %d without", d, byDelay[d][0], byDelay[d][1])
 	}
-	if left := withArg(worker, ""); len(left) > 0 {
+	if left := withArg(worker, marker); len(left) > 0 {
 		t.Errorf("sandbox processes left: %v", left)
 	}
 }
