@@ -110,8 +110,9 @@ func setupCgroup(spec Spec) (*cgroupLeaf, []string, error) {
 }
 
 // enforcement says what holds each of the profile's limits for one worker, and which rlimits
-// stand in for a missing cgroup: RLIMIT_AS for memory.max (address space, which is stricter than
-// resident memory: a worker that maps more than it touches fails sooner). The process-count limit
+// stand in for a missing cgroup: RLIMIT_DATA for memory.max (the private writable mappings, which
+// is stricter than resident memory: a worker that maps more than it touches fails sooner; not
+// RLIMIT_AS, which would count xsnap's 1 GiB PROT_NONE heap reservation). The process-count limit
 // holds without a cgroup only where the seccomp filter forbids process creation altogether
 // (RLIMIT_NPROC counts a uid's processes across the whole host and does not bind root); cpu.max
 // has no stand-in.
@@ -125,8 +126,8 @@ func enforcement(p *seccompprofiles.Profile, cgroup bool) (map[string]string, []
 	case cgroup:
 		m["memory"] = "cgroup memory.max"
 	default:
-		m["memory"] = "RLIMIT_AS (no cgroup: address space, not resident memory)"
-		extra = append(extra, seccompprofiles.Rlimit{Resource: unix.RLIMIT_AS, Name: "RLIMIT_AS", Cur: uint64(l.Memory), Max: uint64(l.Memory)})
+		m["memory"] = "RLIMIT_DATA (no cgroup: the private writable memory the worker maps, not what it touches)"
+		extra = append(extra, seccompprofiles.Rlimit{Resource: unix.RLIMIT_DATA, Name: "RLIMIT_DATA", Cur: uint64(l.Memory), Max: uint64(l.Memory)})
 	}
 	switch {
 	case !p.AllowsProcessCreation():

@@ -126,7 +126,7 @@ type Report struct {
 	// SetupError is the reason the sandbox could not be set up (cause setup-failed).
 	SetupError string `json:"setupError,omitempty"`
 	// LimitsEnforced says, for each of the profile's limits (memory, pids, cpuMax, cpuSeconds),
-	// what enforced it for this worker ("cgroup memory.max", "RLIMIT_AS", "seccomp: no process
+	// what enforced it for this worker ("cgroup memory.max", "RLIMIT_DATA", "seccomp: no process
 	// creation", "none: …"), so a degraded sandbox is visible in the report.
 	LimitsEnforced map[string]string `json:"limitsEnforced,omitempty"`
 	// Warnings lists anything degraded (e.g. cgroup evidence unavailable and why).

@@ -13,7 +13,7 @@ import (
 )
 
 // TestLimitsWithoutCgroup: without a cgroup v2 leaf (here: --no-cgroup; the host has none) the
-// memory limit still binds through RLIMIT_AS, the xsnap profile's process limit through seccomp
+// memory limit still binds through RLIMIT_DATA, the xsnap profile's process limit through seccomp
 // (no process creation), and the report says, per limit, what held it and what did not.
 func TestLimitsWithoutCgroup(t *testing.T) {
 	bin := testbin.Vatrun(t)
@@ -48,7 +48,7 @@ func TestLimitsWithoutCgroup(t *testing.T) {
 			p := startVatrun(t, procOpts{runArgs: []string{"--profile", c.profile, "--no-cgroup", "--report-file", rf}})
 			p.send("alloc:134217728") // 128 MiB, over the 64M limit
 			if got := p.reply(); got != "errno:12" {
-				t.Errorf("alloc of 128 MiB under a 64M memory limit without cgroup: %q, want errno:12 (ENOMEM from RLIMIT_AS)", got)
+				t.Errorf("alloc of 128 MiB under a 64M memory limit without cgroup: %q, want errno:12 (ENOMEM from RLIMIT_DATA)", got)
 			}
 			p.send("alloc:8388608") // 8 MiB fits
 			if got := p.reply(); got != "allocated:8388608" {
@@ -59,7 +59,7 @@ func TestLimitsWithoutCgroup(t *testing.T) {
 			if r == nil {
 				t.Fatal("no report")
 			}
-			want := map[string]string{"memory": "RLIMIT_AS (no cgroup: address space, not resident memory)", "pids": c.pids, "cpuMax": "none: the profile sets no cpu.max quota"}
+			want := map[string]string{"memory": "RLIMIT_DATA (no cgroup: the private writable memory the worker maps, not what it touches)", "pids": c.pids, "cpuMax": "none: the profile sets no cpu.max quota"}
 			for k, v := range want {
 				if r.LimitsEnforced[k] != v {
 					t.Errorf("limitsEnforced[%s] = %q, want %q (report %v)", k, r.LimitsEnforced[k], v, r.LimitsEnforced)
