@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +49,9 @@ type Spec struct {
 	// Stdin, Stdout, Stderr: nil means /dev/null. Consensus profiles always get /dev/null for
 	// stdout and stderr (a slow reader must not change the worker's timing).
 	Stdin, Stdout, Stderr *os.File
+	// MountSources gives the host source of each of the profile's mounts, by target
+	// (`vatrun run --mount TARGET=SOURCE`); every declared target needs one, and nothing else.
+	MountSources map[string]string
 	// Cgroup placement; see CgroupOptions.
 	Cgroup CgroupOptions
 	// Name identifies the worker in logs (a vat id, say); optional.
@@ -159,6 +163,40 @@ func ResolvePath(path string) (string, error) {
 	return path, nil
 }
 
+// profileMounts turns the profile's mounts (targets, writable or not) and the run's host sources
+// into the minimal root's extra entries, plus its private /tmp.
+func profileMounts(p *seccompprofiles.Profile, sources map[string]string) ([]sandbox.Mount, error) {
+	var out []sandbox.Mount
+	declared := map[string]bool{}
+	for _, m := range p.Mounts {
+		declared[m.Target] = true
+		src, ok := sources[m.Target]
+		if !ok || src == "" {
+			return nil, fmt.Errorf("%w: profile %q declares the mount %s: give its host source (vatrun run --mount %s=/host/path)", ErrConfig, p.Name, m.Target, m.Target)
+		}
+		if !filepath.IsAbs(src) {
+			return nil, fmt.Errorf("%w: --mount %s=%s: the source must be an absolute path", ErrConfig, m.Target, src)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("%w: --mount %s=%s: %v", ErrConfig, m.Target, src, err)
+		}
+		kind := sandbox.MountRO
+		if m.Writable {
+			kind = sandbox.MountRW
+		}
+		out = append(out, sandbox.Mount{Kind: kind, Source: src, Target: m.Target})
+	}
+	for target := range sources {
+		if !declared[target] {
+			return nil, fmt.Errorf("%w: --mount %s=…: profile %q declares no mount at %s (what the worker sees is the profile's, so that it is in the digest: add {\"target\": %q} to its \"mounts\")", ErrConfig, target, p.Name, target, target)
+		}
+	}
+	if p.Tmp > 0 {
+		out = append(out, sandbox.Mount{Kind: sandbox.MountTmpfs, Source: strconv.FormatInt(int64(p.Tmp), 10), Target: "/tmp"})
+	}
+	return out, nil
+}
+
 // execFailure says whether the sandbox failed at the worker's own execve in a way a shell reports
 // as 126 (ENOEXEC: no #! and not an ELF the kernel can load; EACCES) or 127 (ENOENT: a missing
 // ELF interpreter or #! interpreter), rather than as a sandbox setup failure.
@@ -257,6 +295,15 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	cfg, flags, userNS, err := stageConfig(spec.Profile, digest)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.MountNS {
+		ms, err := profileMounts(spec.Profile, spec.MountSources)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Mounts = append(cfg.Mounts, ms...)
+	} else if len(spec.Profile.Mounts) > 0 || spec.Profile.Tmp > 0 {
+		return nil, fmt.Errorf("%w: profile %q declares mounts or tmp but no mount namespace", ErrConfig, spec.Profile.Name)
 	}
 	stdout, stderr := spec.Stdout, spec.Stderr
 	if spec.Profile.Consensus {

@@ -11,10 +11,10 @@ import (
 // builtinDigests pins the built-in profiles. Validators compare digests, so a change here is a
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
-	"consensus": "sha256:211070cee13c110e63672eeed176d1cf144bdfb85225125abc509a5069938b4c",
-	"dev":       "sha256:d9e104ea2fdb3b890d80ef28937649ec74fee7de9e5ee84107442ad686a32fef",
-	"solo":      "sha256:e145f4625a5ce98536f570a70bf3d7128659023fae92b9b9bd7fffaf7ab6a870",
-	"xsnap":     "sha256:179b920363dc7d2743e6b270e28ddb9aa571371f0928963ad1e9e49577629e4e",
+	"consensus": "sha256:94f893698cc768f742035d07797a3bfed05207a2722993a586d40e125f12356c",
+	"dev":       "sha256:1990d2131eb77574655a31350386d30492b172ce2a994f65436673713dc7276d",
+	"solo":      "sha256:e931d83a6bd8ef002d3ebe612069f5a2f2a554b336dafc9c85c7beadf25d6a48",
+	"xsnap":     "sha256:bd826d24eddf209d630f6d80f422f2d889d2e386bfed2e3948d95c8531a1e63a",
 }
 
 func TestBuiltinDigestsStable(t *testing.T) {

@@ -26,6 +26,8 @@ import (
 //	namespaces         pid, net, ipc, uts, mount all true; user "auto"
 //	fds                [3, 4]        (the worker's pipes; xsnap 0.15 needs [3, 4, 7, 8])
 //	env                []            (the worker's environment: empty)
+//	mounts             []            (no paths besides the worker's own)
+//	tmp                0             (no /tmp)
 //	seccomp            none (no filter)
 //	exitCodes          none
 //	consensus          false
@@ -59,6 +61,7 @@ func Default() *Profile {
 		Namespaces: Namespaces{Pid: true, Net: true, IPC: true, UTS: true, Mount: true, User: UserAuto},
 		Fds:        []int{3, 4},
 		Env:        []string{},
+		Mounts:     []MountPoint{},
 	}
 }
 
@@ -100,6 +103,9 @@ func (p *Profile) fillDefaults() {
 	}
 	if p.Env == nil {
 		p.Env = []string{}
+	}
+	if p.Mounts == nil {
+		p.Mounts = []MountPoint{}
 	}
 	sort.Ints(p.Fds)
 	if f := strings.Fields(p.Limits.CPUMax); len(f) == 1 && f[0] == "max" {

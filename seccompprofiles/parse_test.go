@@ -60,7 +60,7 @@ func TestParseErrors(t *testing.T) {
 	cases := []struct{ name, src, want string }{
 		{"unknown field", `{"limits": {"memroy": 1}}`,
 			`profile ./p.json: unknown field "limits.memroy"; known fields of limits: memory, swap, cpuMax, cpuSeconds, pids, stack, nofile, core, fileSize`},
-		{"unknown top field", `{"limit": {}}`, `unknown field "limit"; known fields: name, description, consensus, limits, namespaces, fds, env, seccomp, exitCodes`},
+		{"unknown top field", `{"limit": {}}`, `unknown field "limit"; known fields: name, description, consensus, limits, namespaces, fds, env, mounts, tmp, seccomp, exitCodes`},
 		{"case differs", `{"Limits": {}}`, `unknown field "Limits"`},
 		{"nested unknown", `{"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": 1}]}}`,
 			`unknown field "seccomp.syscalls[0].errno"; known fields of seccomp.syscalls[0]: names, action, errnoRet, args`},

@@ -28,6 +28,13 @@ type Profile struct {
 	// empty environment), so two validators with the same digest give their workers the same
 	// variables.
 	Env []string `json:"env"`
+	// Mounts are the paths the worker sees besides its executable and libraries: each target,
+	// and whether it is writable, is part of the sandbox (in the digest); the host source is given
+	// at run time (`vatrun run --mount TARGET=SOURCE`), because host paths differ per validator.
+	Mounts []MountPoint `json:"mounts"`
+	// Tmp is the size of a private tmpfs at /tmp (0: no /tmp). Its pages count against the
+	// worker's memory cgroup.
+	Tmp Size `json:"tmp"`
 	// Seccomp is the filter in OCI runtime-spec shape; nil means no filter.
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	// ExitCodes gives the worker's own exit codes a meaning, keyed by the decimal code ("11").
@@ -124,4 +131,12 @@ type ExitCode struct {
 	Meaning string `json:"meaning"`
 	// MeteringFault: the worker reports a deterministic meter overrun (xsnap 11, 12, 17).
 	MeteringFault bool `json:"meteringFault,omitempty"`
+}
+
+// MountPoint is one path the profile makes visible to the worker.
+type MountPoint struct {
+	// Target is the absolute path inside the sandbox.
+	Target string `json:"target"`
+	// Writable: a read-write bind (default read-only).
+	Writable bool `json:"writable,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -100,6 +101,26 @@ func (p *Profile) validate(prefix string) error {
 			bad(fmt.Sprintf("env[%d]", i), "%s is given twice", name)
 		}
 		seenEnv[name] = true
+	}
+	seenMount := map[string]bool{}
+	for i, m := range p.Mounts {
+		field := fmt.Sprintf("mounts[%d].target", i)
+		switch {
+		case !strings.HasPrefix(m.Target, "/") || path.Clean(m.Target) != m.Target || m.Target == "/":
+			bad(field, "%q: want a clean absolute path below / (e.g. \"/data\")", m.Target)
+		case m.Target == "/dev" || strings.HasPrefix(m.Target, "/dev/") || m.Target == "/proc" || strings.HasPrefix(m.Target, "/proc/"):
+			bad(field, "%s is the sandbox's own (private /dev, fresh /proc); choose another path", m.Target)
+		case m.Target == "/tmp" && p.Tmp > 0:
+			bad(field, "/tmp is the profile's private tmpfs (\"tmp\"); choose another path or set tmp to 0")
+		case seenMount[m.Target]:
+			bad(field, "%s is given twice", m.Target)
+		}
+		seenMount[m.Target] = true
+	}
+	if p.Tmp < 0 {
+		bad("tmp", "%s: give a size such as \"16M\", or 0 for no /tmp", p.Tmp)
+	} else if p.Tmp > 0 && l.Memory != Unlimited && p.Tmp > l.Memory {
+		bad("tmp", "%s is above limits.memory %s: its pages count against the memory limit", p.Tmp, l.Memory)
 	}
 	switch p.Namespaces.User {
 	case UserAuto, UserAlways, UserNever:

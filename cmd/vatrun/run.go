@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -169,6 +170,18 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	name := fs.String("name", "", "worker identity for logs (e.g. the vat id)")
 	grace := fs.Duration("kill-grace", 10*time.Second, "after forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to the worker, SIGKILL it if it is still alive after this long")
 	reportTimeout := fs.Duration("report-timeout", 5*time.Second, "give up writing the report (exit 123) when it cannot be written within this long (a report pipe nobody reads)")
+	mounts := map[string]string{}
+	fs.Func("mount", "TARGET=SOURCE: the host path for one of the profile's mounts (repeat for each)", func(v string) error {
+		target, source, ok := strings.Cut(v, "=")
+		if !ok || target == "" || source == "" {
+			return fmt.Errorf("want TARGET=SOURCE, e.g. /data=/srv/validator/data")
+		}
+		if _, dup := mounts[target]; dup {
+			return fmt.Errorf("%s is given twice", target)
+		}
+		mounts[target] = source
+		return nil
+	})
 	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info (one line per launch and per death), warn, error")
 	logFile := fs.String("log-file", "", "append logs to this file instead of stderr (which vatrun shares with the worker and the kernel)")
@@ -246,12 +259,13 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 
 	spec := launcher.Spec{
-		Profile:    prof,
-		Path:       path,
-		Args:       worker,
-		Env:        workerEnv(prof),
-		Dir:        "/",
-		ExtraFiles: files,
+		Profile:      prof,
+		Path:         path,
+		Args:         worker,
+		Env:          workerEnv(prof),
+		Dir:          "/",
+		MountSources: mounts,
+		ExtraFiles:   files,
 		// vatrun keeps no copy of the kernel's pipes: only the sandbox holds them, from the
 		// moment the init stage exists.
 		CloseExtraFiles: true,

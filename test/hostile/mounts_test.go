@@ -1,0 +1,80 @@
+package hostile
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vatrun/vatrun/internal/testbin"
+)
+
+// TestProfileMounts: a profile declares what more the worker sees (targets, read-only or
+// read-write, a private /tmp); the host sources come at run time. The worker sees exactly that:
+// it reads the read-only path and cannot write it, writes the writable one (the host sees the
+// file), has a /tmp of its own, and still sees nothing else.
+func TestProfileMounts(t *testing.T) {
+	bin := testbin.Vatrun(t)
+	out, err := exec.Command(bin, "profile", "show", "xsnap").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown struct{ Profile map[string]any }
+	if err := json.Unmarshal(out, &shown); err != nil {
+		t.Fatal(err)
+	}
+	p := shown.Profile
+	p["name"] = "xsnap-mounts"
+	p["mounts"] = []map[string]any{{"target": "/data"}, {"target": "/out", "writable": true}}
+	p["tmp"] = "1M"
+	data, _ := json.Marshal(p)
+	profile := filepath.Join(sharedDir(t), "mounts.json") // readable by nobody too
+	os.WriteFile(profile, data, 0o644)
+
+	dataDir, outDir := sharedDir(t), sharedDir(t)
+	os.WriteFile(filepath.Join(dataDir, "input"), []byte("x"), 0o644)
+	for _, asNobody := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nobody=%v", asNobody), func(t *testing.T) {
+			v := startVatrun(t, procOpts{asNobody: asNobody, runArgs: []string{"--profile", profile, "--no-cgroup",
+				"--mount", "/data=" + dataDir, "--mount", "/out=" + outDir}})
+			want := map[string]string{
+				"probe:open:/data/input":                       "ok",
+				"probe:write:/data/new":                        fmt.Sprintf("errno:%d", syscall.EROFS),
+				"probe:write:/out/new-" + fmt.Sprint(asNobody): "ok", // xsnap cannot unlink: a name per run
+				"probe:write:/tmp/scratch":                     "ok",
+				"probe:open:" + dataDir:                        fmt.Sprintf("errno:%d", syscall.ENOENT),
+				"probe:write:/vatrun-escape2":                  fmt.Sprintf("errno:%d", syscall.EROFS),
+			}
+			var order []string
+			for k := range want {
+				order = append(order, k)
+			}
+			probes(t, v, want, order)
+			finishClean(t, v)
+			if _, err := os.Stat(filepath.Join(outDir, "new-"+fmt.Sprint(asNobody))); err != nil {
+				t.Errorf("the worker's file in the writable mount is not on the host: %v", err)
+			}
+		})
+	}
+	// Bad input: a declared mount without a source, a source for an undeclared target.
+	worker := testbin.Worker(t)
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--mount", "/data=" + dataDir}, "declares the mount /out: give its host source (vatrun run --mount /out=/host/path)"},
+		{[]string{"--mount", "/data=" + dataDir, "--mount", "/out=" + outDir, "--mount", "/etc=/etc"}, "profile \"xsnap-mounts\" declares no mount at /etc"},
+		{[]string{"--mount", "/data=relative", "--mount", "/out=" + outDir}, "the source must be an absolute path"},
+	} {
+		cmd := exec.Command(bin, append(append([]string{"run", "--profile", profile, "--no-cgroup"}, c.args...), "--", worker)...)
+		out, err := cmd.CombinedOutput()
+		code, _, _ := testbin.ExitOf(err)
+		if code != 125 || !strings.Contains(string(out), c.msg) {
+			t.Errorf("%v: exit %d, %q; want 125 saying %q", c.args, code, out, c.msg)
+		}
+	}
+}
