@@ -278,6 +278,11 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	if spec.Profile == nil {
 		return nil, fmt.Errorf("%w: no profile", ErrConfig)
 	}
+	if spec.Profile.Seccomp == nil {
+		// Fail closed: a profile that forgot its filter (or a file holding just `null`) must not
+		// run the worker unfiltered; no filter has to be asked for.
+		return nil, fmt.Errorf("%w: profile %q has no seccomp section, so the worker would run with no system call filter; start from a built-in (vatrun profile show xsnap), or, to run unfiltered on purpose, write \"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}", ErrConfig, spec.Profile.Name)
+	}
 	if spec.Logger == nil {
 		spec.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -369,6 +369,8 @@ func TestRunBadInput(t *testing.T) {
 	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
 	badProfile := filepath.Join(dir, "bad.json")
 	os.WriteFile(badProfile, []byte(`{"name":"bad","limits":{"memroy":"1G"}}`), 0o644)
+	nullProfile := filepath.Join(dir, "null.json") // `null` is a valid JSON document: all defaults, and no filter
+	os.WriteFile(nullProfile, []byte("null\n"), 0o644)
 	fifo := filepath.Join(dir, "fifo")
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -402,6 +404,7 @@ func TestRunBadInput(t *testing.T) {
 		{"script without #!", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", noShebang}, exitNotExecutable, "exec format error"},
 		{"bad ELF", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", badELF}, exitNotExecutable, "execve"},
 		{"missing interpreter", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", missingInterp}, exitNotFound, "no such file"},
+		{"profile without seccomp", []string{"run", "--profile", nullProfile, "--no-cgroup", "--", worker}, exitUsage, "has no seccomp section, so the worker would run with no system call filter"},
 		{"report file in a missing dir", []string{"run", "--profile", "xsnap", "--report-file", filepath.Join(dir, "no/such/dir/r.json"), "--", worker}, exitUsage, "--report-file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

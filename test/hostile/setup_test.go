@@ -62,7 +62,7 @@ func TestSetupRlimitRefused(t *testing.T) {
 		t.Skipf("RLIMIT_NOFILE hard is already %d here: nothing to refuse", rl.Max)
 	}
 	dir := sharedDir(t)
-	prof := writeProfile(t, dir, "bignofile", `{"name": "bignofile", "limits": {"nofile": 1048576}}`)
+	prof := writeProfile(t, dir, "bignofile", `{"name": "bignofile", "limits": {"nofile": 1048576}, "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`)
 	rep := filepath.Join(dir, "report.json")
 	p := startVatrun(t, procOpts{runArgs: []string{"--profile", prof, "--report-file", rep}, workerArgs: []string{"--ready"}, asNobody: true})
 	setupRefused(t, p, exitSetupFailed, "setrlimit resource 7 to 1048576/1048576", rep)
@@ -73,7 +73,7 @@ func TestSetupRlimitRefused(t *testing.T) {
 // started), not run without namespaces.
 func TestSetupUserNamespaceForbidden(t *testing.T) {
 	dir := sharedDir(t)
-	prof := writeProfile(t, dir, "nouserns", `{"name": "nouserns", "namespaces": {"user": "never"}}`)
+	prof := writeProfile(t, dir, "nouserns", `{"name": "nouserns", "namespaces": {"user": "never"}, "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`)
 	p := startVatrun(t, procOpts{runArgs: []string{"--profile", prof}, workerArgs: []string{"--ready"}, asNobody: true})
 	setupRefused(t, p, 125, `forbids a user namespace ("user": "never"), but vatrun runs without CAP_SYS_ADMIN`, "")
 }
