@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vatrun/vatrun/internal/launchtest"
 	"github.com/vatrun/vatrun/internal/proctree"
 	"github.com/vatrun/vatrun/internal/testbin"
 	"github.com/vatrun/vatrun/report"
@@ -312,25 +313,12 @@ func TestDropInLateStopNeverStopped(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var mu sync.Mutex
 			counts := map[report.Cause]int{}
-			var wg sync.WaitGroup
-			jobs := make(chan int)
-			for range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range jobs {
-						cause := lateStopOnce(t, c.act)
-						mu.Lock()
-						counts[cause]++
-						mu.Unlock()
-					}
-				}()
-			}
-			for i := range n {
-				jobs <- i
-			}
-			close(jobs)
-			wg.Wait()
+			launchtest.Sweep(n, 2, func(int) {
+				cause := lateStopOnce(t, c.act)
+				mu.Lock()
+				counts[cause]++
+				mu.Unlock()
+			})
 			t.Logf("%d deaths with SIGTERM to vatrun at EOF on fd 4: %v", n, counts)
 			if counts[c.cause] != n {
 				t.Errorf("causes %v, want %s every time (zero stopped)", counts, c.cause)

@@ -74,3 +74,25 @@ func BackToBaseline(t testing.TB, base Baseline, within time.Duration, left func
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Sweep runs f(0) … f(n-1) on `workers` goroutines at once (the storms and sweeps of many short
+// vatrun runs: two at a time keeps both CPUs of a small machine busy) and returns when all are done.
+func Sweep(n, workers int, f func(i int)) {
+	jobs := make(chan int)
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range jobs {
+				f(i)
+			}
+		}()
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	for range workers {
+		<-done
+	}
+}

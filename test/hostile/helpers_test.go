@@ -3,6 +3,7 @@ package hostile
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/vatrun/vatrun/internal/proctree"
@@ -290,4 +291,28 @@ func sharedDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// derivedProfile writes, in a directory every user can read, a profile file that is the built-in
+// base (as `vatrun profile show` prints it) changed by edit, and returns its path.
+func derivedProfile(t *testing.T, base string, edit func(p map[string]any)) string {
+	t.Helper()
+	out, err := exec.Command(testbin.Vatrun(t), "profile", "show", base).Output()
+	if err != nil {
+		t.Fatalf("vatrun profile show %s: %v", base, err)
+	}
+	var shown struct{ Profile map[string]any }
+	if err := json.Unmarshal(out, &shown); err != nil {
+		t.Fatal(err)
+	}
+	edit(shown.Profile)
+	data, err := json.Marshal(shown.Profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(sharedDir(t), base+"-derived.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

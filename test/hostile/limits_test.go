@@ -1,14 +1,10 @@
 package hostile
 
 import (
-	"encoding/json"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/vatrun/vatrun/internal/testbin"
 	"github.com/vatrun/vatrun/report"
 )
 
@@ -16,25 +12,13 @@ import (
 // memory limit still binds through RLIMIT_DATA, the xsnap profile's process limit through seccomp
 // (no process creation), and the report says, per limit, what held it and what did not.
 func TestLimitsWithoutCgroup(t *testing.T) {
-	bin := testbin.Vatrun(t)
 	prof := func(name string, limits map[string]any) string {
-		out, err := exec.Command(bin, "profile", "show", name).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var shown struct{ Profile map[string]any }
-		if err := json.Unmarshal(out, &shown); err != nil {
-			t.Fatal(err)
-		}
-		p := shown.Profile
-		for k, v := range limits {
-			p["limits"].(map[string]any)[k] = v
-		}
-		p["name"] = name + "-small"
-		data, _ := json.Marshal(p)
-		path := filepath.Join(t.TempDir(), name+".json")
-		os.WriteFile(path, data, 0o600)
-		return path
+		return derivedProfile(t, name, func(p map[string]any) {
+			for k, v := range limits {
+				p["limits"].(map[string]any)[k] = v
+			}
+			p["name"] = name + "-small"
+		})
 	}
 	for _, c := range []struct {
 		profile string

@@ -1,7 +1,6 @@
 package hostile
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,21 +18,11 @@ import (
 // file), has a /tmp of its own, and still sees nothing else.
 func TestProfileMounts(t *testing.T) {
 	bin := testbin.Vatrun(t)
-	out, err := exec.Command(bin, "profile", "show", "xsnap").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var shown struct{ Profile map[string]any }
-	if err := json.Unmarshal(out, &shown); err != nil {
-		t.Fatal(err)
-	}
-	p := shown.Profile
-	p["name"] = "xsnap-mounts"
-	p["mounts"] = []map[string]any{{"target": "/data"}, {"target": "/out", "writable": true}}
-	p["tmp"] = "1M"
-	data, _ := json.Marshal(p)
-	profile := filepath.Join(sharedDir(t), "mounts.json") // readable by nobody too
-	os.WriteFile(profile, data, 0o644)
+	profile := derivedProfile(t, "xsnap", func(p map[string]any) {
+		p["name"] = "xsnap-mounts"
+		p["mounts"] = []map[string]any{{"target": "/data"}, {"target": "/out", "writable": true}}
+		p["tmp"] = "1M"
+	})
 
 	dataDir, outDir := sharedDir(t), sharedDir(t)
 	os.WriteFile(filepath.Join(dataDir, "input"), []byte("x"), 0o644)

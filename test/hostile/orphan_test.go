@@ -6,10 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/vatrun/vatrun/internal/launchtest"
 	"github.com/vatrun/vatrun/internal/testbin"
 )
 
@@ -25,29 +25,16 @@ func TestNoOrphanAtAnyMoment(t *testing.T) {
 	}
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
 	marker := fmt.Sprintf("%d", 600000+os.Getpid()%1000) // --sleep-at-start MS, unique to this test process
-	var wg sync.WaitGroup
-	jobs := make(chan int)
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--", worker, "--sleep-at-start", marker)
-				if err := cmd.Start(); err != nil {
-					t.Error(err)
-					continue
-				}
-				time.Sleep(time.Duration(i%60) * 250 * time.Microsecond)
-				cmd.Process.Kill()
-				cmd.Wait()
-			}
-		}()
-	}
-	for i := range n {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
+	launchtest.Sweep(n, 2, func(i int) {
+		cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--", worker, "--sleep-at-start", marker)
+		if err := cmd.Start(); err != nil {
+			t.Error(err)
+			return
+		}
+		time.Sleep(time.Duration(i%60) * 250 * time.Microsecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
 	var left []string
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		left = withArg(worker, marker)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vatrun/vatrun/internal/launchtest"
 	"github.com/vatrun/vatrun/internal/proctree"
 	"github.com/vatrun/vatrun/internal/testbin"
 	"github.com/vatrun/vatrun/report"
@@ -33,53 +34,40 @@ func TestEarlySIGTERMStillReports(t *testing.T) {
 	var mu sync.Mutex
 	noReport := 0
 	causes := map[report.Cause]int{}
-	var wg sync.WaitGroup
-	jobs := make(chan int)
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				dir := t.TempDir()
-				rf := dir + "/report.json"
-				cmdR, cmdW, _ := os.Pipe()
-				replyR, replyW, _ := os.Pipe()
-				cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker)
-				cmd.ExtraFiles = []*os.File{cmdR, replyW}
-				if err := cmd.Start(); err != nil {
-					t.Error(err)
-					continue
-				}
-				cmdR.Close()
-				replyW.Close()
-				// The moment vatrun has started the sandbox (its init stage exists), before the
-				// worker's exec: the worker will be started and stopped, and reported.
-				for deadline := time.Now().Add(5 * time.Second); len(proctree.Children(cmd.Process.Pid)) == 0 && time.Now().Before(deadline); {
-					time.Sleep(20 * time.Microsecond)
-				}
-				cmd.Process.Signal(syscall.SIGTERM)
-				code, signaled, _ := testbin.ExitOf(cmd.Wait())
-				cmdW.Close()
-				replyR.Close()
-				data, _ := os.ReadFile(rf)
-				mu.Lock()
-				if len(data) == 0 {
-					noReport++
-					t.Logf("run %d: no report; vatrun exit %d (signaled %v)", i, code, signaled)
-				} else if r, err := report.Decode(data); err != nil {
-					t.Errorf("run %d: report does not decode: %v", i, err)
-				} else {
-					causes[r.Cause]++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for i := range n {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
+	launchtest.Sweep(n, 2, func(i int) {
+		dir := t.TempDir()
+		rf := dir + "/report.json"
+		cmdR, cmdW, _ := os.Pipe()
+		replyR, replyW, _ := os.Pipe()
+		cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker)
+		cmd.ExtraFiles = []*os.File{cmdR, replyW}
+		if err := cmd.Start(); err != nil {
+			t.Error(err)
+			return
+		}
+		cmdR.Close()
+		replyW.Close()
+		// The moment vatrun has started the sandbox (its init stage exists), before the
+		// worker's exec: the worker will be started and stopped, and reported.
+		for deadline := time.Now().Add(5 * time.Second); len(proctree.Children(cmd.Process.Pid)) == 0 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Microsecond)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		code, signaled, _ := testbin.ExitOf(cmd.Wait())
+		cmdW.Close()
+		replyR.Close()
+		data, _ := os.ReadFile(rf)
+		mu.Lock()
+		if len(data) == 0 {
+			noReport++
+			t.Logf("run %d: no report; vatrun exit %d (signaled %v)", i, code, signaled)
+		} else if r, err := report.Decode(data); err != nil {
+			t.Errorf("run %d: report does not decode: %v", i, err)
+		} else {
+			causes[r.Cause]++
+		}
+		mu.Unlock()
+	})
 	t.Logf("%d SIGTERMs as the sandbox starts: causes %v, no report %d", n, causes, noReport)
 	if noReport > 0 {
 		t.Errorf("%d of %d runs ended without a report", noReport, n)

@@ -8,10 +8,22 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 
-import { PROFILES, VATRUN, VATRUN_ARGS, freshDir, getBundles, profileDigest, runScenario } from './lib.mjs';
+import {
+  DELIVERIES1,
+  DELIVERIES2,
+  PROFILES,
+  TEST_TIMEOUT,
+  VATRUN,
+  VATRUN_ARGS,
+  freshDir,
+  getBundles,
+  profileDigest,
+  runs,
+  runScenario,
+} from './lib.mjs';
 
-const N = 20;
-const M = 10;
+const N = DELIVERIES1;
+const M = DELIVERIES2;
 const MODES = ['plain', ...PROFILES];
 const results = {};
 
@@ -34,13 +46,13 @@ test('vatrun binary is present', () => {
   assert.ok(fs.existsSync(VATRUN), `${VATRUN} missing: run 'make bin/vatrun' in the repository root (or set VATRUN_BIN)`);
 });
 
-test('bundles', async t => {
+test('bundles', { timeout: TEST_TIMEOUT * 3 }, async t => {
   const b = await getBundles();
   t.diagnostic(`bundles ${b.cached ? 'loaded from cache' : 'built'} in ${b.ms} ms`);
 });
 
 for (const mode of MODES) {
-  test(`scenario with ${mode === 'plain' ? 'plain spawn' : `vatrun --profile ${mode} ${VATRUN_ARGS.join(' ')}`}`, { timeout: 180_000 }, async t => {
+  test(`scenario with ${mode === 'plain' ? 'plain spawn' : `vatrun --profile ${mode} ${VATRUN_ARGS.join(' ')}`}`, { timeout: TEST_TIMEOUT, skip: !runs('baseline') }, async t => {
     const r = await runScenario(mode, freshDir(`baseline-${mode}`), { N, M });
     results[mode] = r;
     t.diagnostic(`${mode}: ${JSON.stringify(r.timings)}`);
@@ -78,7 +90,7 @@ for (const mode of MODES) {
 }
 
 for (const mode of MODES.slice(1)) {
-  test(`plain and vatrun ${mode} committed identical kernel state`, t => {
+  test(`plain and vatrun ${mode} committed identical kernel state`, { skip: !runs('baseline') }, t => {
     const plain = results.plain;
     const r = results[mode];
     assert.ok(plain, 'the plain run did not complete');

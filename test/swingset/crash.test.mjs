@@ -11,6 +11,8 @@ import fs from 'node:fs';
 
 import {
   PROFILES,
+  TEST_TIMEOUT,
+  runs,
   VATRUN,
   bootedTemplate,
   copyOfTemplate,
@@ -29,7 +31,8 @@ import {
 // plain spawn, and the first profile of $VATRUN_SWINGSET_PROFILES (xsnap by default)
 const PROFILE = PROFILES[0];
 const MODES = ['plain', PROFILE];
-const TIMEOUT = { timeout: 120_000 };
+const opts = key => ({ timeout: TEST_TIMEOUT, skip: !runs(key) });
+const ANY = ['in-delivery', 'idle', 'restart', 'create', 'metering'].some(runs);
 const errInfo = e => ({ message: e && e.message, code: e && e.code });
 
 /** Checks the fields every vatrun report has, for the profile under test. */
@@ -64,14 +67,14 @@ async function eachMode(name, hooksFor, body) {
   return out;
 }
 
-test('setup: vatrun present, bundles, booted template store', { timeout: 180_000 }, async t => {
+test('setup: vatrun present, bundles, booted template store', { timeout: TEST_TIMEOUT * 3, skip: !ANY }, async t => {
   assert.ok(fs.existsSync(VATRUN), `${VATRUN} missing: run 'make bin/vatrun' in the repository root (or set VATRUN_BIN)`);
   const b = await getBundles();
   const tpl = await bootedTemplate();
   t.diagnostic(`bundles ${b.cached ? 'cached' : 'built'} ${b.ms} ms; template store booted in ${tpl.ms} ms`);
 });
 
-test('SIGKILL of the worker during a long delivery: kernel panic; report killed/external/in-delivery', TIMEOUT, async t => {
+test('SIGKILL of the worker during a long delivery: kernel panic; report killed/external/in-delivery', opts('in-delivery'), async t => {
   const out = await eachMode(
     'in-delivery',
     ctx => {
@@ -107,7 +110,7 @@ test('SIGKILL of the worker during a long delivery: kernel panic; report killed/
   assert.deepEqual(out.xsnap.err, out.plain.err);
 });
 
-test('SIGKILL of an idle worker, then a delivery to it: kernel panic; report phase idle', TIMEOUT, async t => {
+test('SIGKILL of an idle worker, then a delivery to it: kernel panic; report phase idle', opts('idle'), async t => {
   const out = await eachMode('idle', null, async ctx => {
     ctx.kernel = await startKernel(ctx.dir, ctx.rs.spawn);
     await ctx.kernel.send('alice', 'add', [100]);
@@ -129,7 +132,7 @@ test('SIGKILL of an idle worker, then a delivery to it: kernel panic; report pha
   checkReport(out.xsnap.report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', phase: 'idle', killedBy: 'nobody' });
 });
 
-test('SIGKILL of each worker as it starts, in a kernel restart: the restart fails (panic) in both; the store is intact', TIMEOUT, async t => {
+test('SIGKILL of each worker as it starts, in a kernel restart: the restart fails (panic) in both; the store is intact', opts('restart'), async t => {
   const out = await eachMode(
     'reload',
     ctx => {
@@ -182,7 +185,7 @@ test('SIGKILL of each worker as it starts, in a kernel restart: the restart fail
   assert.equal(out.xsnap.activityhash, out.plain.activityhash);
 });
 
-test('SIGKILL of a dynamic vat\'s worker at creation: createVat rejects, the kernel carries on, same state', TIMEOUT, async t => {
+test('SIGKILL of a dynamic vat\'s worker at creation: createVat rejects, the kernel carries on, same state', opts('create'), async t => {
   const out = await eachMode(
     'create',
     ctx => {
@@ -214,7 +217,7 @@ test('SIGKILL of a dynamic vat\'s worker at creation: createVat rejects, the ker
   checkReport(out.xsnap.report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', phase: 'startup', killedBy: 'nobody' });
 });
 
-test('a metered dynamic vat exceeding its per-crank computron limit: only that vat is terminated; report metering-fault', TIMEOUT, async t => {
+test('a metered dynamic vat exceeding its per-crank computron limit: only that vat is terminated; report metering-fault', opts('metering'), async t => {
   const out = await eachMode('meter', null, async ctx => {
     ctx.kernel = await startKernel(ctx.dir, ctx.rs.spawn);
     const t0 = performance.now();

@@ -36,6 +36,18 @@ export const STATE = process.env.VATRUN_SWINGSET_STATE || path.join(HERE, 'state
  */
 export const PROFILES = (process.env.VATRUN_SWINGSET_PROFILES || 'xsnap,solo').split(',').filter(Boolean);
 export const VATRUN_ARGS = (process.env.VATRUN_SWINGSET_VATRUN_ARGS ?? '--no-cgroup').split(/\s+/).filter(Boolean);
+/** Where cached bundles are looked for first ($VATRUN_SWINGSET_BUNDLES, e.g. the host's state/ read-only in the e2e VM). */
+export const BUNDLES = process.env.VATRUN_SWINGSET_BUNDLES || STATE;
+/** Deliveries before and after the restart ($VATRUN_SWINGSET_DELIVERIES="N,M", default 20,10). */
+export const [DELIVERIES1, DELIVERIES2] = (process.env.VATRUN_SWINGSET_DELIVERIES || '20,10').split(',').map(Number);
+/** The per-test timeout ($VATRUN_SWINGSET_TIMEOUT_MS, default 180 s; the e2e VM runs under TCG). */
+export const TEST_TIMEOUT = Number(process.env.VATRUN_SWINGSET_TIMEOUT_MS || 180_000);
+const ONLY = (process.env.VATRUN_SWINGSET_ONLY || '').split(',').filter(Boolean);
+/**
+ * Whether the case named key runs ($VATRUN_SWINGSET_ONLY: comma-separated keys; default all):
+ * baseline, in-delivery, idle, restart, create, metering.
+ */
+export const runs = key => ONLY.length === 0 || ONLY.includes(key);
 
 /** Time in ms since `t0` (performance.now()). */
 export const since = t0 => Math.round(performance.now() - t0);
@@ -55,12 +67,15 @@ export function getBundles() {
         key.update(fs.readFileSync(path.join(HERE, f)));
       }
       key.update(process.version);
-      const cache = path.join(STATE, `bundles-${key.digest('hex').slice(0, 16)}.json`);
-      try {
-        const b = JSON.parse(fs.readFileSync(cache, 'utf8'));
-        return harden({ ...b, ms: since(t0), cached: true });
-      } catch {
-        // not cached yet
+      const name = `bundles-${key.digest('hex').slice(0, 16)}.json`;
+      const cache = path.join(STATE, name);
+      for (const f of new Set([path.join(BUNDLES, name), cache])) {
+        try {
+          const b = JSON.parse(fs.readFileSync(f, 'utf8'));
+          return harden({ ...b, ms: since(t0), cached: true });
+        } catch {
+          // not cached there
+        }
       }
       const [kernelBundles, bootstrap, worker] = await Promise.all([
         buildKernelBundles(),
