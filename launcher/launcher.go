@@ -84,11 +84,13 @@ type Worker struct {
 	exits   map[int]report.ExitMeaning
 	cg      *cgroupLeaf
 	limits  map[string]string // limit -> what enforces it (report.LimitsEnforced)
-	started time.Time
-	log     *slog.Logger
-	done    chan struct{}
-	cleaned chan struct{}
-	report  report.Report
+	// selfSignals: the profile lets the worker signal itself with more than SIGABRT.
+	selfSignals bool
+	started     time.Time
+	log         *slog.Logger
+	done        chan struct{}
+	cleaned     chan struct{}
+	report      report.Report
 
 	mu       sync.Mutex
 	stops    []stop // signals vatrun sent the worker on someone's behalf, in order
@@ -365,18 +367,19 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		}
 	}
 	w := &Worker{
-		limits:   limits,
-		spec:     spec,
-		digest:   digest,
-		cpuHard:  cpuHard,
-		exits:    spec.Profile.ExitMeanings(),
-		proc:     proc,
-		cg:       cg,
-		started:  started,
-		log:      log,
-		done:     make(chan struct{}),
-		cleaned:  make(chan struct{}),
-		warnings: warnings,
+		selfSignals: spec.Profile.WorkerCanSignalItself(),
+		limits:      limits,
+		spec:        spec,
+		digest:      digest,
+		cpuHard:     cpuHard,
+		exits:       spec.Profile.ExitMeanings(),
+		proc:        proc,
+		cg:          cg,
+		started:     started,
+		log:         log,
+		done:        make(chan struct{}),
+		cleaned:     make(chan struct{}),
+		warnings:    warnings,
 	}
 	log.Info("worker launched", "worker", spec.Name, "path", path, "pid", proc.InitPid,
 		"profile", spec.Profile.Name, "profileDigest", digest, "cgroup", cg.path(),
@@ -491,7 +494,7 @@ func (w *Worker) reap() {
 	ex, err := w.proc.WaitExit()
 	w.mu.Lock()
 	warnings := append([]string(nil), w.warnings...)
-	ev := report.Evidence{ExitCodes: w.exits}
+	ev := report.Evidence{ExitCodes: w.exits, SelfSignals: w.selfSignals}
 	stops := append([]stop(nil), w.stops...)
 	phase := w.phase
 	w.mu.Unlock()

@@ -182,6 +182,7 @@ func Build(ev Evidence) Report {
 			r.Signal = ev.Signal
 			r.SignalName = unix.SignalName(syscall.Signal(ev.Signal))
 			r.CoreDumped = ev.CoreDumped
+			r.SignalSource = signalSource(cause, ev)
 		}
 	}
 	if ev.Cgroup != nil {
@@ -194,6 +195,33 @@ func Build(ev Evidence) Report {
 		r.PidsMax = &cg.PidsMaxEvents
 	}
 	return r
+}
+
+// signalSource says who sent the signal that killed the worker, as far as the cause shows it.
+// The init stage relays only signals from outside the sandbox, and the built-in filters let the
+// worker signal itself only with SIGABRT, so a SIGTERM or a stray SIGKILL came from outside
+// unless the profile lets the worker signal itself (ev.SelfSignals).
+func signalSource(cause Cause, ev Evidence) string {
+	switch cause {
+	case CauseStopped:
+		return "vatrun"
+	case CauseOOMLimit, CauseOOMHost:
+		return "kernel: the OOM killer"
+	case CauseCPULimit:
+		return "kernel: RLIMIT_CPU"
+	case CauseSegv:
+		return "kernel: a memory fault"
+	case CauseSandboxViolation:
+		return "kernel: the seccomp filter"
+	case CauseAbort:
+		return "the worker itself: abort()"
+	case CauseExternalSignal, CauseKilled:
+		if ev.SelfSignals {
+			return "unknown: outside the sandbox, or the worker itself (its profile lets it signal itself)"
+		}
+		return "outside the sandbox"
+	}
+	return "unknown"
 }
 
 // describeDeath says how the worker died, as a verb phrase ("exited with code 3", "died by SIGKILL").

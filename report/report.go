@@ -87,6 +87,9 @@ type Evidence struct {
 	KilledBy    string
 	KillReason  string
 	StopSignals []int
+	// SelfSignals: the profile may let the worker signal itself with more than SIGABRT (a
+	// permissive filter such as dev), so a signal death cannot be said to come from outside.
+	SelfSignals bool
 }
 
 // Report is the one JSON object written per worker death (schema documented in the README).
@@ -98,11 +101,15 @@ type Report struct {
 	Class  Class  `json:"class"`
 	Detail string `json:"detail,omitempty"`
 	// ExitCode is set when the worker exited; Signal/SignalName when a signal killed it.
-	ExitCode    *int   `json:"exitCode,omitempty"`
-	Signal      int    `json:"signal,omitempty"`
-	SignalName  string `json:"signalName,omitempty"`
-	CoreDumped  bool   `json:"coreDumped"`
-	ExitMeaning string `json:"exitMeaning,omitempty"`
+	ExitCode   *int   `json:"exitCode,omitempty"`
+	Signal     int    `json:"signal,omitempty"`
+	SignalName string `json:"signalName,omitempty"`
+	// SignalSource says who sent the fatal signal, where that can be known: "kernel: …" (a
+	// fault, a seccomp kill, an rlimit, the OOM killer), "vatrun", "outside the sandbox", "the
+	// worker itself: abort()", or "unknown: …".
+	SignalSource string `json:"signalSource,omitempty"`
+	CoreDumped   bool   `json:"coreDumped"`
+	ExitMeaning  string `json:"exitMeaning,omitempty"`
 	// Cgroup evidence; CgroupEvidence false means the counters below are unavailable, not zero.
 	CgroupEvidence bool            `json:"cgroupEvidence"`
 	Cgroup         *CgroupEvidence `json:"cgroup,omitempty"`

@@ -402,3 +402,32 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestSignalSource(t *testing.T) {
+	oom := CgroupEvidence{OOM: 1, OOMKill: 1}
+	self := func(ev *Evidence) { ev.SelfSignals = true }
+	stop := func(ev *Evidence) {
+		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "received SIGTERM", []int{int(syscall.SIGTERM)}
+	}
+	for _, c := range []struct {
+		name string
+		ev   Evidence
+		want string
+	}{
+		{"segv", signaled(syscall.SIGSEGV), "kernel: a memory fault"},
+		{"sigsys", signaled(syscall.SIGSYS), "kernel: the seccomp filter"},
+		{"sigxcpu", signaled(syscall.SIGXCPU), "kernel: RLIMIT_CPU"},
+		{"oom", withCgroup(signaled(syscall.SIGKILL), oom), "kernel: the OOM killer"},
+		{"abort", signaled(syscall.SIGABRT), "the worker itself: abort()"},
+		{"stopped", with(signaled(syscall.SIGTERM), stop), "vatrun"},
+		{"stray SIGKILL, built-in filter", signaled(syscall.SIGKILL), "outside the sandbox"},
+		{"SIGTERM, built-in filter", signaled(syscall.SIGTERM), "outside the sandbox"},
+		{"stray SIGKILL, permissive filter", with(signaled(syscall.SIGKILL), self), "unknown: outside the sandbox, or the worker itself (its profile lets it signal itself)"},
+		{"other signal", signaled(syscall.SIGUSR1), "unknown"},
+		{"exit code: no signal", exited(17), ""},
+	} {
+		if got := Build(c.ev).SignalSource; got != c.want {
+			t.Errorf("%s: signalSource %q, want %q", c.name, got, c.want)
+		}
+	}
+}

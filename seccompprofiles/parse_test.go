@@ -398,3 +398,22 @@ func TestEnv(t *testing.T) {
 		t.Error("env is not in the digest")
 	}
 }
+
+func TestWorkerCanSignalItself(t *testing.T) {
+	for name, want := range map[string]bool{"xsnap": false, "consensus": false, "solo": false, "dev": true} {
+		b, _ := Builtin(name)
+		if got := b.WorkerCanSignalItself(); got != want {
+			t.Errorf("%s: WorkerCanSignalItself %v, want %v", name, got, want)
+		}
+	}
+	p := mustParse(t, `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["tgkill"], "action": "SCMP_ACT_ALLOW"}]}}`)
+	if !p.WorkerCanSignalItself() {
+		t.Error("an unrestricted tgkill lets the worker signal itself")
+	}
+	if mustParse(t, `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}`).AllowsProcessCreation() {
+		t.Error("an empty allowlist allows process creation")
+	}
+	if s, _ := Builtin("solo"); !s.AllowsProcessCreation() {
+		t.Error("solo allows fork")
+	}
+}

@@ -95,3 +95,26 @@ func (p *Profile) AllowsProcessCreation() bool {
 	}
 	return false
 }
+
+// WorkerCanSignalItself says whether the seccomp filter may let the worker send itself (or its
+// init stage) an arbitrary signal: true unless the default action refuses, and every rule that
+// allows kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo or pidfd_send_signal restricts
+// its arguments (the built-ins allow only SIGABRT, for abort()).
+func (p *Profile) WorkerCanSignalItself() bool {
+	s := p.Seccomp
+	if s == nil || s.DefaultAction == "SCMP_ACT_ALLOW" || s.DefaultAction == "SCMP_ACT_LOG" {
+		return true
+	}
+	for _, r := range s.Syscalls {
+		if (r.Action != "SCMP_ACT_ALLOW" && r.Action != "SCMP_ACT_LOG") || len(r.Args) > 0 {
+			continue
+		}
+		for _, n := range r.Names {
+			switch n {
+			case "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal":
+				return true
+			}
+		}
+	}
+	return false
+}

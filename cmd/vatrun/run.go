@@ -130,6 +130,16 @@ func workerEnv(p *seccompprofiles.Profile) []string {
 	return env
 }
 
+// workerStdin is vatrun's stdin for the worker, unless it is a terminal: a worker gets no
+// terminal to read from (the kernel passes 'ignore' anyway; a terminal here is an operator's
+// shell), so it gets /dev/null (nil) instead.
+func workerStdin() *os.File {
+	if _, err := unix.IoctlGetTermios(0, unix.TCGETS); err == nil {
+		return nil
+	}
+	return os.Stdin
+}
+
 // inheritedFile is fd as the parent passed it, or nil when the parent left it closed.
 func inheritedFile(fd int) *os.File {
 	if !sandbox.InheritedFD(fd) {
@@ -269,7 +279,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		// vatrun keeps no copy of the kernel's pipes: only the sandbox holds them, from the
 		// moment the init stage exists.
 		CloseExtraFiles: true,
-		Stdin:           os.Stdin,
+		Stdin:           workerStdin(),
 		Stdout:          os.Stdout,
 		Stderr:          os.Stderr,
 		Cgroup:          launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup},

@@ -33,6 +33,7 @@
  *   probe:fds -> fds:0,1,2,3,4       probe:nnp -> nnp:N     probe:caps -> capeff:HEX
  *   selfkill:SIG, tgkill:SIG, killinit:SIG -> ok | errno:N (kill(self), tgkill(self), kill(1))
  *   setrlimit-cpu:SECONDS -> ok | errno:N (lowers its own RLIMIT_CPU)
+ *   probe:tiocsti:FD -> ok | errno:N (TIOCSTI: push a byte into the terminal on fd FD)
  *   probe:capinh -> capinh:HEX      probe:capamb -> capamb:HEX   probe:session -> sid:S pid:P
  *   probe:seccomp -> seccomp:N       probe:uid -> uid:N euid:N   probe:hostname -> hostname:H
  *   probe:rlimit-raise -> ok | errno:N (RLIMIT_CPU hard + 100, or to infinity)
@@ -69,6 +70,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/socket.h>
@@ -639,6 +641,13 @@ static void cmd_probe(const char *what)
 		probe_status("CapInh", "capinh");
 	} else if (strcmp(what, "capamb") == 0) {
 		probe_status("CapAmb", "capamb");
+	} else if (strncmp(what, "tiocsti:", 8) == 0) {
+		/* Push a character into the input of the terminal on fd N (terminal injection). */
+		char c = '#';
+		if (ioctl(atoi(what + 8), TIOCSTI, &c) != 0)
+			reply_errno(errno);
+		else
+			reply("ok");
 	} else if (strcmp(what, "session") == 0) {
 		reply("sid:%d pid:%d", (int)getsid(0), (int)getpid());
 	} else if (strcmp(what, "seccomp") == 0) {
