@@ -104,10 +104,10 @@ test('SIGKILL of the worker during a long delivery: kernel panic; report killed/
   for (const m of MODES) t.diagnostic(`${m}: run() rejected ${JSON.stringify(out[m].err)}; worker exit ${JSON.stringify(out[m].exit)} (${out[m].ms} ms)`);
   assert.deepEqual(out.plain.err, { message: 'v3:alice exited due to signal SIGKILL', code: 'SIGKILL' });
   assert.deepEqual(out.plain.exit, { code: null, signal: 'SIGKILL' });
-  checkReport(out.xsnap.report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', signal: 9, phase: 'in-delivery', killedBy: 'nobody' });
+  checkReport(out[PROFILE].report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', signal: 9, phase: 'in-delivery', killedBy: 'nobody' });
   // vatrun mirrors the worker's death: the kernel sees exactly what it sees without vatrun
-  assert.deepEqual(out.xsnap.exit, out.plain.exit, 'vatrun exit status (the kernel SIGTERMs vatrun when fd 4 closes; vatrun must still die by the worker\'s SIGKILL)');
-  assert.deepEqual(out.xsnap.err, out.plain.err);
+  assert.deepEqual(out[PROFILE].exit, out.plain.exit, 'vatrun exit status (the kernel SIGTERMs vatrun when fd 4 closes; vatrun must still die by the worker\'s SIGKILL)');
+  assert.deepEqual(out[PROFILE].err, out.plain.err);
 });
 
 test('SIGKILL of an idle worker, then a delivery to it: kernel panic; report phase idle', opts('idle'), async t => {
@@ -127,9 +127,9 @@ test('SIGKILL of an idle worker, then a delivery to it: kernel panic; report pha
   });
   for (const m of MODES) t.diagnostic(`${m}: run() rejected ${JSON.stringify(out[m].err)}; worker exit ${JSON.stringify(out[m].exit)} (${out[m].ms} ms)`);
   assert.deepEqual(out.plain.err, { message: 'v3:alice exited due to signal SIGKILL', code: 'SIGKILL' });
-  assert.deepEqual(out.xsnap.err, out.plain.err);
-  assert.deepEqual(out.xsnap.exit, out.plain.exit);
-  checkReport(out.xsnap.report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', phase: 'idle', killedBy: 'nobody' });
+  assert.deepEqual(out[PROFILE].err, out.plain.err);
+  assert.deepEqual(out[PROFILE].exit, out.plain.exit);
+  checkReport(out[PROFILE].report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', phase: 'idle', killedBy: 'nobody' });
 });
 
 test('SIGKILL of each worker as it starts, in a kernel restart: the restart fails (panic) in both; the store is intact', opts('restart'), async t => {
@@ -165,7 +165,7 @@ test('SIGKILL of each worker as it starts, in a kernel restart: the restart fail
   );
   for (const m of MODES) t.diagnostic(`${m}: start rejected ${JSON.stringify(out[m].err)}; spawned ${out[m].spawns}; worker exit ${JSON.stringify(out[m].exit)} (${out[m].ms} ms)`);
   assert.deepEqual(out.plain.spawns, ['v3:alice'], 'the kernel preloads one vat (maxVatsOnline 2 / 2)');
-  assert.deepEqual(out.xsnap.spawns, out.plain.spawns);
+  assert.deepEqual(out[PROFILE].spawns, out.plain.spawns);
   // The kernel does the same: makeSwingsetController rejects (the preload is a 'recreate', so the
   // kernel panics: "unable to re-create vat"), nothing is committed, and a clean restart works.
   // Which symptom of the death the kernel sees first is a race inside @agoric/xsnap: the kernel's
@@ -178,11 +178,11 @@ test('SIGKILL of each worker as it starts, in a kernel restart: the restart fail
     { message: 'v3:alice exited due to signal SIGKILL', code: 'SIGKILL' },
   ];
   for (const m of MODES) assert.ok(deathErrors.some(e => e.message === out[m].err.message && e.code === out[m].err.code), `${m}: ${JSON.stringify(out[m].err)}`);
-  assert.deepEqual(out.xsnap.exit, out.plain.exit);
+  assert.deepEqual(out[PROFILE].exit, out.plain.exit);
   assert.deepEqual(out.plain.exit, { code: null, signal: 'SIGKILL' });
-  checkReport(out.xsnap.report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', phase: 'startup', killedBy: 'nobody' });
-  assert.deepEqual(out.xsnap.state, out.plain.state);
-  assert.equal(out.xsnap.activityhash, out.plain.activityhash);
+  checkReport(out[PROFILE].report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', phase: 'startup', killedBy: 'nobody' });
+  assert.deepEqual(out[PROFILE].state, out.plain.state);
+  assert.equal(out[PROFILE].activityhash, out.plain.activityhash);
 });
 
 test('SIGKILL of a dynamic vat\'s worker at creation: createVat rejects, the kernel carries on, same state', opts('create'), async t => {
@@ -209,12 +209,12 @@ test('SIGKILL of a dynamic vat\'s worker at creation: createVat rejects, the ker
   );
   for (const m of MODES) t.diagnostic(`${m}: ${out[m].vat} createVat ${JSON.stringify(out[m].created)}; worker exit ${JSON.stringify(out[m].exit)}; activityhash ${out[m].activityhash} (${out[m].ms} ms)`);
   assert.ok(out.plain.created.rejected?.startsWith('Vat Creation Error: '), JSON.stringify(out.plain.created));
-  assert.deepEqual(out.xsnap.created, out.plain.created, 'the creation error (which the kernel stores) is the same');
-  assert.equal(out.plain.after, out.xsnap.after);
+  assert.deepEqual(out[PROFILE].created, out.plain.created, 'the creation error (which the kernel stores) is the same');
+  assert.equal(out.plain.after, out[PROFILE].after);
   // the error text is part of consensus state: the activity hash must not depend on vatrun
-  assert.equal(out.xsnap.activityhash, out.plain.activityhash);
-  assert.deepEqual(out.xsnap.exit, out.plain.exit);
-  checkReport(out.xsnap.report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', phase: 'startup', killedBy: 'nobody' });
+  assert.equal(out[PROFILE].activityhash, out.plain.activityhash);
+  assert.deepEqual(out[PROFILE].exit, out.plain.exit);
+  checkReport(out[PROFILE].report, { cause: 'killed', class: 'external', signalName: 'SIGKILL', phase: 'startup', killedBy: 'nobody' });
 });
 
 test('a metered dynamic vat exceeding its per-crank computron limit: only that vat is terminated; report metering-fault', opts('metering'), async t => {
@@ -242,7 +242,7 @@ test('a metered dynamic vat exceeding its per-crank computron limit: only that v
   // the rest of the kernel is fine
   assert.equal(out.plain.state.alice.name, 'alice');
   for (const k of ['spin', 'status', 'state', 'activityhash', 'exit']) {
-    assert.deepEqual(out.xsnap[k], out.plain[k], k);
+    assert.deepEqual(out[PROFILE][k], out.plain[k], k);
   }
-  checkReport(out.xsnap.report, { cause: 'metering-fault', class: 'deterministic', exitCode: 17, phase: 'in-delivery', killedBy: 'nobody' });
+  checkReport(out[PROFILE].report, { cause: 'metering-fault', class: 'deterministic', exitCode: 17, phase: 'in-delivery', killedBy: 'nobody' });
 });
