@@ -34,6 +34,15 @@ import (
 //	VATRUN_E2E_APPEND       extra kernel command line arguments
 //	VATRUN_BIN              vatrun binary, put at /bin/vatrun (default ../../bin/vatrun if present)
 //	VATRUN_TESTWORKER       test worker, put at /bin/vatrun-testworker (default ../../bin/vatrun-testworker if present)
+//
+// The SwingSet boot (TestSwingSet* VM tests, see swingset.go):
+//
+//	VATRUN_E2E_SWINGSET=0       leave it out (with VATRUN_E2E=1 it is required otherwise)
+//	VATRUN_E2E_KERNEL_9P        kernel with 9p modules (default .cache/vmlinuz-9p, made by setup.sh)
+//	VATRUN_E2E_MODULES_9P       its lib/modules/<version> (default .cache/vmlinuz-9p.modules)
+//	VATRUN_E2E_SWINGSET_MEM     the SwingSet VM's memory (default 2G)
+//	VATRUN_E2E_NODE             Node.js on the host, run in the VM from the host's root (default node from PATH)
+//	VATRUN_E2E_SWINGSET_ONLY    passed to the SwingSet test as VATRUN_SWINGSET_ONLY (comma-separated case names)
 
 type config struct {
 	strict     bool
@@ -59,15 +68,30 @@ type config struct {
 // Delegate=yes: its default cgroup parent is then <parent>, which is owned by
 // the run's uid, has memory, cpu and pids enabled for children, and holds no
 // process.
+//
+// The SwingSet run is a boot of its own (boot "swingset"): another kernel (with
+// 9p), more memory, and the host's root file system over virtio-9p; see swingset.go.
 type runSpec struct {
 	name, parent, cgroup string
 	uid                  int
-	unpriv               bool
+	prefix               string // the VM tests of this run: names starting with prefix ("" = every test no other run claims)
+	boot                 string // "" for the main boot
 }
 
 var runSpecs = []runSpec{
 	{name: "root", uid: 0, parent: "/e2e-root", cgroup: "/e2e-root/vatrun-supervisor"},
-	{name: "uid1000", uid: 1000, parent: "/e2e-u1000", cgroup: "/e2e-u1000/vatrun-supervisor", unpriv: true},
+	{name: "uid1000", uid: 1000, parent: "/e2e-u1000", cgroup: "/e2e-u1000/vatrun-supervisor", prefix: "TestUnpriv"},
+	{name: "swingset", uid: 0, parent: "/e2e-swingset", cgroup: "/e2e-swingset/vatrun-supervisor", prefix: "TestSwingSet", boot: bootSwingSet},
+}
+
+// runOf is the run a VM test belongs to.
+func runOf(test string) string {
+	for _, rs := range runSpecs {
+		if rs.prefix != "" && strings.HasPrefix(test, rs.prefix) {
+			return rs.name
+		}
+	}
+	return runSpecs[0].name
 }
 
 func env(name, def string) string {
@@ -149,8 +173,9 @@ func loadConfig(t *testing.T) *config {
 	return c
 }
 
-// TestVM builds the payload, boots the VM once and turns what the VM-side
-// tests (package ./vm) reported into subtests: TestVM/<run>/<VM test>.
+// TestVM builds the payload, boots the VM (once for the root and uid-1000
+// runs, once more for the SwingSet run) and turns what the VM-side tests
+// (package ./vm) reported into subtests: TestVM/<run>/<VM test>.
 func TestVM(t *testing.T) {
 	c := loadConfig(t)
 	total := time.Now()
@@ -169,52 +194,47 @@ func TestVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	runs := planRuns(c, tests)
-	manifest := makeManifest(c, runs)
-	initrd := filepath.Join(work, "initrd")
-	size, err := writeInitramfs(initrd, p, manifest, c.gzip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.WriteFile(filepath.Join(c.out, "manifest"), []byte(manifest), 0o644)
-	t.Logf("payload built in %.1fs: initramfs %.1f MB (gzip=%v), %d VM tests", time.Since(start).Seconds(), float64(size)/1e6, c.gzip, len(tests))
-
-	boot, err := runQEMU(t, c, initrd, work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := parseResults(boot.results)
-	if res.BootUptime == "" && len(res.Order) == 0 {
-		// No second serial port (microvm has one UART): init wrote the results
-		// to the console, where kernel messages may be mixed in.
-		res = parseResults(boot.console)
-	}
-	t.Logf("VM %s: wall %.1fs, init started at guest uptime %ss", c.machine, boot.wall.Seconds(), res.BootUptime)
-	consoleTail := tail(boot.console, 60)
-	for _, f := range res.Fatal {
-		t.Errorf("VM init: %s", f)
-	}
-	if boot.timedOut {
-		t.Errorf("qemu did not power off within %s", c.timeout+time.Minute)
-	}
-	if !res.Done && len(res.Fatal) == 0 {
-		t.Errorf("the VM never reported DONE (crash, panic or watchdog)")
-	}
+	t.Logf("payload built in %.1fs: %d VM tests", time.Since(start).Seconds(), len(tests))
 
 	var rows []tableRow
 	outcomes := map[string]string{}
-	for _, rs := range runs {
-		t.Run(rs.spec.name, func(t *testing.T) {
-			rr := res.Runs[rs.spec.name]
-			if rr == nil {
-				t.Fatalf("run %s never started in the VM; console tail:\n%s", rs.spec.name, consoleTail)
+	var walls []string
+	for _, bootName := range []string{bootMain, bootSwingSet} {
+		var bootRuns []plannedRun
+		for _, r := range runs {
+			if r.spec.boot == bootName {
+				bootRuns = append(bootRuns, r)
 			}
-			vr, err := decodeRun(c.goBin, rs.spec.name, rr.Output)
-			if err != nil {
-				t.Fatal(err)
+		}
+		if len(bootRuns) == 0 {
+			continue
+		}
+		b := &bootConfig{name: bootName, kernel: c.kernel, mem: c.mem}
+		if bootName == bootSwingSet {
+			var skip string
+			if b, skip = swingSetBoot(t, c, work); b == nil {
+				for _, rs := range bootRuns {
+					t.Run(rs.spec.name, func(t *testing.T) { t.Skip(skip) })
+				}
+				continue
 			}
-			rows = append(rows, vr.Rows...)
-			reportRun(t, rs, rr, vr, consoleTail, outcomes)
-		})
+		}
+		res, consoleTail, wall := bootVM(t, c, p, b, bootRuns, work)
+		walls = append(walls, fmt.Sprintf("%s %.1fs", b.label(), wall.Seconds()))
+		for _, rs := range bootRuns {
+			t.Run(rs.spec.name, func(t *testing.T) {
+				rr := res.Runs[rs.spec.name]
+				if rr == nil {
+					t.Fatalf("run %s never started in the VM; console tail:\n%s", rs.spec.name, consoleTail)
+				}
+				vr, err := decodeRun(c.goBin, rs.spec.name, rr.Output)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rows = append(rows, vr.Rows...)
+				reportRun(t, rs, rr, vr, consoleTail, outcomes)
+			})
+		}
 	}
 
 	table := formatTable(rows, func(run, test string) string {
@@ -224,7 +244,81 @@ func TestVM(t *testing.T) {
 		return "-"
 	})
 	_ = os.WriteFile(filepath.Join(c.out, "table.txt"), []byte(table), 0o644)
-	t.Logf("results (%s, total %.1fs, VM wall %.1fs):\n%s", c.machine, time.Since(total).Seconds(), boot.wall.Seconds(), table)
+	t.Logf("results (%s, total %.1fs, VM wall: %s):\n%s", c.machine, time.Since(total).Seconds(), strings.Join(walls, ", "), table)
+}
+
+const (
+	bootMain     = ""
+	bootSwingSet = "swingset"
+)
+
+// bootConfig is what differs between the boots.
+type bootConfig struct {
+	name        string
+	kernel, mem string
+	virtfs      bool              // export the host's / read-only over virtio-9p (tag hostroot)
+	files       map[string]string // extra initramfs files: VM path -> host path
+	directives  []string          // extra manifest lines (module=, hostroot=)
+	env         []string          // extra environment of every run (K=V, no blanks)
+}
+
+// label names the boot in logs and artifact file names ("" for the main boot).
+func (b *bootConfig) label() string {
+	if b.name == bootMain {
+		return "main"
+	}
+	return b.name
+}
+
+// artifact is name for the main boot, name-<boot> (before the extension) for the others.
+func (b *bootConfig) artifact(name string) string {
+	if b.name == bootMain {
+		return name
+	}
+	ext := filepath.Ext(name)
+	return strings.TrimSuffix(name, ext) + "-" + b.name + ext
+}
+
+// bootVM writes the boot's initramfs, boots it and parses what init reported.
+func bootVM(t *testing.T, c *config, p *payload, b *bootConfig, runs []plannedRun, work string) (*vmResults, string, time.Duration) {
+	t.Helper()
+	manifest := makeManifest(c, b, runs)
+	initrd := filepath.Join(work, b.artifact("initrd"))
+	bp := *p
+	bp.files = b.files
+	size, err := writeInitramfs(initrd, &bp, manifest, c.gzip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(c.out, b.artifact("manifest")), []byte(manifest), 0o644)
+	t.Logf("boot %s: initramfs %.1f MB (gzip=%v)", b.label(), float64(size)/1e6, c.gzip)
+
+	boot, err := runQEMU(t, c, b, initrd, work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := parseResults(boot.results)
+	if res.BootUptime == "" && len(res.Order) == 0 {
+		// No second serial port (microvm has one UART): init wrote the results
+		// to the console, where kernel messages may be mixed in.
+		res = parseResults(boot.console)
+	}
+	extra := ""
+	if res.HostRoot != "" {
+		extra = ", host root mounted: " + res.HostRoot
+	}
+	t.Logf("VM %s (boot %s): wall %.1fs, init started at guest uptime %ss%s", c.machine, b.label(), boot.wall.Seconds(), res.BootUptime, extra)
+	consoleTail := tail(boot.console, 60)
+	for _, f := range res.Fatal {
+		t.Errorf("VM init (boot %s): %s", b.label(), f)
+	}
+	if boot.timedOut {
+		t.Errorf("qemu (boot %s) did not power off within %s", b.label(), c.timeout+time.Minute)
+	}
+	if !res.Done && len(res.Fatal) == 0 {
+		t.Errorf("the VM (boot %s) never reported DONE (crash, panic or watchdog)", b.label())
+	}
+	return res, consoleTail, boot.wall
 }
 
 // reportRun makes one host subtest per VM test, failing it when the VM test
@@ -290,13 +384,13 @@ func listTests(bin string) ([]string, error) {
 	return names, nil
 }
 
-// planRuns splits the VM tests between the root and uid-1000 runs and applies VATRUN_E2E_RUN.
+// planRuns splits the VM tests between the runs (root, uid1000, swingset) and applies VATRUN_E2E_RUN.
 func planRuns(c *config, tests []string) []plannedRun {
 	var runs []plannedRun
 	for _, spec := range runSpecs {
 		pr := plannedRun{spec: spec}
 		for _, name := range tests {
-			if strings.HasPrefix(name, "TestUnpriv") != spec.unpriv {
+			if runOf(name) != spec.name {
 				continue
 			}
 			if c.filter != nil && !c.filter.MatchString(name) {
@@ -315,13 +409,19 @@ func planRuns(c *config, tests []string) []plannedRun {
 	return runs
 }
 
-func makeManifest(c *config, runs []plannedRun) string {
+func makeManifest(c *config, bc *bootConfig, runs []plannedRun) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# written by test/e2e/e2e_test.go\nwatchdog=%s\n", c.timeout)
+	for _, d := range bc.directives {
+		b.WriteString(d + "\n")
+	}
 	for _, r := range runs {
 		fmt.Fprintf(&b, "run name=%s uid=%d parent=%s cgroup=%s timeout=%s", r.spec.name, r.spec.uid, r.spec.parent, r.spec.cgroup, c.timeout)
 		if c.strict {
 			b.WriteString(" env=VATRUN_E2E_STRICT=1")
+		}
+		for _, e := range bc.env {
+			b.WriteString(" env=" + e)
 		}
 		for _, vmPath := range []string{"/bin/vatrun", "/bin/vatrun-testworker"} {
 			if _, ok := c.extraBin[vmPath]; ok {
@@ -344,31 +444,38 @@ type bootResult struct {
 	timedOut         bool
 }
 
-func qemuArgs(c *config, initrd, resultsPath string) []string {
+func qemuArgs(c *config, b *bootConfig, initrd, resultsPath string) []string {
 	machine := c.machine
 	if machine == "microvm" {
 		// No PCI, no ACPI tables to parse beyond the minimum: the fastest to boot.
 		machine = "microvm,pit=on,pic=on,rtc=on"
 	}
-	return []string{
-		"-M", machine, "-cpu", c.cpu, "-m", c.mem, "-smp", c.smp,
+	args := []string{
+		"-M", machine, "-cpu", c.cpu, "-m", b.mem, "-smp", c.smp,
 		"-accel", "tcg,thread=multi",
-		"-kernel", c.kernel, "-initrd", initrd,
+		"-kernel", b.kernel, "-initrd", initrd,
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet " + c.appendArgs),
 		"-nographic", "-no-reboot", "-nodefaults", "-no-user-config",
 		"-monitor", "none",
 		"-serial", "stdio", // ttyS0: kernel console
 		"-serial", "file:" + resultsPath, // ttyS1: results channel
 	}
+	if b.virtfs {
+		// The host's root, read-only in qemu itself (writes fail with EROFS
+		// whatever the guest mounts). multidevs=remap keeps inode numbers of
+		// files on different host file systems apart.
+		args = append(args, "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
+	}
+	return args
 }
 
 // runQEMU boots the VM and returns what it printed. The VM powers itself
 // off; qemu is killed a minute after the VM's own watchdog should have.
 // Output is written under work (private to this test process: several runs
 // may share a checkout) and copied to c.out afterwards.
-func runQEMU(t *testing.T, c *config, initrd, work string) (*bootResult, error) {
-	resultsPath := filepath.Join(work, "results.log")
-	args := qemuArgs(c, initrd, resultsPath)
+func runQEMU(t *testing.T, c *config, b *bootConfig, initrd, work string) (*bootResult, error) {
+	resultsPath := filepath.Join(work, b.artifact("results.log"))
+	args := qemuArgs(c, b, initrd, resultsPath)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout+time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.qemu, args...)
@@ -393,7 +500,7 @@ func runQEMU(t *testing.T, c *config, initrd, work string) (*bootResult, error) 
 	wall := time.Since(start)
 	close(stop)
 	wg.Wait()
-	_ = os.WriteFile(filepath.Join(c.out, "console.log"), console.Bytes(), 0o644)
+	_ = os.WriteFile(filepath.Join(c.out, b.artifact("console.log")), console.Bytes(), 0o644)
 
 	res := &bootResult{console: console.Bytes(), wall: wall, timedOut: ctx.Err() != nil}
 	if err != nil && !res.timedOut {
@@ -403,7 +510,7 @@ func runQEMU(t *testing.T, c *config, initrd, work string) (*bootResult, error) 
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read VM results: %w", err)
 	}
-	_ = os.WriteFile(filepath.Join(c.out, "results.log"), res.results, 0o644)
+	_ = os.WriteFile(filepath.Join(c.out, b.artifact("results.log")), res.results, 0o644)
 	return res, nil
 }
 

@@ -82,11 +82,12 @@ func TestDecodeEvents(t *testing.T) {
 func TestPlanAndManifest(t *testing.T) {
 	c := &config{strict: true, timeout: 300e9, filter: regexp.MustCompile("OOM|Env"),
 		extraBin: map[string]string{"/bin/vatrun": "/x/vatrun"}}
-	runs := planRuns(c, []string{"TestEnvironment", "TestOOMKill", "TestOther", "TestUnprivOOMKill", "TestUnprivOther"})
-	if len(runs) != 2 || strings.Join(runs[0].tests, ",") != "TestEnvironment,TestOOMKill" || strings.Join(runs[1].tests, ",") != "TestUnprivOOMKill" {
+	runs := planRuns(c, []string{"TestEnvironment", "TestOOMKill", "TestOther", "TestUnprivOOMKill", "TestUnprivOther", "TestSwingSetKernelOOM"})
+	if len(runs) != 3 || strings.Join(runs[0].tests, ",") != "TestEnvironment,TestOOMKill" || strings.Join(runs[1].tests, ",") != "TestUnprivOOMKill" ||
+		runs[2].spec.name != "swingset" || runs[2].spec.boot != bootSwingSet || strings.Join(runs[2].tests, ",") != "TestSwingSetKernelOOM" {
 		t.Fatalf("runs = %+v", runs)
 	}
-	m := makeManifest(c, runs)
+	m := makeManifest(c, &bootConfig{}, runs[:2])
 	for _, want := range []string{
 		"watchdog=5m0s\n",
 		"run name=root uid=0 parent=/e2e-root cgroup=/e2e-root/vatrun-supervisor timeout=5m0s env=VATRUN_E2E_STRICT=1 env=VATRUN_BIN=/bin/vatrun /e2e/vm.test -test.v=test2json -test.timeout=5m0s -test.run ^(TestEnvironment|TestOOMKill)$\n",
@@ -94,6 +95,18 @@ func TestPlanAndManifest(t *testing.T) {
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("manifest lacks %q:\n%s", want, m)
+		}
+	}
+	if strings.Contains(m, "swingset") {
+		t.Errorf("main manifest has the swingset run:\n%s", m)
+	}
+	m = makeManifest(c, &bootConfig{name: bootSwingSet, directives: []string{"module=/lib/modules/a.ko", "hostroot=/host"}, env: []string{"X=1"}}, runs[2:])
+	for _, want := range []string{
+		"module=/lib/modules/a.ko\nhostroot=/host\nrun name=swingset uid=0 parent=/e2e-swingset cgroup=/e2e-swingset/vatrun-supervisor timeout=5m0s env=VATRUN_E2E_STRICT=1 env=X=1 env=VATRUN_BIN=/bin/vatrun ",
+		"-test.run ^(TestSwingSetKernelOOM)$\n",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("swingset manifest lacks %q:\n%s", want, m)
 		}
 	}
 	// Benchmarks only when the filter names them.

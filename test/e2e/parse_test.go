@@ -25,6 +25,7 @@ type runResult struct {
 // vmResults is everything init reported.
 type vmResults struct {
 	BootUptime string // guest uptime when init started
+	HostRoot   string // "uptime=… seconds=…" of the 9p mount (HOSTROOT marker), if any
 	Runs       map[string]*runResult
 	Order      []string
 	Done       bool
@@ -90,6 +91,8 @@ func parseResults(b []byte) *vmResults {
 				}
 			}
 			cur = nil
+		case "HOSTROOT":
+			res.HostRoot = strings.Join(f[1:], " ")
 		case "DONE":
 			res.Done = true
 		case "FATAL":

@@ -16,7 +16,8 @@ import (
 
 type payload struct {
 	init, vmTest string
-	extra        map[string]string // VM path -> host path
+	extra        map[string]string // executables: VM path -> host path (with their libraries)
+	files        map[string]string // plain files: VM path -> host path
 }
 
 // buildPayload compiles /init (pure Go, CGO_ENABLED=0) and the VM test binary, both static. The
@@ -119,6 +120,11 @@ func fillInitramfs(w *initramfs.Writer, p *payload, manifest string) error {
 	}
 	for vmPath, hostPath := range p.extra {
 		if err := addExecutable(w, vmPath, hostPath, added); err != nil {
+			return err
+		}
+	}
+	for vmPath, hostPath := range p.files {
+		if err := w.CopyFile(vmPath, hostPath); err != nil {
 			return err
 		}
 	}

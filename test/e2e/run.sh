@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# run.sh: the VM end-to-end tests (make e2e). Fetches the kernel (and qemu when
-# root) on first use, then boots the VM once and runs every test of ./vm in it.
-# Missing pieces fail instead of skipping (VATRUN_E2E=1).
+# run.sh: the VM end-to-end tests (make e2e). Fetches the kernels (and qemu when
+# root) on first use, then boots the VM twice and runs every test of ./vm in it:
+# the main boot (root and uid-1000 runs), then the SwingSet boot (the real
+# SwingSet kernel from test/swingset, read from the host over virtio-9p; needs
+# `bash test/swingset/setup.sh` first). Missing pieces fail instead of skipping
+# (VATRUN_E2E=1).
 #
 # Uses bin/vatrun and bin/vatrun-testworker (built by make) unless VATRUN_BIN /
 # VATRUN_TESTWORKER point elsewhere. Extra arguments go to go test.

@@ -15,6 +15,13 @@
 //
 // exit is the exit code, or 128+signal for a program killed by a signal.
 //
+// When the manifest asks for it, init also loads kernel modules (module=) and
+// mounts the host's root file system, exported by qemu over virtio-9p
+// read-only, at hostroot= with the VM's own /proc, /sys (and its cgroup2),
+// /dev and /tmp bound over it, so a run can chroot there; it then reports
+//
+//	=== VMRUN HOSTROOT uptime=<s> seconds=<s spent loading modules and mounting>
+//
 // It refuses to run unless it is pid 1 on an initramfs root, so running it on
 // a host by mistake touches nothing.
 package main
@@ -39,6 +46,8 @@ const (
 	controllers  = "+memory +cpu +pids"
 
 	tcsbrk = 0x5409 // TCSBRK ioctl, missing from package syscall
+
+	sysFinitModule = 313 // finit_module(2) on x86-64, missing from package syscall
 
 	ramfsMagic = 0x858458f6
 	tmpfsMagic = 0x01021994
@@ -77,6 +86,9 @@ func guard() error {
 }
 
 func run() error {
+	if err := leaveRootfs(); err != nil {
+		return err
+	}
 	if err := mountAll(); err != nil {
 		return err
 	}
@@ -100,6 +112,20 @@ func run() error {
 	if err := setupCgroups(); err != nil {
 		return err
 	}
+	if len(m.Modules) > 0 || m.HostRoot != "" {
+		start := time.Now()
+		for _, mod := range m.Modules {
+			if err := loadModule(mod); err != nil {
+				return err
+			}
+		}
+		if m.HostRoot != "" {
+			if err := mountHostRoot(m.HostRoot); err != nil {
+				return err
+			}
+		}
+		marker("HOSTROOT uptime=%s seconds=%.3f", uptime(), time.Since(start).Seconds())
+	}
 	for _, r := range m.Runs {
 		if err := runOne(r); err != nil {
 			return fmt.Errorf("run %s: %w", r.Name, err)
@@ -107,6 +133,28 @@ func run() error {
 	}
 	marker("DONE")
 	return nil
+}
+
+// leaveRootfs moves the VM onto a bind mount of the initramfs, as switch_root does on a booted
+// system: the initramfs's rootfs cannot be pivot_root'ed away, and vatrun's minimal root (a
+// pivot_root in each worker's mount namespace) needs the current root to be an ordinary mount.
+func leaveRootfs() error {
+	if err := os.MkdirAll("/newroot", 0o755); err != nil {
+		return fmt.Errorf("leave rootfs: %w", err)
+	}
+	if err := syscall.Mount("/", "/newroot", "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("leave rootfs: bind / on /newroot: %w", err)
+	}
+	if err := os.Chdir("/newroot"); err != nil {
+		return fmt.Errorf("leave rootfs: %w", err)
+	}
+	if err := syscall.Mount(".", "/", "", syscall.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("leave rootfs: move the bind mount onto /: %w", err)
+	}
+	if err := syscall.Chroot("."); err != nil {
+		return fmt.Errorf("leave rootfs: chroot: %w", err)
+	}
+	return os.Chdir("/")
 }
 
 func mountAll() error {
@@ -131,6 +179,50 @@ func mountAll() error {
 			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err)
 		}
 	}
+	return nil
+}
+
+// loadModule loads a kernel module file (finit_module; no parameters, no flags).
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("load module: %w", err)
+	}
+	defer f.Close()
+	empty := []byte{0}
+	_, _, errno := syscall.Syscall(sysFinitModule, f.Fd(), uintptr(unsafe.Pointer(&empty[0])), 0)
+	if errno != 0 && errno != syscall.EEXIST {
+		return fmt.Errorf("finit_module %s: %w", path, errno)
+	}
+	return nil
+}
+
+// hostRootTag is the mount tag qemu exports the host's root under
+// (-virtfs local,path=/,mount_tag=hostroot,readonly=on).
+const hostRootTag = "hostroot"
+
+// mountHostRoot mounts the host's root file system (virtio-9p, read-only
+// both here and in qemu) at dir and binds the VM's own /proc, /sys (with the
+// cgroup2 mount under it: the same hierarchy the runs' cgroups are in), /dev
+// and /tmp over the host's, recursively, so a chroot into dir sees the host's
+// programs and libraries but the VM's kernel interfaces and a writable /tmp.
+func mountHostRoot(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("mkdir %s: %w", dir, err)
+	}
+	// cache=loose: the host's files do not change during the run, and the
+	// page cache spares a 9p round trip per read (Node.js opens thousands of
+	// files). msize: the largest message the virtio transport takes.
+	const opts = "trans=virtio,version=9p2000.L,cache=loose,msize=512000"
+	if err := syscall.Mount(hostRootTag, dir, "9p", syscall.MS_RDONLY|syscall.MS_NODEV|syscall.MS_NOSUID, opts); err != nil {
+		return fmt.Errorf("mount 9p %s on %s (%s): %w", hostRootTag, dir, opts, err)
+	}
+	for _, sub := range []string{"/proc", "/sys", "/dev", "/tmp"} {
+		if err := syscall.Mount(sub, dir+sub, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", sub, dir+sub, err)
+		}
+	}
+	logf("host root on %s (9p, read-only), with the VM's /proc /sys /dev /tmp", dir)
 	return nil
 }
 

@@ -13,12 +13,16 @@ import (
 // ('#' starts a comment line):
 //
 //	watchdog=15m
+//	module=/lib/modules/virtio_ring.ko   (loaded in the order given, before any run)
+//	hostroot=/host                       (9p tag "hostroot" mounted read-only there, see mountHostRoot)
 //	run name=root uid=0 parent=/e2e-root cgroup=/e2e-root/tests timeout=10m env=K=V /e2e/vm.test -test.v
 //
 // A run's options come first (key=value); its argv starts at the first field
 // that begins with "/". Fields are split on blanks; there is no quoting.
 type Manifest struct {
 	Watchdog time.Duration
+	Modules  []string // kernel modules to load, in dependency order
+	HostRoot string   // where to mount the host's root file system (virtio-9p), "" for nowhere
 	Runs     []Run
 }
 
@@ -52,6 +56,18 @@ func parseManifest(r io.Reader) (*Manifest, error) {
 				return nil, fmt.Errorf("manifest line %d: bad watchdog %q", lineNo, line)
 			}
 			m.Watchdog = d
+		case strings.HasPrefix(fields[0], "module="):
+			p := strings.TrimPrefix(fields[0], "module=")
+			if !strings.HasPrefix(p, "/") || len(fields) != 1 {
+				return nil, fmt.Errorf("manifest line %d: bad module %q", lineNo, line)
+			}
+			m.Modules = append(m.Modules, p)
+		case strings.HasPrefix(fields[0], "hostroot="):
+			p := strings.TrimPrefix(fields[0], "hostroot=")
+			if !strings.HasPrefix(p, "/") || p == "/" || strings.Contains(p, "..") || len(fields) != 1 {
+				return nil, fmt.Errorf("manifest line %d: bad hostroot %q", lineNo, line)
+			}
+			m.HostRoot = p
 		case fields[0] == "run":
 			run, err := parseRun(fields[1:])
 			if err != nil {

@@ -10,13 +10,17 @@ func TestParseManifest(t *testing.T) {
 	m, err := parseManifest(strings.NewReader(`
 # comment
 watchdog=3m
+module=/lib/modules/a.ko
+module=/lib/modules/b.ko
+hostroot=/host
 run name=root uid=0 parent=/e2e-root cgroup=/e2e-root/tests timeout=2m env=A=b=c /e2e/vm.test -test.v -test.skip ^TestUnpriv
 run name=u1000 uid=1000 /e2e/vm.test
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Watchdog != 3*time.Minute || len(m.Runs) != 2 {
+	if m.Watchdog != 3*time.Minute || len(m.Runs) != 2 || m.HostRoot != "/host" ||
+		strings.Join(m.Modules, ",") != "/lib/modules/a.ko,/lib/modules/b.ko" {
 		t.Fatalf("got %+v", m)
 	}
 	r := m.Runs[0]
@@ -44,6 +48,9 @@ func TestParseManifestErrors(t *testing.T) {
 		"run name=a timeout=0s /x",     // bad timeout
 		"run name=a env=NOVALUE /x",    // bad env
 		"run name=a noequals /x",       // not key=value
+		"module=rel.ko",                // relative module
+		"hostroot=/",                   // the VM's own root
+		"hostroot=/a/../b",             // unclean
 	} {
 		if _, err := parseManifest(strings.NewReader(in)); err == nil {
 			t.Errorf("%q: no error", in)
