@@ -63,7 +63,8 @@ FUZZTIME ?= 60s
 fuzz: deps
 	@./scripts/fuzz.sh $(FUZZTIME)
 
-e2e: build
+e2e: build node
+	@./test/swingset/setup.sh
 	@./test/e2e/run.sh
 
 bench: build
