@@ -124,7 +124,7 @@ type seccompResult struct {
 
 const (
 	modeBare      = "no sandbox"
-	modeNoFilter  = "vatrun, no seccomp section"
+	modeNoFilter  = "vatrun, no filter (allow all)"
 	modeXsnap     = "vatrun, xsnap"
 	modeDev       = "vatrun, dev"
 	modeBwrap     = "bwrap --unshare-all, no filter"

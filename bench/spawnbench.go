@@ -174,7 +174,7 @@ func benchNamespaces(o *options, xsnap *seccompprofiles.Profile) (*nsResult, err
 		p.Name = "bench-" + name
 		p.Namespaces.Pid, p.Namespaces.Mount, p.Namespaces.IPC, p.Namespaces.UTS, p.Namespaces.Net = pid, mnt, ipc, uts, net
 		if !filter {
-			p.Seccomp = nil
+			p.Seccomp = &seccompprofiles.Seccomp{DefaultAction: "SCMP_ACT_ALLOW"} // explicitly no filter
 		}
 		return &nsVariant{name: name}, &goMode{name: name, profile: p}
 	}

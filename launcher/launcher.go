@@ -84,6 +84,7 @@ type Worker struct {
 	exits   map[int]report.ExitMeaning
 	cg      *cgroupLeaf
 	limits  map[string]string // limit -> what enforces it (report.LimitsEnforced)
+	ident   *identity         // worker and host facts digests (identity.go)
 	// selfSignals: the profile lets the worker signal itself with more than SIGABRT.
 	selfSignals bool
 	started     time.Time
@@ -109,8 +110,8 @@ var bpfCache sync.Map // profile digest → []byte
 // compiledBPF is p's seccomp program, compiled once per profile digest d (p.Digest(), which the
 // caller has computed anyway for the report).
 func compiledBPF(p *seccompprofiles.Profile, d string) ([]byte, error) {
-	if p.Seccomp == nil {
-		return nil, nil
+	if p.Seccomp == nil || (p.Seccomp.DefaultAction == "SCMP_ACT_ALLOW" && len(p.Seccomp.Syscalls) == 0) {
+		return nil, nil // no filter: nothing to load (an allow-everything filter would only cost)
 	}
 	if d == "" { // no canonical form: never share a cache entry
 		return p.CompileBPF()
@@ -293,6 +294,12 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The worker and host facts digests for the report, computed while the sandbox is set up
+	// (at once when the profile pins them).
+	ident := startIdentity(path, spec.Profile.Pins != nil)
+	if err := ident.checkPins(spec.Profile, path); err != nil {
+		return nil, err
+	}
 	args := spec.Args
 	if len(args) == 0 {
 		args = []string{spec.Path}
@@ -369,6 +376,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	w := &Worker{
 		selfSignals: spec.Profile.WorkerCanSignalItself(),
 		limits:      limits,
+		ident:       ident,
 		spec:        spec,
 		digest:      digest,
 		cpuHard:     cpuHard,
@@ -544,6 +552,7 @@ func (w *Worker) reap() {
 	r.Phase = phase
 	r.ProfileName = w.spec.Profile.Name
 	r.ProfileDigest = w.digest
+	r.WorkerDigest, r.HostFactsDigest = w.ident.wait()
 	switch {
 	case ex.Wall > 0: // the init stage's monotonic clock, at the exec and at the death
 		r.WallTime = ex.Wall.Seconds()

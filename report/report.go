@@ -120,10 +120,17 @@ type Report struct {
 	PidsMax    *uint64 `json:"pidsMax,omitempty"`
 	CPUSeconds float64 `json:"cpuSeconds"`
 	// Phase is "startup", "in-delivery" or "idle" when the kernel tells vatrun; "" otherwise.
-	Phase         string  `json:"phase,omitempty"`
-	ProfileName   string  `json:"profile"`
-	ProfileDigest string  `json:"profileDigest"`
-	WallTime      float64 `json:"wallTime"` // seconds from launch to death
+	Phase         string `json:"phase,omitempty"`
+	ProfileName   string `json:"profile"`
+	ProfileDigest string `json:"profileDigest"`
+
+	// WorkerDigest is what the worker is: its executable, interpreter and shared libraries
+	// (hostfacts.WorkerDigest); HostFactsDigest is the digest of the host facts that can change a
+	// worker's outcome (hostfacts.Facts.Digest). Absent when unknown (e.g. no worker to hash).
+	WorkerDigest    string `json:"workerDigest,omitempty"`
+	HostFactsDigest string `json:"hostFactsDigest,omitempty"`
+
+	WallTime float64 `json:"wallTime"` // seconds from launch to death
 	// KilledBy is "vatrun" (with KillReason) or "nobody".
 	KilledBy   string `json:"killedBy"`
 	KillReason string `json:"killReason,omitempty"`

@@ -30,6 +30,7 @@ import (
 //	tmp                0             (no /tmp)
 //	seccomp            none (no filter)
 //	exitCodes          none
+//	pins               none          (no host fact or worker digest required)
 //	consensus          false
 //
 // Inside a seccomp section, an SCMP_ACT_ERRNO action without errnoRet (or defaultErrnoRet)
@@ -108,6 +109,9 @@ func (p *Profile) fillDefaults() {
 		p.Mounts = []MountPoint{}
 	}
 	sort.Ints(p.Fds)
+	if p.Pins != nil && p.Pins.WorkerDigest == "" && p.Pins.KernelMin == "" && len(p.Pins.Facts) == 0 {
+		p.Pins = nil // "pins": {} pins nothing: the same digest as no pins
+	}
 	if f := strings.Fields(p.Limits.CPUMax); len(f) == 1 && f[0] == "max" {
 		p.Limits.CPUMax = DefaultCPUMax
 	} else if len(f) > 0 {

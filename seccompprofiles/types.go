@@ -39,6 +39,10 @@ type Profile struct {
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	// ExitCodes gives the worker's own exit codes a meaning, keyed by the decimal code ("11").
 	ExitCodes map[string]ExitCode `json:"exitCodes,omitempty"`
+	// Pins are host facts and the worker's identity the profile requires; vatrun refuses to
+	// start a worker when one does not hold. Nil (absent) means no pins; in the digest only when
+	// set, so profiles without pins keep their digests.
+	Pins *Pins `json:"pins,omitempty"`
 
 	// Source is where the profile came from ("builtin:xsnap" or the file path); not in the digest.
 	Source string `json:"-"`
@@ -139,4 +143,16 @@ type MountPoint struct {
 	Target string `json:"target"`
 	// Writable: a read-write bind (default read-only).
 	Writable bool `json:"writable,omitempty"`
+}
+
+// Pins are what a profile requires of the host and the worker (see hostfacts). Each set field
+// must hold at launch, or vatrun refuses to start the worker (exit 125).
+type Pins struct {
+	// WorkerDigest: the worker digest ("sha256:…", `vatrun check --worker PATH`) the worker
+	// must have: its executable, interpreter and shared libraries.
+	WorkerDigest string `json:"workerDigest,omitempty"`
+	// KernelMin: the oldest kernel release allowed ("6.1", "5.15.0").
+	KernelMin string `json:"kernelMin,omitempty"`
+	// Facts: host fact name → the exact value required (`vatrun check` lists names and values).
+	Facts map[string]string `json:"facts,omitempty"`
 }

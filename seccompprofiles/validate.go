@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/vatrun/vatrun/hostfacts"
 )
 
 // Limits enforced by Validate.
@@ -139,6 +141,9 @@ func (p *Profile) validate(prefix string) error {
 			bad(field+".meaning", "empty; say what the worker means by exiting with %d", code)
 		}
 	}
+	if p.Pins != nil {
+		validatePins(p.Pins, bad)
+	}
 	p.Warnings = nil
 	if p.Seccomp != nil {
 		before := len(errs)
@@ -178,6 +183,28 @@ func (p *Profile) validate(prefix string) error {
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+var (
+	digestSyntax  = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	versionSyntax = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?$`)
+)
+
+func validatePins(pins *Pins, bad func(field, format string, args ...any)) {
+	if pins.WorkerDigest != "" && !digestSyntax.MatchString(pins.WorkerDigest) {
+		bad("pins.workerDigest", "%q: want \"sha256:\" and 64 lowercase hex digits, as `vatrun check --worker PATH` prints it", pins.WorkerDigest)
+	}
+	if pins.KernelMin != "" && !versionSyntax.MatchString(pins.KernelMin) {
+		bad("pins.kernelMin", "%q: want a kernel version such as \"6.1\" or \"5.15.0\"", pins.KernelMin)
+	}
+	for _, k := range sortedKeys(pins.Facts) {
+		switch {
+		case !hostfacts.Known(k):
+			bad("pins.facts."+k, "unknown host fact; known: %s", strings.Join(hostfacts.Names(), ", "))
+		case pins.Facts[k] == "":
+			bad("pins.facts."+k, "empty value; give the value `vatrun check` shows, or remove the pin")
+		}
+	}
+}
 
 func checkCPUMax(s string) error {
 	const syntax = `write "QUOTA PERIOD" or "max PERIOD" in microseconds, e.g. "50000 100000" (half a CPU) or "max 100000"`

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vatrun/vatrun/cgroup"
+	"github.com/vatrun/vatrun/hostfacts"
 	"github.com/vatrun/vatrun/launcher"
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
@@ -32,6 +33,12 @@ type checkResult struct {
 	SandboxProbe  probeResult `json:"sandboxProbe"`
 	CanRun        bool        `json:"canRun"`
 	Problems      []string    `json:"problems,omitempty"`
+	// Host facts (hostfacts): what could still make two validators differ; compare two hosts
+	// with `vatrun check --compare A.json B.json`.
+	HostFactsDigest string                 `json:"hostFactsDigest"`
+	HostFacts       hostfacts.Facts        `json:"hostFacts"`
+	WorkerDigest    string                 `json:"workerDigest,omitempty"`
+	WorkerFiles     []hostfacts.WorkerFile `json:"workerFiles,omitempty"`
 }
 
 type probeResult struct {
@@ -106,10 +113,19 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 	profileName := fs.String("profile", "consensus", "profile to judge this host against (built-in name or JSON file)")
 	cgParent := fs.String("cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent to check (default: $VATRUN_CGROUP_PARENT, else vatrun's own cgroup)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	workerPath := fs.String("worker", "", "also compute the worker digest of this executable (what a profile's pins.workerDigest names)")
+	compare := fs.Bool("compare", false, "compare two `vatrun check --json` outputs: vatrun check --compare A.json B.json (exit 1 when a fact that can change a worker's outcome differs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return exitUsage
+	}
+	if *compare {
+		return compareMain(fs.Args(), *asJSON, stdout, stderr)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vatrun check: unexpected arguments %q (files are for --compare)\n", fs.Args())
 		return exitUsage
 	}
 	p, err := seccompprofiles.Load(*profileName)
@@ -124,6 +140,27 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		Kernel:        kernelRelease(),
 		User:          fmt.Sprintf("uid %d", os.Geteuid()),
 		Cgroup:        cgroup.Detect("", *cgParent),
+	}
+	res.HostFacts = hostfacts.Host()
+	res.HostFactsDigest = hostfacts.HostDigest()
+	workerResolved := ""
+	if *workerPath != "" {
+		path, code, err := resolveWorker(*workerPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "vatrun check: --worker: %v\n", err)
+			return code
+		}
+		res.WorkerDigest, res.WorkerFiles, err = hostfacts.WorkerDigest(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "vatrun check: --worker: %v\n", err)
+			return exitNotExecutable
+		}
+		workerResolved = path
+	}
+	if err := launcher.CheckPins(p, workerResolved); err != nil {
+		res.Problems = append(res.Problems, err.Error())
+	} else if p.Pins != nil && p.Pins.WorkerDigest != "" && workerResolved == "" {
+		res.Problems = append(res.Problems, "profile pins workerDigest "+p.Pins.WorkerDigest+": give the worker with --worker PATH to check it")
 	}
 	res.Seccomp, res.SeccompNote = seccompAvailable()
 	res.SandboxProbe = probeSandbox(p)
@@ -175,6 +212,7 @@ func printCheck(w io.Writer, r checkResult) {
 	fmt.Fprintf(tw, "sandbox probe\t%s\t%s\n", probe, mark(r.SandboxProbe.OK))
 	tw.Flush()
 	fmt.Fprintln(w)
+	printFacts(w, r)
 	if r.Cgroup.Problem != "" {
 		if r.Consensus {
 			fmt.Fprintf(w, "cgroup v2: %s\nfix: %s\n\n", r.Cgroup.Problem, r.Cgroup.Fix)
@@ -197,4 +235,26 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// printFacts prints the host facts (and the worker digest when asked for).
+func printFacts(w io.Writer, r checkResult) {
+	fmt.Fprintf(w, "host facts (digest of the outcome-relevant ones: %s)\n", r.HostFactsDigest)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  fact\tvalue\toutcome\twhy it matters")
+	for _, f := range r.HostFacts {
+		rel := "-"
+		if f.OutcomeRelevant {
+			rel = "relevant"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", f.Name, f.Value, rel, f.Why)
+	}
+	tw.Flush()
+	if r.WorkerDigest != "" {
+		fmt.Fprintf(w, "\nworker digest %s over:\n", r.WorkerDigest)
+		for _, f := range r.WorkerFiles {
+			fmt.Fprintf(w, "  %-28s %s  %s\n", f.Role, f.SHA256, f.Path)
+		}
+	}
+	fmt.Fprintln(w)
 }

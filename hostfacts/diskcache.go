@@ -1,0 +1,109 @@
+package hostfacts
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// CacheDirEnv names the directory where file hashes are kept across vatrun processes (each
+// `vatrun run` is a new process, so an in-process cache alone would hash the worker at every
+// launch). "off" disables it. Default: $XDG_CACHE_HOME/vatrun, else $HOME/.cache/vatrun.
+const CacheDirEnv = "VATRUN_CACHE_DIR"
+
+// settle: a file's hash is stored only once its ctime is this old, so a later change of the file
+// always gets a newer ctime than the one in the key (ctime cannot be set from user space).
+var settle = 2 * time.Second
+
+var (
+	diskOnce sync.Once
+	diskDir  string // "" = no disk cache
+)
+
+func cacheDir() string {
+	diskOnce.Do(func() {
+		d := os.Getenv(CacheDirEnv)
+		switch {
+		case d == "off":
+			return
+		case d != "":
+		case os.Getenv("XDG_CACHE_HOME") != "":
+			d = filepath.Join(os.Getenv("XDG_CACHE_HOME"), "vatrun")
+		case os.Getenv("HOME") != "":
+			d = filepath.Join(os.Getenv("HOME"), ".cache", "vatrun")
+		default:
+			return
+		}
+		if !filepath.IsAbs(d) {
+			return
+		}
+		dir := filepath.Join(d, "filehash")
+		if _, err := os.Lstat(dir); err == nil && !usableDir(dir) {
+			return // someone else's, or writable by others: do not trust it
+		}
+		diskDir = dir
+	})
+	return diskDir
+}
+
+// usableDir says whether dir is a directory of ours that nobody else can write into.
+func usableDir(dir string) bool {
+	st, err := os.Lstat(dir)
+	if err != nil || !st.IsDir() || st.Mode().Perm()&0o022 != 0 {
+		return false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && sys.Uid == uint32(os.Geteuid())
+}
+
+func (k statKey) name() string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%d\x00%d.%d\x00%d.%d", k.path, k.dev, k.ino, k.size, k.mtime, k.mtimeNsec, k.ctime, k.ctimeNsec))
+	return hex.EncodeToString(sum[:16])
+}
+
+// diskGet returns the stored hash of the file version k, if any.
+func diskGet(k statKey) (string, bool) {
+	dir := cacheDir()
+	if dir == "" {
+		return "", false
+	}
+	b, err := os.ReadFile(filepath.Join(dir, k.name()))
+	if err != nil || len(b) != 64 {
+		return "", false
+	}
+	if _, err := hex.DecodeString(string(b)); err != nil {
+		return "", false
+	}
+	return string(b), true
+}
+
+// diskPut stores the hash of the file version k, once the file has settled; errors are ignored
+// (a read-only home under systemd's ProtectHome= only means hashing at every launch).
+func diskPut(k statKey, sum string) {
+	dir := cacheDir()
+	if dir == "" || time.Since(time.Unix(k.ctime, k.ctimeNsec)) < settle {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil || !usableDir(dir) {
+		return
+	}
+	f, err := os.CreateTemp(dir, ".tmp-")
+	if err != nil {
+		return
+	}
+	_, err = f.WriteString(sum)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, k.name()))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+}
