@@ -14,9 +14,12 @@ const vatrunBin = "/bin/vatrun"
 
 // checkOutput is the part of `vatrun check --json` these tests look at.
 type checkOutput struct {
-	CanRun   bool     `json:"canRun"`
-	Problems []string `json:"problems"`
-	Cgroup   struct {
+	CanRun    bool     `json:"canRun"`
+	Problems  []string `json:"problems"`
+	HostFacts []struct {
+		Name, Value string
+	} `json:"hostFacts"`
+	Cgroup struct {
 		Mode     string
 		Self     string
 		Parent   string
@@ -51,6 +54,26 @@ func vatrunCheck(t *testing.T, rowName string) {
 	if out.Cgroup.Parent != cgroupParentPath(t) || !out.Cgroup.Writable {
 		t.Errorf("vatrun's default cgroup parent = %q (writable %v), want %q (writable)", out.Cgroup.Parent, out.Cgroup.Writable, cgroupParentPath(t))
 	}
+	// The host facts' cgroup features, read from a real cgroup v2 (the host has none).
+	facts := map[string]string{}
+	for _, f := range out.HostFacts {
+		facts[f.Name] = f.Value
+	}
+	var got []string
+	for _, name := range []string{"cgroup.mode", "cgroup.kill", "cgroup.memoryPeak", "cgroup.memoryOomGroup", "cgroup.memoryEventsLocal", "cgroup.swapAccounting"} {
+		got = append(got, name+"="+facts[name])
+		want := "yes"
+		if name == "cgroup.mode" {
+			want = "unified"
+		}
+		if facts[name] != want {
+			t.Errorf("host fact %s = %q, want %q on the VM's cgroup v2", name, facts[name], want)
+		}
+	}
+	if c := facts["cgroup.controllers"]; !strings.Contains(c, "cpu") || !strings.Contains(c, "memory") || !strings.Contains(c, "pids") {
+		t.Errorf("host fact cgroup.controllers = %q, want cpu memory pids", c)
+	}
+	row(t, rowName+"-facts", "cgroup v2 features: unified, all yes", strings.Join(got, " "), 0)
 }
 
 // TestVatrunCheck: the vatrun binary runs in the VM and, as root, accepts the host.
