@@ -96,8 +96,9 @@ func deathRun(o *options) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	if st.ExitCode() != 128+9 {
-		return 0, fmt.Errorf("vatrun run exited %v after SIGKILL of the worker (report %s)", st, rep)
+	// vatrun mirrors the worker's wait status: it dies by SIGKILL too.
+	if ws, ok := st.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		return 0, fmt.Errorf("vatrun run ended %v after SIGKILL of the worker, want death by SIGKILL (report %s)", st, rep)
 	}
 	return d, nil
 }
