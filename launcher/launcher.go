@@ -581,8 +581,8 @@ func (w *Worker) reap() {
 // leaf removed.
 func (w *Worker) Cleaned() <-chan struct{} { return w.cleaned }
 
-// ExitStatus is the exit code a drop-in launcher should exit with for r: the worker's own exit
-// code, or 128+signal.
+// ExitStatus is the shell-style status of r: the worker's own exit code, or 128+signal. (vatrun
+// run itself does not exit 128+signal: it dies by the worker's signal, sandbox.DieBySignal.)
 func ExitStatus(r report.Report) int {
 	switch {
 	case r.ExitCode != nil:
