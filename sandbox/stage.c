@@ -27,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -306,6 +307,23 @@ static void vr_bind(const char *src, const char *dst, unsigned long extra)
 	if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) != 0) {
 		snprintf(step, sizeof(step), "minimal root: bind %.60s at %.60s", src, dst);
 		vr_fail(errno, step);
+	}
+	/* Keep the source mount's own restrictions: in a user namespace they are locked, and a
+	 * remount that dropped one (a noexec or nodev source) would be refused. */
+	struct statvfs sv;
+	if (statvfs(src, &sv) == 0) {
+		if (sv.f_flag & ST_RDONLY)
+			extra |= MS_RDONLY;
+		if (sv.f_flag & ST_NODEV)
+			extra |= MS_NODEV;
+		if (sv.f_flag & ST_NOEXEC)
+			extra |= MS_NOEXEC;
+		if (sv.f_flag & ST_NOATIME)
+			extra |= MS_NOATIME;
+		if (sv.f_flag & ST_NODIRATIME)
+			extra |= MS_NODIRATIME;
+		if (sv.f_flag & ST_RELATIME)
+			extra |= MS_RELATIME;
 	}
 	if (mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | extra, NULL) != 0) {
 		snprintf(step, sizeof(step), "minimal root: make %.120s nosuid%s", dst, (extra & MS_RDONLY) ? ", read-only" : "");

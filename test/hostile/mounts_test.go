@@ -2,6 +2,7 @@ package hostile
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,5 +66,40 @@ func TestProfileMounts(t *testing.T) {
 		if code != 125 || !strings.Contains(string(out), c.msg) {
 			t.Errorf("%v: exit %d, %q; want 125 saying %q", c.args, code, out, c.msg)
 		}
+	}
+}
+
+// TestProfileMountFromRestrictedSource: an unprivileged vatrun binds a source whose mount is
+// noexec, nosuid, nodev (a common /tmp or /dev/shm): in the worker's user namespace those flags
+// are locked, so the stage keeps them when it makes the bind nosuid (without that the remount
+// was refused and the sandbox could not be set up).
+func TestProfileMountFromRestrictedSource(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and unshare (util-linux) to mount a noexec tmpfs in a private mount namespace")
+	}
+	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
+	profile := derivedProfile(t, "xsnap", func(p map[string]any) {
+		p["name"] = "restricted-source"
+		p["mounts"] = []map[string]any{{"target": "/out", "writable": true}}
+	})
+	src := filepath.Join(sharedDir(t), "mnt")
+	os.Mkdir(src, 0o777)
+	script := `set -e
+mount -t tmpfs -o noexec,nosuid,nodev,size=1m vatrun-test "$1"
+chmod 777 "$1"
+exec setpriv --reuid 65534 --regid 65534 --clear-groups "$2" run --profile "$3" --no-cgroup --mount /out="$1" -- "$4"`
+	cmd := exec.Command(unshare, "-m", "--propagation", "private", "sh", "-c", script, "sh", src, bin, profile, worker)
+	cmdR, cmdW := pipe(t)
+	r, w := pipe(t)
+	cmd.ExtraFiles = []*os.File{cmdR, w} // fd 3: the command, fd 4: the worker's reply
+	fmt.Fprintf(cmdW, "18:probe:write:/out/x,")
+	cmdW.Close()
+	out, err := cmd.CombinedOutput()
+	cmdR.Close()
+	w.Close()
+	reply, _ := io.ReadAll(r)
+	if err != nil || string(reply) != "2:ok," {
+		t.Fatalf("unprivileged run with a noexec,nosuid,nodev source: %v, reply %q, output %s", err, reply, out)
 	}
 }
