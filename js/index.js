@@ -178,8 +178,12 @@ function trackPhase(child, tracker) {
  * @property {string} [signalName]
  * @property {string} [phase]     when vatrun did not record one: the adapter's view of the phase
  *                                ('startup', 'in-delivery' or 'idle'), tracked from fds 3 and 4
+ * @property {string} [signalSource] who sent the fatal signal ('kernel: …', 'vatrun', 'outside the sandbox', …)
+ * @property {Record<string, string>} [limitsEnforced] what held each limit (cgroup, rlimit, seccomp, none)
  * @property {string} profile
  * @property {string} profileDigest
+ * @property {string} [workerDigest]    sha256 of the worker executable and what it loads
+ * @property {string} [hostFactsDigest] sha256 of the host facts that can change an outcome
  */
 
 /**
