@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/vatrun/vatrun/internal/shebang"
 )
 
 // WorkerFile is one file the worker digest covers.
@@ -208,9 +210,8 @@ func (w *walker) walk(role, path string, depth int) error {
 	n, _ := f.Read(head)
 	head = head[:n]
 	if bytes.HasPrefix(head, []byte("#!")) {
-		line, _, _ := bytes.Cut(head[2:], []byte("\n"))
-		if fields := strings.Fields(string(line)); len(fields) > 0 && filepath.IsAbs(fields[0]) {
-			return w.walk("#!"+fields[0], fields[0], depth+1)
+		if interp := shebang.Interpreter(head); interp != "" {
+			return w.walk("#!"+interp, interp, depth+1)
 		}
 		return nil
 	}

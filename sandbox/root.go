@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/vatrun/vatrun/internal/shebang"
 )
 
 // MountKind says what one entry of the minimal root's mount table is.
@@ -79,11 +81,9 @@ func WorkerRoot(path string) ([]Mount, error) {
 		n, _ := f.Read(head)
 		head = head[:n]
 		if bytes.HasPrefix(head, []byte("#!")) {
-			line, _, _ := bytes.Cut(head[2:], []byte("\n"))
-			fields := strings.Fields(string(line))
-			if len(fields) > 0 && filepath.IsAbs(fields[0]) {
-				if _, err := os.Stat(fields[0]); err == nil {
-					return add(fields[0], depth+1)
+			if interp := shebang.Interpreter(head); interp != "" {
+				if _, err := os.Stat(interp); err == nil {
+					return add(interp, depth+1)
 				}
 			}
 			return nil
