@@ -110,7 +110,21 @@ func swingSetBoot(t *testing.T, c *config, work string) (*bootConfig, string) {
 		b.files[vmPath] = m
 		b.directives = append(b.directives, "module="+vmPath)
 	}
-	b.directives = append(b.directives, "hostroot="+hostRootVM)
+	// The VM's writable tmpfs is bound over a host directory that the chrooted run writes to
+	// (HOME, TMPDIR, the stores): never the repository or one of its ancestors, which it would
+	// hide (a clone under /tmp, say).
+	scratch := ""
+	for _, d := range []string{"/tmp", "/var/tmp", "/run", "/mnt", "/opt"} {
+		if st, err := os.Stat(d); err == nil && st.IsDir() && repo != d && !strings.HasPrefix(repo, d+"/") {
+			scratch = d
+			break
+		}
+	}
+	if scratch == "" {
+		return missing("no directory to put the VM's /tmp on that does not hide the repository %s", repo)
+	}
+	b.directives = append(b.directives, "hostroot="+hostRootVM, "scratch="+scratch)
+	b.env = append(b.env, "VATRUN_E2E_SCRATCH="+scratch)
 	return b, ""
 }
 

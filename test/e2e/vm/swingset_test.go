@@ -71,8 +71,8 @@ func runHostNode(t *testing.T, e swingSetEnv, dir string, timeout time.Duration,
 	cmd.Dir = dir
 	cmd.Env = append([]string{
 		"PATH=/usr/local/bin:/usr/bin:/bin",
-		"HOME=/tmp",
-		"TMPDIR=/tmp",
+		"HOME=" + scratchDir(),
+		"TMPDIR=" + scratchDir(),
 		"LANG=C.UTF-8",
 		"NODE_OPTIONS=--max-old-space-size=1024",
 		"VATRUN_BIN=" + e.vatrun,
@@ -147,6 +147,12 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// scratchDir is the writable directory of the chrooted run: the VM's /tmp, bound where the host
+// side chose (VATRUN_E2E_SCRATCH; /tmp unless the repository lives below it).
+func scratchDir() string {
+	return envOr("VATRUN_E2E_SCRATCH", "/tmp")
 }
 
 func swingSetTimeout() time.Duration {
@@ -235,7 +241,7 @@ func TestSwingSetKernel(t *testing.T) {
 		"VATRUN_SWINGSET_ONLY=" + envOr("VATRUN_E2E_SWINGSET_ONLY", "baseline,in-delivery"),
 		"VATRUN_SWINGSET_DELIVERIES=" + envOr("VATRUN_E2E_SWINGSET_DELIVERIES", "6,3"),
 		"VATRUN_SWINGSET_TIMEOUT_MS=1200000",
-		"VATRUN_SWINGSET_STATE=/tmp/vatrun-swingset",
+		"VATRUN_SWINGSET_STATE=" + scratchDir() + "/vatrun-swingset",
 		"VATRUN_SWINGSET_BUNDLES=" + filepath.Join(dir, "state"),
 	}
 	r := runHostNode(t, e, dir, swingSetTimeout(), env, args...)

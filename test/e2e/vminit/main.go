@@ -120,7 +120,7 @@ func run() error {
 			}
 		}
 		if m.HostRoot != "" {
-			if err := mountHostRoot(m.HostRoot); err != nil {
+			if err := mountHostRoot(m.HostRoot, m.Scratch); err != nil {
 				return err
 			}
 		}
@@ -206,7 +206,10 @@ const hostRootTag = "hostroot"
 // cgroup2 mount under it: the same hierarchy the runs' cgroups are in), /dev
 // and /tmp over the host's, recursively, so a chroot into dir sees the host's
 // programs and libraries but the VM's kernel interfaces and a writable /tmp.
-func mountHostRoot(dir string) error {
+func mountHostRoot(dir, scratch string) error {
+	if scratch == "" {
+		scratch = "/tmp"
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("mkdir %s: %w", dir, err)
 	}
@@ -217,12 +220,12 @@ func mountHostRoot(dir string) error {
 	if err := syscall.Mount(hostRootTag, dir, "9p", syscall.MS_RDONLY|syscall.MS_NODEV|syscall.MS_NOSUID, opts); err != nil {
 		return fmt.Errorf("mount 9p %s on %s (%s): %w", hostRootTag, dir, opts, err)
 	}
-	for _, sub := range []string{"/proc", "/sys", "/dev", "/tmp"} {
-		if err := syscall.Mount(sub, dir+sub, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind %s on %s: %w", sub, dir+sub, err)
+	for _, sub := range [][2]string{{"/proc", "/proc"}, {"/sys", "/sys"}, {"/dev", "/dev"}, {"/tmp", scratch}} {
+		if err := syscall.Mount(sub[0], dir+sub[1], "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", sub[0], dir+sub[1], err)
 		}
 	}
-	logf("host root on %s (9p, read-only), with the VM's /proc /sys /dev /tmp", dir)
+	logf("host root on %s (9p, read-only), with the VM's /proc /sys /dev, and its /tmp on %s", dir, scratch)
 	return nil
 }
 

@@ -15,6 +15,8 @@ import (
 //	watchdog=15m
 //	module=/lib/modules/virtio_ring.ko   (loaded in the order given, before any run)
 //	hostroot=/host                       (9p tag "hostroot" mounted read-only there, see mountHostRoot)
+//	scratch=/tmp                         (where, inside the host root, the VM's writable /tmp is bound;
+//	                                      never the repository or an ancestor of it)
 //	run name=root uid=0 parent=/e2e-root cgroup=/e2e-root/tests timeout=10m env=K=V /e2e/vm.test -test.v
 //
 // A run's options come first (key=value); its argv starts at the first field
@@ -23,6 +25,7 @@ type Manifest struct {
 	Watchdog time.Duration
 	Modules  []string // kernel modules to load, in dependency order
 	HostRoot string   // where to mount the host's root file system (virtio-9p), "" for nowhere
+	Scratch  string   // the path inside it where the VM's /tmp is bound (default /tmp)
 	Runs     []Run
 }
 
@@ -68,6 +71,12 @@ func parseManifest(r io.Reader) (*Manifest, error) {
 				return nil, fmt.Errorf("manifest line %d: bad hostroot %q", lineNo, line)
 			}
 			m.HostRoot = p
+		case strings.HasPrefix(fields[0], "scratch="):
+			p := strings.TrimPrefix(fields[0], "scratch=")
+			if !strings.HasPrefix(p, "/") || p == "/" || strings.Contains(p, "..") || len(fields) != 1 {
+				return nil, fmt.Errorf("manifest line %d: bad scratch %q", lineNo, line)
+			}
+			m.Scratch = p
 		case fields[0] == "run":
 			run, err := parseRun(fields[1:])
 			if err != nil {
