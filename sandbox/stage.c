@@ -109,7 +109,7 @@ static int vr_read_full(int fd, void *buf, size_t len)
 }
 
 /* Relays a stop signal to the worker, but only one that came from outside the sandbox: with a pid
- * namespace a sender outside it shows as pid 0 (vatrun, the kernel, an operator), while the worker
+ * namespace a sender outside it shows as pid 0 (vatrun, an operator), while the worker
  * or its children show their own pids; without one, only our parent (vatrun) counts. A worker that
  * signals us cannot make its own death look like a stop from outside. A signal that arrives when
  * the worker is already dead (a zombie waiting to be reaped) is not relayed and not recorded, so a
@@ -119,7 +119,9 @@ static void vr_forward(int sig, siginfo_t *info, void *uctx)
 	(void)uctx;
 	int saved = errno;
 	pid_t child = vr_child;
-	if (child > 0 && info != NULL && (info->si_pid == 0 || info->si_pid == getppid())) {
+	/* si_pid is the kernel's word only for SI_USER (kill, pidfd_send_signal): rt_sigqueueinfo lets
+	 * the sender write it, so a queued signal (si_code < 0) could claim to come from outside. */
+	if (child > 0 && info != NULL && info->si_code == SI_USER && (info->si_pid == 0 || info->si_pid == getppid())) {
 		siginfo_t si;
 		memset(&si, 0, sizeof(si));
 		int dead = waitid(P_PID, (id_t)child, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == child;

@@ -138,3 +138,19 @@ func TestEarlySIGTERMWindow(t *testing.T) {
 		t.Errorf("sandbox processes left: %v", left)
 	}
 }
+
+// TestForgedSenderNotRelayed: rt_sigqueueinfo lets a sender write si_pid, so a worker (under dev,
+// which allows it) can queue SIGTERM to the init stage claiming si_pid 0, "from outside the pid
+// namespace". The init stage trusts the sender only for SI_USER signals (kill), whose si_pid the
+// kernel fills in: the forged one is not relayed, and the worker lives on.
+func TestForgedSenderNotRelayed(t *testing.T) {
+	p := startVatrun(t, procOpts{runArgs: []string{"--profile", "dev", "--no-cgroup"}})
+	p.send("sigqueueinit:15", "ping")
+	if got := p.reply(); got != "ok" {
+		t.Fatalf("rt_sigqueueinfo(1, SIGTERM) under dev: %q, want ok (the syscall is allowed)", got)
+	}
+	if got := p.reply(); got != "pong" {
+		t.Fatalf("after a forged SIGTERM to the init stage: %q, want pong (it must not be relayed)", got)
+	}
+	finishClean(t, p)
+}

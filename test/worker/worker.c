@@ -32,6 +32,7 @@
  *   probe:pid -> pid:N   probe:ppid -> ppid:N   probe:procs -> procs:N (numeric /proc entries)
  *   probe:fds -> fds:0,1,2,3,4       probe:nnp -> nnp:N     probe:caps -> capeff:HEX
  *   selfkill:SIG, tgkill:SIG, killinit:SIG -> ok | errno:N (kill(self), tgkill(self), kill(1))
+ *   sigqueueinit:SIG -> ok | errno:N (rt_sigqueueinfo to pid 1 with a forged si_pid of 0)
  *   setrlimit-cpu:SECONDS -> ok | errno:N (lowers its own RLIMIT_CPU)
  *   probe:tiocsti:FD -> ok | errno:N (TIOCSTI: push a byte into the terminal on fd FD)
  *   probe:capinh -> capinh:HEX      probe:capamb -> capamb:HEX   probe:session -> sid:S pid:P
@@ -739,7 +740,8 @@ static void handle(char *msg, size_t len)
 			return;
 		}
 		exit((int)u);
-	} else if (arg && (strcmp(msg, "selfkill") == 0 || strcmp(msg, "killinit") == 0 || strcmp(msg, "tgkill") == 0)) {
+	} else if (arg && (strcmp(msg, "selfkill") == 0 || strcmp(msg, "killinit") == 0 || strcmp(msg, "tgkill") == 0 ||
+			   strcmp(msg, "sigqueueinit") == 0)) {
 		/* A worker trying to choose how its own death is classified: kill(self), kill(pid 1 = the
 		 * init stage), tgkill(self). Replies ok (then, for a fatal signal, it is dead) or errno:N. */
 		if (parse_u64(arg, &u) != 0 || u == 0 || u > 64) {
@@ -751,6 +753,17 @@ static void handle(char *msg, size_t len)
 			r = kill(getpid(), (int)u);
 		else if (strcmp(msg, "killinit") == 0)
 			r = kill(1, (int)u);
+		else if (strcmp(msg, "sigqueueinit") == 0) {
+			/* rt_sigqueueinfo lets the sender write si_pid: claim 0, i.e. "from outside the pid
+			 * namespace", hoping the init stage relays it as a stop from outside. */
+			siginfo_t si;
+			memset(&si, 0, sizeof si);
+			si.si_signo = (int)u;
+			si.si_code = SI_QUEUE;
+			si.si_pid = 0;
+			si.si_uid = 0;
+			r = syscall(SYS_rt_sigqueueinfo, 1, (int)u, &si);
+		}
 		else
 			r = syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), (int)u);
 		if (r != 0)
