@@ -92,3 +92,30 @@ func TestMinimalRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestInitStageUnreachable: the init stage (pid 1 of the worker's pid namespace) holds the status
+// pipe on which it tells vatrun how the worker died. A worker that could write to it (through
+// /proc/1/fd) or to the stage's memory would write its own death report. Opening any of the
+// stage's fds or its memory is refused (the stage keeps capabilities the worker lacks, so the
+// kernel denies the ptrace-class access), as root and unprivileged.
+func TestInitStageUnreachable(t *testing.T) {
+	for _, profile := range []string{"xsnap", "dev"} {
+		for _, asNobody := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/nobody=%v", profile, asNobody), func(t *testing.T) {
+				p := startVatrun(t, procOpts{runArgs: []string{"--profile", profile, "--no-cgroup"}, asNobody: asNobody})
+				var probes []string
+				for fd := range 16 {
+					probes = append(probes, fmt.Sprintf("probe:openrw:/proc/1/fd/%d", fd))
+				}
+				probes = append(probes, "probe:openrw:/proc/1/mem", "probe:open:/proc/1/environ")
+				for _, pr := range probes {
+					p.send(pr)
+					if got := p.reply(); got == "ok" {
+						t.Errorf("%s: ok, want it refused (the worker could forge its own death report)", pr)
+					}
+				}
+				finishClean(t, p)
+			})
+		}
+	}
+}
