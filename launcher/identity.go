@@ -55,14 +55,13 @@ func (e *PinError) Unwrap() error { return ErrConfig }
 
 // checkPins refuses a launch when one of the profile's pins does not hold (the first one, in the
 // order workerDigest, kernelMin, facts by name).
-func (id *identity) checkPins(p *seccompprofiles.Profile, path string) error {
-	pins := p.Pins
+func (id *identity) checkPins(profile string, pins *seccompprofiles.Pins, path string) error {
 	if pins == nil {
 		return nil
 	}
 	<-id.done
 	fail := func(fact, want, found string) error {
-		return &PinError{Profile: p.Name, Fact: fact, Want: want, Found: found}
+		return &PinError{Profile: profile, Fact: fact, Want: want, Found: found}
 	}
 	if pins.WorkerDigest != "" {
 		switch {
@@ -101,11 +100,11 @@ func CheckPins(p *seccompprofiles.Profile, path string) error {
 	if p.Pins == nil {
 		return nil
 	}
-	q := *p
-	if path == "" && q.Pins.WorkerDigest != "" {
-		pins := *q.Pins
-		pins.WorkerDigest = ""
-		q.Pins = &pins
+	pins := p.Pins
+	if path == "" && pins.WorkerDigest != "" {
+		q := *pins
+		q.WorkerDigest = ""
+		pins = &q
 	}
-	return startIdentity(path, true).checkPins(&q, path)
+	return startIdentity(path, true).checkPins(p.Name, pins, path)
 }

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vatrun/vatrun/launcher/plan"
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
@@ -68,7 +68,7 @@ var (
 	// ErrSetup: the sandbox could not be set up; the worker never ran (fail closed).
 	ErrSetup = errors.New("sandbox setup failed")
 	// ErrConfig: the spec or profile cannot work on this host as asked.
-	ErrConfig = errors.New("bad launch configuration")
+	ErrConfig = plan.ErrConfig
 )
 
 // KilledByVatrun is Report.KilledBy when the launcher itself stopped the worker.
@@ -78,20 +78,16 @@ const KilledByVatrun = "vatrun"
 type Worker struct {
 	spec Spec
 	proc *sandbox.Process
-	// Computed once at launch, so the death path does no profile work.
-	digest  string
-	cpuHard uint64
-	exits   map[int]report.ExitMeaning
+	// plan is the compiled profile, so the death path does no profile work.
+	plan    *plan.Plan
 	cg      *cgroupLeaf
 	limits  map[string]string // limit -> what enforces it (report.LimitsEnforced)
 	ident   *identity         // worker and host facts digests (identity.go)
-	// selfSignals: the profile lets the worker signal itself with more than SIGABRT.
-	selfSignals bool
-	started     time.Time
-	log         *slog.Logger
-	done        chan struct{}
-	cleaned     chan struct{}
-	report      report.Report
+	started time.Time
+	log     *slog.Logger
+	done    chan struct{}
+	cleaned chan struct{}
+	report  report.Report
 
 	mu       sync.Mutex
 	stops    []stop // signals vatrun sent the worker on someone's behalf, in order
@@ -103,28 +99,6 @@ type Worker struct {
 type stop struct {
 	sig    syscall.Signal
 	reason string
-}
-
-var bpfCache sync.Map // profile digest → []byte
-
-// compiledBPF is p's seccomp program, compiled once per profile digest d (p.Digest(), which the
-// caller has computed anyway for the report).
-func compiledBPF(p *seccompprofiles.Profile, d string) ([]byte, error) {
-	if p.Seccomp == nil || (p.Seccomp.DefaultAction == "SCMP_ACT_ALLOW" && len(p.Seccomp.Syscalls) == 0) {
-		return nil, nil // no filter: nothing to load (an allow-everything filter would only cost)
-	}
-	if d == "" { // no canonical form: never share a cache entry
-		return p.CompileBPF()
-	}
-	if b, ok := bpfCache.Load(d); ok {
-		return b.([]byte), nil
-	}
-	b, err := p.CompileBPF()
-	if err != nil {
-		return nil, err
-	}
-	bpfCache.Store(d, b)
-	return b, nil
 }
 
 // ResolvePath finds the worker executable the way Launch does, with ErrNotFound or
@@ -166,40 +140,6 @@ func ResolvePath(path string) (string, error) {
 	return path, nil
 }
 
-// profileMounts turns the profile's mounts (targets, writable or not) and the run's host sources
-// into the minimal root's extra entries, plus its private /tmp.
-func profileMounts(p *seccompprofiles.Profile, sources map[string]string) ([]sandbox.Mount, error) {
-	var out []sandbox.Mount
-	declared := map[string]bool{}
-	for _, m := range p.Mounts {
-		declared[m.Target] = true
-		src, ok := sources[m.Target]
-		if !ok || src == "" {
-			return nil, fmt.Errorf("%w: profile %q declares the mount %s: give its host source (vatrun run --mount %s=/host/path)", ErrConfig, p.Name, m.Target, m.Target)
-		}
-		if !filepath.IsAbs(src) {
-			return nil, fmt.Errorf("%w: --mount %s=%s: the source must be an absolute path", ErrConfig, m.Target, src)
-		}
-		if _, err := os.Stat(src); err != nil {
-			return nil, fmt.Errorf("%w: --mount %s=%s: %v", ErrConfig, m.Target, src, err)
-		}
-		kind := sandbox.MountRO
-		if m.Writable {
-			kind = sandbox.MountRW
-		}
-		out = append(out, sandbox.Mount{Kind: kind, Source: src, Target: m.Target})
-	}
-	for target := range sources {
-		if !declared[target] {
-			return nil, fmt.Errorf("%w: --mount %s=…: profile %q declares no mount at %s (what the worker sees is the profile's, so that it is in the digest: add {\"target\": %q} to its \"mounts\")", ErrConfig, target, p.Name, target, target)
-		}
-	}
-	if p.Tmp > 0 {
-		out = append(out, sandbox.Mount{Kind: sandbox.MountTmpfs, Source: strconv.FormatInt(int64(p.Tmp), 10), Target: "/tmp"})
-	}
-	return out, nil
-}
-
 // execFailure says whether the sandbox failed at the worker's own execve in a way a shell reports
 // as 126 (ENOEXEC: no #! and not an ELF the kernel can load; EACCES) or 127 (ENOENT: a missing
 // ELF interpreter or #! interpreter), rather than as a sandbox setup failure.
@@ -217,74 +157,13 @@ func execFailure(err error) error {
 	return nil
 }
 
-// hasCapSysAdmin says whether this process may create namespaces without a user namespace.
-func hasCapSysAdmin() bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return false
-	}
-	return data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
-}
-
-// stageConfig turns a profile into the init stage's config and clone flags.
-func stageConfig(p *seccompprofiles.Profile, digest string) (sandbox.Config, uintptr, bool, error) {
-	ns := p.Namespaces
-	cfg := sandbox.Config{
-		PidNS:    ns.Pid,
-		MountNS:  ns.Mount,
-		UTSNS:    ns.UTS,
-		DropCaps: true,
-		Hostname: "vat",
-	}
-	var flags uintptr
-	if ns.Pid {
-		flags |= unix.CLONE_NEWPID
-	}
-	if ns.Mount {
-		flags |= unix.CLONE_NEWNS
-	}
-	if ns.UTS {
-		flags |= unix.CLONE_NEWUTS
-	}
-	if ns.IPC {
-		flags |= unix.CLONE_NEWIPC
-	}
-	if ns.Net {
-		flags |= unix.CLONE_NEWNET
-	}
-	var userNS bool
-	switch ns.User {
-	case seccompprofiles.UserAlways:
-		userNS = true
-	case seccompprofiles.UserNever:
-		if flags != 0 && !hasCapSysAdmin() {
-			return cfg, 0, false, fmt.Errorf("%w: profile %q asks for namespaces and forbids a user namespace (\"user\": \"never\"), but vatrun runs without CAP_SYS_ADMIN; set \"user\": \"auto\" or run as root", ErrConfig, p.Name)
-		}
-	default:
-		userNS = flags != 0 && !hasCapSysAdmin()
-	}
-	for _, r := range p.Rlimits() {
-		cfg.Rlimits = append(cfg.Rlimits, sandbox.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
-	}
-	bpf, err := compiledBPF(p, digest)
-	if err != nil {
-		return cfg, 0, false, fmt.Errorf("%w: profile %q: compile seccomp filter: %w", ErrConfig, p.Name, err)
-	}
-	cfg.BPF = bpf
-	return cfg, flags, userNS, nil
-}
-
 // Launch starts the worker in its sandbox and returns once it has exec'd. On error nothing is
 // left running and no cgroup is left behind. Cancelling ctx stops the worker (cause "stopped").
 func Launch(ctx context.Context, spec Spec) (*Worker, error) {
-	if spec.Profile == nil {
-		return nil, fmt.Errorf("%w: no profile", ErrConfig)
-	}
-	if spec.Profile.Seccomp == nil {
-		// Fail closed: a profile that forgot its filter (or a file holding just `null`) must not
-		// run the worker unfiltered; no filter has to be asked for.
-		return nil, fmt.Errorf("%w: profile %q has no seccomp section, so the worker would run with no system call filter; start from a built-in (vatrun profile show xsnap), or, to run unfiltered on purpose, write \"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}", ErrConfig, spec.Profile.Name)
+	// The profile becomes a plan once per digest (package plan); from here on only the plan is read.
+	pl, err := plan.Compile(spec.Profile)
+	if err != nil {
+		return nil, err
 	}
 	if spec.Logger == nil {
 		spec.Logger = slog.New(slog.DiscardHandler)
@@ -296,35 +175,20 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	}
 	// The worker and host facts digests for the report, computed while the sandbox is set up
 	// (at once when the profile pins them).
-	ident := startIdentity(path, spec.Profile.Pins != nil)
-	if err := ident.checkPins(spec.Profile, path); err != nil {
+	ident := startIdentity(path, pl.Pins != nil)
+	if err := ident.checkPins(pl.Name, pl.Pins, path); err != nil {
 		return nil, err
 	}
 	args := spec.Args
 	if len(args) == 0 {
 		args = []string{spec.Path}
 	}
-	// The digest names the sandbox in the report and keys the compiled filter: computed once.
-	digest := spec.Profile.Digest()
-	cfg, flags, userNS, err := stageConfig(spec.Profile, digest)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.MountNS {
-		ms, err := profileMounts(spec.Profile, spec.MountSources)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Mounts = append(cfg.Mounts, ms...)
-	} else if len(spec.Profile.Mounts) > 0 || spec.Profile.Tmp > 0 {
-		return nil, fmt.Errorf("%w: profile %q declares mounts or tmp but no mount namespace", ErrConfig, spec.Profile.Name)
-	}
 	stdout, stderr := spec.Stdout, spec.Stderr
-	if spec.Profile.Consensus {
+	if pl.Consensus {
 		stdout, stderr = nil, nil
 	}
 
-	cg, warnings, err := setupCgroup(spec)
+	cg, warnings, err := setupCgroup(spec, pl)
 	if err != nil {
 		return nil, err
 	}
@@ -332,10 +196,14 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	if cg != nil {
 		cgFD = cg.fd()
 	}
-	limits, extra := enforcement(spec.Profile, cg != nil)
-	for _, r := range extra {
-		cfg.Rlimits = append(cfg.Rlimits, sandbox.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
+	cfg, err := pl.Sandbox(cg != nil, spec.MountSources)
+	if err != nil {
+		if cg != nil {
+			cg.teardown(log)
+		}
+		return nil, err
 	}
+	limits := pl.Enforcement(cg != nil)
 	if cg == nil {
 		// Info, not a warning on every launch: the report says it too (limitsEnforced,
 		// warnings), and `vatrun check` tells an operator once.
@@ -354,8 +222,6 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		Stderr:          stderr,
 		ExtraFiles:      spec.ExtraFiles,
 		CloseExtraFiles: spec.CloseExtraFiles,
-		Cloneflags:      flags,
-		UserNS:          userNS,
 		CgroupFD:        cgFD,
 	})
 	if err != nil {
@@ -367,31 +233,22 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
-	var cpuHard uint64
-	for _, r := range spec.Profile.Rlimits() {
-		if r.Resource == unix.RLIMIT_CPU {
-			cpuHard = r.Max
-		}
-	}
 	w := &Worker{
-		selfSignals: spec.Profile.WorkerCanSignalItself(),
-		limits:      limits,
-		ident:       ident,
-		spec:        spec,
-		digest:      digest,
-		cpuHard:     cpuHard,
-		exits:       spec.Profile.ExitMeanings(),
-		proc:        proc,
-		cg:          cg,
-		started:     started,
-		log:         log,
-		done:        make(chan struct{}),
-		cleaned:     make(chan struct{}),
-		warnings:    warnings,
+		plan:     pl,
+		limits:   limits,
+		ident:    ident,
+		spec:     spec,
+		proc:     proc,
+		cg:       cg,
+		started:  started,
+		log:      log,
+		done:     make(chan struct{}),
+		cleaned:  make(chan struct{}),
+		warnings: warnings,
 	}
 	log.Info("worker launched", "worker", spec.Name, "path", path, "pid", proc.InitPid,
-		"profile", spec.Profile.Name, "profileDigest", digest, "cgroup", cg.path(),
-		"userns", userNS, "startup", time.Since(started))
+		"profile", pl.Name, "profileDigest", pl.Digest, "cgroup", cg.path(),
+		"userns", cfg.UserNS, "startup", time.Since(started))
 	go w.reap()
 	if ctx.Done() != nil {
 		go func() {
@@ -502,7 +359,7 @@ func (w *Worker) reap() {
 	ex, err := w.proc.WaitExit()
 	w.mu.Lock()
 	warnings := append([]string(nil), w.warnings...)
-	ev := report.Evidence{ExitCodes: w.exits, SelfSignals: w.selfSignals}
+	ev := report.Evidence{ExitCodes: w.plan.ExitMeanings(), SelfSignals: w.plan.SelfSignals}
 	stops := append([]stop(nil), w.stops...)
 	phase := w.phase
 	w.mu.Unlock()
@@ -535,7 +392,7 @@ func (w *Worker) reap() {
 		deathSig = ev.Signal
 	}
 	ev.KilledBy, ev.KillReason, ev.StopSignals = stopEvidence(stops, deathSig)
-	ev.RlimitCPUHard = w.cpuHard
+	ev.RlimitCPUHard = w.plan.CPUHard
 	if w.cg != nil {
 		cgev, notes, cgerr := w.cg.evidence()
 		warnings = append(warnings, notes...)
@@ -550,8 +407,8 @@ func (w *Worker) reap() {
 	}
 	r := report.Build(ev)
 	r.Phase = phase
-	r.ProfileName = w.spec.Profile.Name
-	r.ProfileDigest = w.digest
+	r.ProfileName = w.plan.Name
+	r.ProfileDigest = w.plan.Digest
 	r.WorkerDigest, r.HostFactsDigest = w.ident.wait()
 	switch {
 	case ex.Wall > 0: // the init stage's monotonic clock, at the exec and at the death

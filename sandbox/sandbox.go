@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Marker is argv[1] of the init stage.
@@ -35,9 +37,13 @@ type Rlimit struct {
 
 // Config is what the init stage needs to know.
 type Config struct {
-	PidNS    bool // the stage is pid 1 of a new pid namespace
-	MountNS  bool // a minimal root: Mounts, a private /dev, a fresh /proc (with PidNS), nothing else
-	UTSNS    bool // set Hostname
+	// Namespaces are the CLONE_NEW* flags the stage is cloned with (CLONE_NEWUSER excepted; see
+	// UserNS). With CLONE_NEWPID the stage is pid 1 of the new pid namespace; with CLONE_NEWNS
+	// the worker gets a minimal root (Mounts, a private /dev, a fresh /proc, nothing else); with
+	// CLONE_NEWUTS the stage sets Hostname.
+	Namespaces uintptr
+	// UserNS: also create a user namespace that maps the caller's uid and gid to themselves.
+	UserNS   bool
 	DropCaps bool // empty the bounding and ambient capability sets before exec
 	Hostname string
 	// KeepFDs: fds [0, KeepFDs) reach the worker; every fd above is closed at exec.
@@ -51,6 +57,12 @@ type Config struct {
 	// worker executable needs to load (WorkerRoot).
 	Mounts []Mount
 }
+
+// PidNS says whether the stage is pid 1 of a new pid namespace.
+func (c *Config) PidNS() bool { return c.Namespaces&unix.CLONE_NEWPID != 0 }
+
+// MountNS says whether the worker gets its own minimal root.
+func (c *Config) MountNS() bool { return c.Namespaces&unix.CLONE_NEWNS != 0 }
 
 // Encode serialises the config for the stage's config fd.
 func (c *Config) Encode() ([]byte, error) {
@@ -69,14 +81,17 @@ func (c *Config) Encode() ([]byte, error) {
 	var cfg C.struct_vr_config
 	cfg.magic = C.VR_MAGIC
 	cfg.version = C.VR_VERSION
+	if c.Namespaces&unix.CLONE_NEWUSER != 0 {
+		return nil, errors.New("sandbox config: CLONE_NEWUSER belongs in UserNS, not Namespaces")
+	}
 	var flags uint32
-	if c.PidNS {
+	if c.PidNS() {
 		flags |= C.VR_FLAG_PIDNS
 	}
-	if c.MountNS {
+	if c.MountNS() {
 		flags |= C.VR_FLAG_MOUNTNS
 	}
-	if c.UTSNS {
+	if c.Namespaces&unix.CLONE_NEWUTS != 0 {
 		flags |= C.VR_FLAG_UTSNS
 	}
 	if c.DropCaps {
@@ -93,7 +108,7 @@ func (c *Config) Encode() ([]byte, error) {
 	}
 	cfg.bpf_len = C.uint32_t(len(c.BPF) / 8)
 	var table []byte
-	if c.MountNS {
+	if c.MountNS() {
 		ms, err := normalizeMounts(c.Mounts)
 		if err != nil {
 			return nil, err

@@ -23,14 +23,12 @@ func baseSpec(t *testing.T, script string) Spec {
 		t.Skip("needs /bin/sh")
 	}
 	return Spec{
-		Config: Config{PidNS: true, MountNS: true, UTSNS: true, DropCaps: true, Hostname: "vat",
+		Config: Config{Namespaces: allNS, UserNS: os.Geteuid() != 0, DropCaps: true, Hostname: "vat",
 			Mounts: hostBins(t)},
-		Path:       "/bin/sh",
-		Args:       []string{"sh", "-c", script},
-		Env:        []string{"PATH=/usr/bin:/bin"},
-		Cloneflags: allNS,
-		UserNS:     os.Geteuid() != 0,
-		CgroupFD:   -1,
+		Path:     "/bin/sh",
+		Args:     []string{"sh", "-c", script},
+		Env:      []string{"PATH=/usr/bin:/bin"},
+		CgroupFD: -1,
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 
 // Spec says how to start one sandboxed worker.
 type Spec struct {
-	Config Config // KeepFDs and StatusFD are filled in by Start
+	Config Config // namespaces, limits, filter, mounts; KeepFDs and StatusFD are filled in by Start
 	// Path is the worker executable (absolute); Args its argv (Args[0] included).
 	Path string
 	Args []string
@@ -30,10 +30,6 @@ type Spec struct {
 	// then on only the sandbox holds them (vatrun run: a kernel's write must fail with EPIPE the
 	// moment the worker is gone, even in start-up).
 	CloseExtraFiles bool
-	// Namespaces to create (CLONE_NEW* flags, without CLONE_NEWUSER).
-	Cloneflags uintptr
-	// UserNS: also create a user namespace that maps the caller's uid and gid to themselves.
-	UserNS bool
 	// CgroupFD, when >= 0, is a cgroup v2 directory fd the stage is cloned into
 	// (CLONE_INTO_CGROUP): the worker never runs outside it.
 	CgroupFD int
@@ -131,7 +127,7 @@ func Start(spec Spec) (*Process, error) {
 		spec.Args = []string{spec.Path}
 	}
 	cfg := spec.Config
-	if cfg.MountNS {
+	if cfg.MountNS() {
 		own, err := WorkerRoot(spec.Path)
 		if err != nil {
 			return nil, &SetupError{Step: err.Error()}
@@ -184,11 +180,11 @@ func Start(spec Spec) (*Process, error) {
 	files = append(files, cfgR, statusW)
 
 	sys := &syscall.SysProcAttr{
-		Cloneflags: spec.Cloneflags,
+		Cloneflags: cfg.Namespaces,
 		Pdeathsig:  syscall.SIGKILL,
 		Setpgid:    true,
 	}
-	if spec.UserNS {
+	if cfg.UserNS {
 		sys.Cloneflags |= syscall.CLONE_NEWUSER
 		sys.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}}
 		sys.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}}

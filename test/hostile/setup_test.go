@@ -96,12 +96,11 @@ func TestSetupSeccompRejected(t *testing.T) {
 			_ = cmdW
 			before := len(proctree.Children(os.Getpid()))
 			proc, err := sandbox.Start(sandbox.Spec{
-				Config:     sandbox.Config{PidNS: true, MountNS: true, UTSNS: true, DropCaps: true, Hostname: "vat", BPF: c.prog},
+				Config: sandbox.Config{Namespaces: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET,
+					UserNS: os.Geteuid() != 0, DropCaps: true, Hostname: "vat", BPF: c.prog},
 				Path:       worker,
 				Args:       []string{"worker", "--ready"},
 				ExtraFiles: []*os.File{cmdR, replyW},
-				Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET,
-				UserNS:     os.Geteuid() != 0,
 				CgroupFD:   -1,
 			})
 			replyW.Close()

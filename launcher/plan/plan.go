@@ -1,0 +1,290 @@
+// Package plan is where a profile becomes what a launch needs: Compile turns a
+// seccompprofiles.Profile, once per profile digest, into an immutable Plan (the init stage's
+// config with its compiled seccomp filter, the cgroup limits, the rlimits standing in for a missing
+// cgroup, the exit-code meanings, the RLIMIT_CPU hard limit, the digest). The launcher hands parts
+// of the plan to sandbox and cgroup and never looks inside the profile again.
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vatrun/vatrun/cgroup"
+	"github.com/vatrun/vatrun/report"
+	"github.com/vatrun/vatrun/sandbox"
+	"github.com/vatrun/vatrun/seccompprofiles"
+)
+
+// ErrConfig is wrapped by every error of Compile and Plan.Sandbox: the profile (or the run's
+// mount sources) cannot work on this host as asked. launcher.ErrConfig is the same value.
+var ErrConfig = errors.New("bad launch configuration")
+
+// Plan is a profile compiled for launching. It is shared by every launch of the same profile
+// and never changes; the methods return fresh copies of whatever a launch may modify.
+type Plan struct {
+	// Name and Digest name the profile in logs and reports.
+	Name, Digest string
+	// Consensus: stdout and stderr are always /dev/null, and a cgroup leaf is required.
+	Consensus bool
+	// Pins are the profile's pins (nil: none), checked at each launch against the worker.
+	Pins *seccompprofiles.Pins
+	// Cgroup are the limits each worker's leaf gets.
+	Cgroup cgroup.Limits
+	// CPUHard is the RLIMIT_CPU hard limit (0: none), evidence for the classification.
+	CPUHard uint64
+	// SelfSignals: the filter may let the worker signal itself with more than SIGABRT.
+	SelfSignals bool
+	// Warnings are the non-fatal findings of compiling the filter (unknown syscall names).
+	Warnings []string
+
+	stage       sandbox.Config // everything but per-launch mounts and the cgroup stand-ins
+	mounts      []seccompprofiles.MountPoint
+	tmp         seccompprofiles.Size
+	exits       map[int]report.ExitMeaning
+	withCgroup  map[string]string
+	noCgroup    map[string]string
+	standIns    []sandbox.Rlimit // rlimits that stand in for cgroup limits when there is no leaf
+	userNSError error            // set when the profile forbids the user namespace it needs here
+}
+
+var cache sync.Map // profile digest → *Plan
+
+// Compile returns p's plan: from the cache when a profile with the same digest was compiled by
+// this process before, else compiled now (the seccomp filter with libseccomp) and cached.
+func Compile(p *seccompprofiles.Profile) (*Plan, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%w: no profile", ErrConfig)
+	}
+	digest := p.Digest()
+	if digest != "" {
+		if v, ok := cache.Load(digest); ok {
+			return v.(*Plan), nil
+		}
+	}
+	pl, err := compile(p, digest)
+	if err != nil {
+		return nil, err
+	}
+	if digest != "" { // no canonical form: never share a cache entry
+		v, _ := cache.LoadOrStore(digest, pl)
+		pl = v.(*Plan)
+	}
+	return pl, nil
+}
+
+func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
+	if p.Seccomp == nil {
+		// Fail closed: a profile that forgot its filter (or a file holding just `null`) must not
+		// run the worker unfiltered; no filter has to be asked for.
+		return nil, fmt.Errorf("%w: profile %q has no seccomp section, so the worker would run with no system call filter; start from a built-in (vatrun profile show xsnap), or, to run unfiltered on purpose, write \"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}", ErrConfig, p.Name)
+	}
+	ns := p.Namespaces
+	if !ns.Mount && (len(p.Mounts) > 0 || p.Tmp > 0) {
+		return nil, fmt.Errorf("%w: profile %q declares mounts or tmp but no mount namespace", ErrConfig, p.Name)
+	}
+	pl := &Plan{
+		Name:        p.Name,
+		Digest:      digest,
+		Consensus:   p.Consensus,
+		Pins:        p.Pins,
+		SelfSignals: p.WorkerCanSignalItself(),
+		Cgroup: cgroup.Limits{
+			MemoryMax: int64(p.Limits.Memory),
+			SwapMax:   int64(p.Limits.Swap),
+			CPUMax:    p.Limits.CPUMax,
+			PidsMax:   p.Limits.Pids,
+		},
+		mounts: append([]seccompprofiles.MountPoint(nil), p.Mounts...),
+		tmp:    p.Tmp,
+		exits:  exitMeanings(p.ExitCodes),
+	}
+	pl.stage = sandbox.Config{DropCaps: true, Hostname: "vat"}
+	for _, f := range []struct {
+		on   bool
+		flag uintptr
+	}{{ns.Pid, unix.CLONE_NEWPID}, {ns.Mount, unix.CLONE_NEWNS}, {ns.UTS, unix.CLONE_NEWUTS}, {ns.IPC, unix.CLONE_NEWIPC}, {ns.Net, unix.CLONE_NEWNET}} {
+		if f.on {
+			pl.stage.Namespaces |= f.flag
+		}
+	}
+	switch ns.User {
+	case seccompprofiles.UserAlways:
+		pl.stage.UserNS = true
+	case seccompprofiles.UserNever:
+		if pl.stage.Namespaces != 0 && !hasCapSysAdmin() {
+			pl.userNSError = fmt.Errorf("%w: profile %q asks for namespaces and forbids a user namespace (\"user\": \"never\"), but vatrun runs without CAP_SYS_ADMIN; set \"user\": \"auto\" or run as root", ErrConfig, p.Name)
+		}
+	default:
+		pl.stage.UserNS = pl.stage.Namespaces != 0 && !hasCapSysAdmin()
+	}
+	for _, r := range p.Rlimits() {
+		pl.stage.Rlimits = append(pl.stage.Rlimits, sandbox.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
+		if r.Resource == unix.RLIMIT_CPU {
+			pl.CPUHard = r.Max
+		}
+	}
+	if !(p.Seccomp.DefaultAction == "SCMP_ACT_ALLOW" && len(p.Seccomp.Syscalls) == 0) {
+		// (An allow-everything filter would only cost: it is not loaded.)
+		bpf, err := p.CompileBPF()
+		if err != nil {
+			return nil, fmt.Errorf("%w: profile %q: compile seccomp filter: %w", ErrConfig, p.Name, err)
+		}
+		pl.stage.BPF = bpf
+	}
+	pl.Warnings = append([]string(nil), p.Warnings...)
+	pl.withCgroup, _ = enforcement(p, true)
+	pl.noCgroup, pl.standIns = enforcement(p, false)
+	return pl, nil
+}
+
+// exitMeanings keys the profile's exit codes by number. Keys that are not exit codes (Validate
+// rejects them) are skipped.
+func exitMeanings(codes map[string]seccompprofiles.ExitCode) map[int]report.ExitMeaning {
+	out := make(map[int]report.ExitMeaning, len(codes))
+	for k, v := range codes {
+		code, err := strconv.Atoi(k)
+		if err != nil || code < 0 || code > 255 {
+			continue
+		}
+		out[code] = report.ExitMeaning{Meaning: v.Meaning, MeteringFault: v.MeteringFault}
+	}
+	return out
+}
+
+// ExitMeanings returns the profile's exit codes by number (shared: do not modify).
+func (pl *Plan) ExitMeanings() map[int]report.ExitMeaning { return pl.exits }
+
+// Enforcement says what holds each of the profile's limits for one worker, with or without its
+// cgroup leaf (a fresh map each call, for the report's limitsEnforced).
+func (pl *Plan) Enforcement(cgroup bool) map[string]string {
+	src := pl.noCgroup
+	if cgroup {
+		src = pl.withCgroup
+	}
+	out := make(map[string]string, len(src))
+	for k, v := range src {
+		out[k] = v
+	}
+	return out
+}
+
+// Sandbox returns the init stage's config for one launch (a fresh copy): the plan's namespaces,
+// rlimits and filter, plus the rlimits standing in for the cgroup when there is none, and the
+// minimal root's entries for the profile's mounts, whose host sources (by target) the run gives.
+func (pl *Plan) Sandbox(cgroup bool, sources map[string]string) (sandbox.Config, error) {
+	if pl.userNSError != nil {
+		return sandbox.Config{}, pl.userNSError
+	}
+	cfg := pl.stage
+	cfg.Rlimits = append([]sandbox.Rlimit(nil), pl.stage.Rlimits...)
+	if !cgroup {
+		cfg.Rlimits = append(cfg.Rlimits, pl.standIns...)
+	}
+	if cfg.MountNS() {
+		ms, err := pl.profileMounts(sources)
+		if err != nil {
+			return sandbox.Config{}, err
+		}
+		cfg.Mounts = ms
+	} else if len(sources) > 0 {
+		return sandbox.Config{}, fmt.Errorf("%w: --mount given, but profile %q has no mount namespace to mount it in", ErrConfig, pl.Name)
+	}
+	return cfg, nil
+}
+
+// profileMounts turns the profile's mounts (targets, writable or not) and the run's host sources
+// into the minimal root's extra entries, plus its private /tmp.
+func (pl *Plan) profileMounts(sources map[string]string) ([]sandbox.Mount, error) {
+	var out []sandbox.Mount
+	declared := map[string]bool{}
+	for _, m := range pl.mounts {
+		declared[m.Target] = true
+		src, ok := sources[m.Target]
+		if !ok || src == "" {
+			return nil, fmt.Errorf("%w: profile %q declares the mount %s: give its host source (vatrun run --mount %s=/host/path)", ErrConfig, pl.Name, m.Target, m.Target)
+		}
+		if !filepath.IsAbs(src) {
+			return nil, fmt.Errorf("%w: --mount %s=%s: the source must be an absolute path", ErrConfig, m.Target, src)
+		}
+		if _, err := os.Stat(src); err != nil {
+			return nil, fmt.Errorf("%w: --mount %s=%s: %v", ErrConfig, m.Target, src, err)
+		}
+		kind := sandbox.MountRO
+		if m.Writable {
+			kind = sandbox.MountRW
+		}
+		out = append(out, sandbox.Mount{Kind: kind, Source: src, Target: m.Target})
+	}
+	for target := range sources {
+		if !declared[target] {
+			return nil, fmt.Errorf("%w: --mount %s=…: profile %q declares no mount at %s (what the worker sees is the profile's, so that it is in the digest: add {\"target\": %q} to its \"mounts\")", ErrConfig, target, pl.Name, target, target)
+		}
+	}
+	if pl.tmp > 0 {
+		out = append(out, sandbox.Mount{Kind: sandbox.MountTmpfs, Source: strconv.FormatInt(int64(pl.tmp), 10), Target: "/tmp"})
+	}
+	return out, nil
+}
+
+// enforcement says what holds each of the profile's limits for one worker, and which rlimits
+// stand in for a missing cgroup: RLIMIT_DATA for memory.max (the private writable mappings, which
+// is stricter than resident memory: a worker that maps more than it touches fails sooner; not
+// RLIMIT_AS, which would count xsnap's 1 GiB PROT_NONE heap reservation). The process-count limit
+// holds without a cgroup only where the seccomp filter forbids process creation altogether
+// (RLIMIT_NPROC counts a uid's processes across the whole host and does not bind root); cpu.max
+// has no stand-in.
+func enforcement(p *seccompprofiles.Profile, cgroup bool) (map[string]string, []sandbox.Rlimit) {
+	l := p.Limits
+	m := map[string]string{}
+	var extra []sandbox.Rlimit
+	switch {
+	case l.Memory == seccompprofiles.Unlimited:
+		m["memory"] = "none: the profile sets no memory limit"
+	case cgroup:
+		m["memory"] = "cgroup memory.max"
+	default:
+		m["memory"] = "RLIMIT_DATA (no cgroup: the private writable memory the worker maps, not what it touches)"
+		extra = append(extra, sandbox.Rlimit{Resource: unix.RLIMIT_DATA, Cur: uint64(l.Memory), Max: uint64(l.Memory)})
+	}
+	switch {
+	case !p.AllowsProcessCreation():
+		m["pids"] = "seccomp: no process creation"
+	case l.Pids <= 0:
+		m["pids"] = "none: the profile sets no pids limit"
+	case cgroup:
+		m["pids"] = "cgroup pids.max"
+	default:
+		m["pids"] = "none: no cgroup, and the profile allows process creation"
+	}
+	switch {
+	case strings.HasPrefix(l.CPUMax, "max"):
+		m["cpuMax"] = "none: the profile sets no cpu.max quota"
+	case cgroup:
+		m["cpuMax"] = "cgroup cpu.max"
+	default:
+		m["cpuMax"] = "none: no cgroup"
+	}
+	if l.CPUSeconds > 0 {
+		m["cpuSeconds"] = "RLIMIT_CPU"
+	} else {
+		m["cpuSeconds"] = "none: the profile sets no lifetime CPU limit"
+	}
+	return m, extra
+}
+
+// hasCapSysAdmin says whether this process may create namespaces without a user namespace.
+func hasCapSysAdmin() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
+}
