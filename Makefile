@@ -5,6 +5,9 @@ GO ?= go
 BIN := bin
 VATRUN := $(BIN)/vatrun
 WORKER := $(BIN)/vatrun-testworker
+# The same vatrun with the fault-injection pauses (VATRUN_TEST_PAUSE) compiled in, for the tests
+# that SIGKILL vatrun at a chosen stage; bin/vatrun has no such hook.
+HOOKS := $(BIN)/vatrun-hooks
 GOFILES := $(shell find . -name '*.go' -not -path './test/e2e/.cache/*' -not -path '*/node_modules/*' 2>/dev/null)
 CFILES := $(wildcard sandbox/*.c sandbox/*.h)
 # vatrun is linked statically (glibc + libseccomp.a) so the same binary runs in the e2e VM.
@@ -18,11 +21,15 @@ all: build
 deps:
 	@./scripts/deps.sh
 
-build: deps $(VATRUN) $(WORKER)
+build: deps $(VATRUN) $(WORKER) $(HOOKS)
 
 $(VATRUN): $(GOFILES) $(CFILES) go.mod go.sum
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -tags osusergo,netgo -ldflags '$(STATIC_LDFLAGS)' -o $@ ./cmd/vatrun
+
+$(HOOKS): $(GOFILES) $(CFILES) go.mod go.sum
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -tags osusergo,netgo,vatrun_testhooks -ldflags '$(STATIC_LDFLAGS)' -o $@ ./cmd/vatrun
 
 $(WORKER): test/worker/worker.c
 	@mkdir -p $(BIN)
@@ -40,7 +47,7 @@ vet: deps
 # with a reason), the Node.js adapter's tests, the real SwingSet kernel through vatrun, then a
 # short fuzz pass.
 test: build vet
-	VATRUN_E2E=0 VATRUN_BIN=$(CURDIR)/$(VATRUN) VATRUN_TESTWORKER=$(CURDIR)/$(WORKER) $(GO) test -count=1 ./...
+	VATRUN_E2E=0 VATRUN_BIN=$(CURDIR)/$(VATRUN) VATRUN_HOOKS_BIN=$(CURDIR)/$(HOOKS) VATRUN_TESTWORKER=$(CURDIR)/$(WORKER) $(GO) test -count=1 ./...
 	@$(MAKE) --no-print-directory js-test
 	@$(MAKE) --no-print-directory swingset
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s

@@ -156,9 +156,11 @@ static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
-	/* Fault injection for the host tests only (test/hostile): with VATRUN_TEST_PAUSE=in-setup in
-	 * the worker's environment, stop here, between fork and exec, for at most 30 s, so a test can
-	 * SIGKILL vatrun while the sandbox is being set up. Not for production use. */
+#ifdef VR_TESTHOOKS
+	/* Fault injection, compiled only into the tests' bin/vatrun-hooks (build tag vatrun_testhooks,
+	 * sandbox/testhooks.go): with VATRUN_TEST_PAUSE=in-setup in the worker's environment, stop
+	 * here, between fork and exec, for at most 30 s, so a test can SIGKILL vatrun while the
+	 * sandbox is being set up. */
 	for (char **e = envp; *e != NULL; e++) {
 		if (strcmp(*e, "VATRUN_TEST_PAUSE=in-setup") == 0) {
 			static const char msg[] = "vatrun-test-pause in-setup\n";
@@ -168,6 +170,7 @@ static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, 
 			break;
 		}
 	}
+#endif
 
 	for (uint32_t i = 0; i < cfg->nrlimits; i++) {
 		struct rlimit rl = {.rlim_cur = cfg->rlimits[i].cur, .rlim_max = cfg->rlimits[i].max};

@@ -67,19 +67,6 @@ func (s *reportSink) write(r report.Report, timeout time.Duration) error {
 	return nil
 }
 
-// testPause is a fault-injection hook for the host tests only (test/hostile): when
-// $VATRUN_TEST_PAUSE names stage, vatrun says so on stderr and sleeps (at most 30 s), so a test
-// can SIGKILL it at exactly that point. Stages: before-launch (nothing forked yet) and
-// before-report (the worker is reaped, the report not yet written); the init stage itself
-// handles in-setup (stage.c, between fork and exec). Not for production use.
-func testPause(stage string, stderr io.Writer) {
-	if os.Getenv("VATRUN_TEST_PAUSE") != stage {
-		return
-	}
-	fmt.Fprintf(stderr, "vatrun-test-pause %s pid=%d\n", stage, os.Getpid())
-	time.Sleep(30 * time.Second)
-}
-
 // openReportFD checks that fd is open for writing, and is none of the worker's fds, before
 // anything starts.
 func openReportFD(fd int, workerFds []int) (*reportSink, error) {
@@ -119,15 +106,11 @@ func openReportFile(path string) (*reportSink, error) {
 	return &reportSink{f: f, desc: path}, nil
 }
 
-// workerEnv is the profile's environment for the worker (nothing of vatrun's own but the names
-// the profile passes through), plus the test-only VATRUN_TEST_PAUSE hook when it is set (see
-// testPause; stage.c reads it from the worker's environment for the in-setup stage).
+// workerEnv is the profile's environment for the worker: nothing of vatrun's own but the names
+// the profile passes through (and, in a binary built with the vatrun_testhooks tag only, the
+// test hook's variable: testhooks.go).
 func workerEnv(p *seccompprofiles.Profile) []string {
-	env := p.WorkerEnv(os.LookupEnv)
-	if v, ok := os.LookupEnv("VATRUN_TEST_PAUSE"); ok {
-		env = append(env, "VATRUN_TEST_PAUSE="+v)
-	}
-	return env
+	return append(p.WorkerEnv(os.LookupEnv), testHookEnv()...)
 }
 
 // workerStdin is vatrun's stdin for the worker, unless it is a terminal: a worker gets no

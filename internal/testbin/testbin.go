@@ -19,6 +19,10 @@ var (
 	dir               string
 	vatrun, worker    string
 	vatrunErr, wkrErr error
+
+	hooksOnce sync.Once
+	hooks     string
+	hooksErr  error
 )
 
 // RepoRoot is the repository's top directory.
@@ -72,6 +76,34 @@ func Vatrun(t testing.TB) string {
 		t.Fatalf("vatrun binary: %v", vatrunErr)
 	}
 	return vatrun
+}
+
+// VatrunHooks returns the path of the vatrun binary built with the vatrun_testhooks tag (the
+// VATRUN_TEST_PAUSE fault-injection pauses: $VATRUN_HOOKS_BIN, bin/vatrun-hooks from make), building
+// it when unset, and failing the test if it cannot be built.
+func VatrunHooks(t testing.TB) string {
+	t.Helper()
+	hooksOnce.Do(func() {
+		if hooks = os.Getenv("VATRUN_HOOKS_BIN"); hooks != "" {
+			return
+		}
+		dir, err := os.MkdirTemp("", "vatrun-testbin-hooks-")
+		if err != nil {
+			hooksErr = err
+			return
+		}
+		os.Chmod(dir, 0o755)
+		hooks = filepath.Join(dir, "vatrun-hooks")
+		cmd := exec.Command("go", "build", "-tags", "vatrun_testhooks", "-o", hooks, "./cmd/vatrun")
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			hooksErr = &buildError{what: "go build -tags vatrun_testhooks ./cmd/vatrun", out: string(out), err: err}
+		}
+	})
+	if hooksErr != nil {
+		t.Fatalf("vatrun-hooks binary: %v", hooksErr)
+	}
+	return hooks
 }
 
 // Worker returns the path of the C test worker, failing the test if it cannot be built.

@@ -33,6 +33,7 @@ import (
 //	VATRUN_E2E_VERBOSE=1    stream the VM console into the test log
 //	VATRUN_E2E_APPEND       extra kernel command line arguments
 //	VATRUN_BIN              vatrun binary, put at /bin/vatrun (default ../../bin/vatrun if present)
+//	VATRUN_HOOKS_BIN        vatrun built with -tags vatrun_testhooks, put at /bin/vatrun-hooks (default ../../bin/vatrun-hooks if present)
 //	VATRUN_TESTWORKER       test worker, put at /bin/vatrun-testworker (default ../../bin/vatrun-testworker if present)
 //
 // The SwingSet boot (TestSwingSet* VM tests, see swingset.go):
@@ -155,6 +156,7 @@ func loadConfig(t *testing.T) *config {
 	c.extraBin = map[string]string{}
 	for _, b := range []struct{ envName, def, vmPath string }{
 		{"VATRUN_BIN", "../../bin/vatrun", "/bin/vatrun"},
+		{"VATRUN_HOOKS_BIN", "../../bin/vatrun-hooks", "/bin/vatrun-hooks"},
 		{"VATRUN_TESTWORKER", "../../bin/vatrun-testworker", "/bin/vatrun-testworker"},
 	} {
 		p := os.Getenv(b.envName)
@@ -423,9 +425,9 @@ func makeManifest(c *config, bc *bootConfig, runs []plannedRun) string {
 		for _, e := range bc.env {
 			b.WriteString(" env=" + e)
 		}
-		for _, vmPath := range []string{"/bin/vatrun", "/bin/vatrun-testworker"} {
+		for _, vmPath := range []string{"/bin/vatrun", "/bin/vatrun-hooks", "/bin/vatrun-testworker"} {
 			if _, ok := c.extraBin[vmPath]; ok {
-				envName := map[string]string{"/bin/vatrun": "VATRUN_BIN", "/bin/vatrun-testworker": "VATRUN_TESTWORKER"}[vmPath]
+				envName := map[string]string{"/bin/vatrun": "VATRUN_BIN", "/bin/vatrun-hooks": "VATRUN_HOOKS_BIN", "/bin/vatrun-testworker": "VATRUN_TESTWORKER"}[vmPath]
 				fmt.Fprintf(&b, " env=%s=%s", envName, vmPath)
 			}
 		}

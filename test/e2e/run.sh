@@ -17,7 +17,7 @@ root=$(cd "$here/../.." && pwd)
 "$here/setup.sh" >/dev/null
 
 export VATRUN_E2E=1
-for v in VATRUN_BIN:bin/vatrun VATRUN_TESTWORKER:bin/vatrun-testworker; do
+for v in VATRUN_BIN:bin/vatrun VATRUN_HOOKS_BIN:bin/vatrun-hooks VATRUN_TESTWORKER:bin/vatrun-testworker; do
 	name=${v%%:*} def=$root/${v#*:}
 	if [ -z "${!name:-}" ]; then
 		[ -e "$def" ] || { echo "e2e: $def is missing: run make build, or set $name" >&2; exit 1; }

@@ -47,11 +47,16 @@ type procOpts struct {
 	asNobody bool
 	// worker replaces the C test worker's path.
 	worker string
+	// hooks runs bin/vatrun-hooks (the VATRUN_TEST_PAUSE pauses compiled in) instead of bin/vatrun.
+	hooks bool
 }
 
 func startVatrun(t *testing.T, o procOpts) *vatrunProc {
 	t.Helper()
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
+	if o.hooks {
+		bin = testbin.VatrunHooks(t)
+	}
 	if o.worker != "" {
 		worker = o.worker
 	}

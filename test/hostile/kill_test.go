@@ -12,7 +12,8 @@ import (
 )
 
 // TestKillVatrunAtEveryStage SIGKILLs vatrun at each stage of a worker's life, through the
-// test-only pause hooks (VATRUN_TEST_PAUSE: run.go, and stage.c for in-setup), and checks that no
+// pause hooks of bin/vatrun-hooks (VATRUN_TEST_PAUSE: cmd/vatrun/testhooks.go, and stage.c for
+// in-setup, compiled only with the vatrun_testhooks tag), and checks that no
 // process of the sandbox survives (by pid and start time), that fd 4 reaches EOF, and that a Go
 // kernel using runclient gets a launcher-died report.
 func TestKillVatrunAtEveryStage(t *testing.T) {
@@ -27,7 +28,7 @@ func TestKillVatrunAtEveryStage(t *testing.T) {
 	} {
 		t.Run(c.stage, func(t *testing.T) {
 			env := []string{"VATRUN_TEST_PAUSE=" + c.stage}
-			p := startVatrun(t, procOpts{runArgs: []string{"--profile", "xsnap"}, workerArgs: []string{"--ready"}, env: env})
+			p := startVatrun(t, procOpts{runArgs: []string{"--profile", "xsnap"}, workerArgs: []string{"--ready"}, env: env, hooks: true})
 			vatrunID, ok := identify(p.cmd.Process.Pid)
 			if !ok {
 				t.Fatal("vatrun already gone")
@@ -82,7 +83,7 @@ func TestKillVatrunAtEveryStage(t *testing.T) {
 func TestKillVatrunGivesLauncherDied(t *testing.T) {
 	for _, stage := range []string{"before-launch", "in-setup", "before-report"} {
 		t.Run(stage, func(t *testing.T) {
-			c := runclient.Command(testbin.Vatrun(t), []string{"--profile", "xsnap", "--log-level", "warn"}, testbin.Worker(t), "--exit-at-start", "3")
+			c := runclient.Command(testbin.VatrunHooks(t), []string{"--profile", "xsnap", "--log-level", "warn"}, testbin.Worker(t), "--exit-at-start", "3")
 			errR, errW := pipe(t)
 			c.Stderr = errW
 			c.Env = append(os.Environ(), "VATRUN_TEST_PAUSE="+stage)
@@ -103,6 +104,32 @@ func TestKillVatrunGivesLauncherDied(t *testing.T) {
 			}
 			if r.Cause != report.CauseLauncherDied || r.Class != report.ClassExternal {
 				t.Fatalf("report %s, want launcher-died/external", r.OneLine())
+			}
+		})
+	}
+}
+
+// TestProductionBinaryHasNoHooks: bin/vatrun ignores $VATRUN_TEST_PAUSE at every stage (a pause
+// would hold the worker's first reply or the exit for 30 s and print its line), so nothing in
+// the environment of a production vatrun can stall it between fork and exec or before the report.
+func TestProductionBinaryHasNoHooks(t *testing.T) {
+	for _, stage := range []string{"before-launch", "in-setup", "before-report"} {
+		t.Run(stage, func(t *testing.T) {
+			p := startVatrun(t, procOpts{runArgs: []string{"--profile", "xsnap"}, workerArgs: []string{"--ready"},
+				env: []string{"VATRUN_TEST_PAUSE=" + stage}})
+			if got := p.reply(); got != "ready" {
+				t.Fatalf("first reply %q", got)
+			}
+			start := time.Now()
+			p.send("exit:0")
+			if code := p.exit(); code != 0 {
+				t.Errorf("vatrun exited %d, want the worker's 0", code)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("vatrun took %v to exit after the worker: it paused", d)
+			}
+			if out := p.stderrText(); strings.Contains(out, "vatrun-test-pause") {
+				t.Errorf("bin/vatrun paused at %s: %q", stage, out)
 			}
 		})
 	}

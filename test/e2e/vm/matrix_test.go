@@ -135,7 +135,13 @@ func launchVatrun(t *testing.T, profile string, env []string, runArgs ...string)
 	defer errF.Close()
 	args := append([]string{"run", "--log-level", "warn", "--profile", profile, "--report-fd", "5"}, runArgs...)
 	args = append(args, "--", "/bin/vatrun-testworker", "--ready")
-	v.cmd = exec.Command(vatrunBin, args...)
+	bin := vatrunBin
+	for _, e := range env {
+		if strings.HasPrefix(e, "VATRUN_TEST_PAUSE=") {
+			bin = vatrunHooksBin // the pauses exist only in the binary built with the vatrun_testhooks tag
+		}
+	}
+	v.cmd = exec.Command(bin, args...)
 	v.cmd.ExtraFiles = []*os.File{cmdR, replyW, reportW}
 	v.cmd.Stderr = errF
 	v.cmd.Env = append(os.Environ(), env...)
@@ -474,7 +480,8 @@ func deathMatrix(t *testing.T, who string) {
 // killStages are the points at which vatrun is SIGKILLed: nothing forked yet (before-launch),
 // the worker's side of the fork between clone and exec (in-setup, paused by the init stage),
 // the worker running (during-run), and the worker dead and reaped but the report not yet written
-// (before-report). The pauses are vatrun's test-only VATRUN_TEST_PAUSE hooks.
+// (before-report). The pauses are VATRUN_TEST_PAUSE hooks, compiled only into /bin/vatrun-hooks
+// (build tag vatrun_testhooks).
 var killStages = []string{"before-launch", "in-setup", "during-run", "before-report"}
 
 // sigkillVatrun: SIGKILL to vatrun at stage takes the worker and the init stage with it at once

@@ -12,6 +12,9 @@ import (
 
 const vatrunBin = "/bin/vatrun"
 
+// vatrunHooksBin is vatrun with the fault-injection pauses (VATRUN_TEST_PAUSE) compiled in.
+const vatrunHooksBin = "/bin/vatrun-hooks"
+
 // checkOutput is the part of `vatrun check --json` these tests look at.
 type checkOutput struct {
 	CanRun    bool     `json:"canRun"`
