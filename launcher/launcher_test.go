@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,18 +52,20 @@ func (c *conn) call(t *testing.T, cmd string) string {
 // launchWorker launches the C test worker under profile with fd 3/4 pipes.
 func launchWorker(t *testing.T, ctx context.Context, p *seccompprofiles.Profile, args ...string) (*Worker, *conn) {
 	t.Helper()
-	cmdR, cmdW, _ := os.Pipe()
-	replyR, replyW, _ := os.Pipe()
-	t.Cleanup(func() { cmdW.Close(); replyR.Close() })
+	pipes, err := workerio.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pipes.Close)
+	cmdW, replyR := pipes.Commands, pipes.Results
 	w, err := Launch(ctx, Spec{
 		Profile:    p,
 		Path:       testbin.Worker(t),
 		Args:       append([]string{"worker"}, args...),
-		ExtraFiles: []*os.File{cmdR, replyW},
+		ExtraFiles: pipes.WorkerFiles(),
 		Cgroup:     CgroupOptions{Disable: true},
 	})
-	cmdR.Close()
-	replyW.Close()
+	pipes.CloseWorkerEnds()
 	if err != nil {
 		if errors.Is(err, syscall.EPERM) {
 			t.Skipf("needs namespaces (root or unprivileged user namespaces): %v", err)

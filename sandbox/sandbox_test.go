@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"errors"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"os"
 	"os/exec"
 	"strings"
@@ -78,17 +79,13 @@ func wait(t *testing.T, p *Process) Exit {
 // withPipes gives the worker a command pipe on fd 3 and a reply pipe on fd 4.
 func withPipes(t *testing.T, spec *Spec) (cmdW *os.File, replyR *os.File) {
 	t.Helper()
-	cmdR, cmdW, err := os.Pipe()
+	p, err := workerio.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	replyR, replyW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.ExtraFiles = []*os.File{cmdR, replyW}
-	t.Cleanup(func() { cmdR.Close(); replyW.Close(); cmdW.Close(); replyR.Close() })
-	return cmdW, replyR
+	spec.ExtraFiles = p.WorkerFiles()
+	t.Cleanup(p.Close)
+	return p.Commands, p.Results
 }
 
 func TestExitCodePassesThrough(t *testing.T) {

@@ -162,16 +162,15 @@ func TestDropInSnapshotPipes(t *testing.T) {
 	// data" to fd 7 in xsnap; here the test worker's `probe:fds` proves they are open, and a
 	// closed fd 8 (no snapshot to load) stays closed.
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
-	cmdR, cmdW := pipe(t)
-	replyR, replyW := pipe(t)
+	pipes := workerPipes(t)
+	cmdW, replyR := pipes.Commands, pipes.Results
 	_, save := pipe(t)
 	cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--", worker)
-	cmd.ExtraFiles = []*os.File{cmdR, replyW, nil, nil, save} // fd 7 open, fd 8 closed
+	cmd.ExtraFiles = append(pipes.WorkerFiles(), nil, nil, save) // fd 7 open, fd 8 closed
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmdR.Close()
-	replyW.Close()
+	pipes.CloseWorkerEnds()
 	fmt.Fprintf(cmdW, "9:probe:fds,")
 	cmdW.Close()
 	out, _ := readAll(replyR)
@@ -414,16 +413,15 @@ func TestRunNoCapabilitiesNoTerminal(t *testing.T) {
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
 	for _, profile := range []string{"xsnap", "dev"} {
 		t.Run(profile, func(t *testing.T) {
-			cmdR, cmdW := pipe(t)
-			replyR, replyW := pipe(t)
+			pipes := workerPipes(t)
+			cmdW, replyR := pipes.Commands, pipes.Results
 			cmd := exec.Command(setpriv, "--inh-caps", "+net_admin,+sys_admin,+sys_ptrace", "--ambient-caps", "+net_admin,+sys_admin,+sys_ptrace",
 				bin, "run", "--profile", profile, "--no-cgroup", "--", worker)
-			cmd.ExtraFiles = []*os.File{cmdR, replyW}
+			cmd.ExtraFiles = pipes.WorkerFiles()
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			cmdR.Close()
-			replyW.Close()
+			pipes.CloseWorkerEnds()
 			probes := []string{"probe:capinh", "probe:capamb", "probe:caps"}
 			want := []string{"capinh:0000000000000000", "capamb:0000000000000000", "capeff:0000000000000000"}
 			if profile == "dev" { // getsid is outside the xsnap allowlist

@@ -230,10 +230,6 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	path, code, err := resolveWorker(worker[0])
-	if err != nil {
-		return fail(code, "%v", err)
-	}
 	var sink *reportSink
 	switch {
 	case *reportFD >= 0:
@@ -253,7 +249,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 	spec := launcher.Spec{
 		Profile:      prof,
-		Path:         path,
+		Path:         worker[0], // resolved by Launch (not found: 127, not executable: 126)
 		Args:         worker,
 		Env:          workerEnv(prof),
 		Dir:          "/",

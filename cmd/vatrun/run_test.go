@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/vatrun/vatrun/internal/proctree"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,21 +46,20 @@ type harness struct {
 func newHarness(t *testing.T, runArgs []string, workerArgs ...string) *harness {
 	t.Helper()
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
-	cmdR, cmdW := pipe(t)
-	replyR, replyW := pipe(t)
+	pipes := workerPipes(t)
+	cmdW, replyR := pipes.Commands, pipes.Results
 	reportR, reportW := pipe(t)
 	args := append([]string{"run", "--log-level", "warn", "--report-fd", "5"}, runArgs...)
 	args = append(args, "--", worker)
 	args = append(args, workerArgs...)
 	h := &harness{t: t, cmdW: cmdW, replyR: replyR, reportR: reportR}
 	h.cmd = exec.Command(bin, args...)
-	h.cmd.ExtraFiles = []*os.File{cmdR, replyW, reportW}
+	h.cmd.ExtraFiles = append(pipes.WorkerFiles(), reportW)
 	h.cmd.Stderr = &h.stderr
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmdR.Close()
-	replyW.Close()
+	pipes.CloseWorkerEnds()
 	reportW.Close()
 	t.Cleanup(func() {
 		if h.cmd.ProcessState == nil {
@@ -68,6 +68,17 @@ func newHarness(t *testing.T, runArgs []string, workerArgs ...string) *harness {
 		}
 	})
 	return h
+}
+
+// workerPipes makes the worker's fd 3/4 pipes, closed when the test ends.
+func workerPipes(t *testing.T) *workerio.Pipes {
+	t.Helper()
+	p, err := workerio.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
 
 func pipe(t *testing.T) (*os.File, *os.File) {

@@ -2,6 +2,7 @@ package launchtest
 
 import (
 	"context"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"os"
 	"strings"
 	"testing"
@@ -19,23 +20,18 @@ func launch(t *testing.T, args ...string) (*launcher.Worker, *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmdR, cmdW, err := os.Pipe()
+	pipes, err := workerio.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	replyR, replyW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmdW.Close(); replyR.Close() })
+	t.Cleanup(pipes.Close)
 	w, err := launcher.Launch(context.Background(), launcher.Spec{Profile: p, Path: testbin.Worker(t),
-		Args: append([]string{"worker"}, args...), ExtraFiles: []*os.File{cmdR, replyW}, Cgroup: launcher.CgroupOptions{Disable: true}})
-	cmdR.Close()
-	replyW.Close()
+		Args: append([]string{"worker"}, args...), ExtraFiles: pipes.WorkerFiles(), Cgroup: launcher.CgroupOptions{Disable: true}})
+	pipes.CloseWorkerEnds()
 	if err != nil {
 		t.Skipf("needs namespaces (root or unprivileged user namespaces): %v", err)
 	}
-	return w, cmdW
+	return w, pipes.Commands
 }
 
 func TestOneReport(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/vatrun/vatrun/internal/proctree"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"io"
 	"os"
 	"os/exec"
@@ -60,15 +61,19 @@ func startVatrun(t *testing.T, o procOpts) *vatrunProc {
 	if o.worker != "" {
 		worker = o.worker
 	}
-	cmdR, cmdW := pipe(t)
-	replyR, replyW := pipe(t)
+	pipes, err := workerio.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pipes.Close)
+	cmdW, replyR := pipes.Commands, pipes.Results
 	errR, errW := pipe(t)
 	args := append([]string{"run", "--log-level", "warn"}, o.runArgs...)
 	args = append(args, "--", worker)
 	args = append(args, o.workerArgs...)
 	p := &vatrunProc{t: t, cmdW: cmdW, replyR: replyR, replies: bufio.NewReader(replyR), lines: make(chan string, 100), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.ExtraFiles = append([]*os.File{cmdR, replyW}, o.extra...)
+	p.cmd.ExtraFiles = append(pipes.WorkerFiles(), o.extra...)
 	p.cmd.Stderr = errW
 	p.cmd.Env = append(os.Environ(), o.env...)
 	if o.asNobody {
@@ -77,8 +82,7 @@ func startVatrun(t *testing.T, o procOpts) *vatrunProc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmdR.Close()
-	replyW.Close()
+	pipes.CloseWorkerEnds()
 	errW.Close()
 	go func() {
 		defer close(p.done)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"io"
 	"os"
 	"os/exec"
@@ -102,17 +103,13 @@ func (w *worker) stderr() string {
 func start(t *testing.T, args ...string) *worker {
 	t.Helper()
 	bin := workerPath(t)
-	cmdR, cmdW, err := os.Pipe()
+	p, err := workerio.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	replyR, replyW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &worker{t: t, toW: cmdW, fromW: replyR, reader: bufio.NewReader(replyR)}
+	w := &worker{t: t, toW: p.Commands, fromW: p.Results, reader: bufio.NewReader(p.Results)}
 	w.cmd = exec.Command(bin, args...)
-	w.cmd.ExtraFiles = []*os.File{cmdR, replyW} // fd 3, fd 4
+	w.cmd.ExtraFiles = p.WorkerFiles() // fd 3, fd 4
 	w.errf, err = os.Create(filepath.Join(t.TempDir(), "stderr"))
 	if err != nil {
 		t.Fatal(err)
@@ -121,8 +118,7 @@ func start(t *testing.T, args ...string) *worker {
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmdR.Close()
-	replyW.Close()
+	p.CloseWorkerEnds()
 	t.Cleanup(func() {
 		w.toW.Close()
 		w.fromW.Close()

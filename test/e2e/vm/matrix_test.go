@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,14 +116,11 @@ func (v *vatrunRun) waitStderr(s string, within time.Duration) {
 // launchVatrun starts `vatrun run` with extra environment env and returns at once.
 func launchVatrun(t *testing.T, profile string, env []string, runArgs ...string) *vatrunRun {
 	t.Helper()
-	cmdR, cmdW, err := os.Pipe()
+	pipes, err := workerio.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	replyR, replyW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmdW, replyR := pipes.Commands, pipes.Results
 	reportR, reportW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -142,14 +140,13 @@ func launchVatrun(t *testing.T, profile string, env []string, runArgs ...string)
 		}
 	}
 	v.cmd = exec.Command(bin, args...)
-	v.cmd.ExtraFiles = []*os.File{cmdR, replyW, reportW}
+	v.cmd.ExtraFiles = append(pipes.WorkerFiles(), reportW)
 	v.cmd.Stderr = errF
 	v.cmd.Env = append(os.Environ(), env...)
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmdR.Close()
-	replyW.Close()
+	pipes.CloseWorkerEnds()
 	reportW.Close()
 	t.Cleanup(func() {
 		if v.cmd.ProcessState == nil {

@@ -8,7 +8,7 @@ package vm
 import (
 	"context"
 	"fmt"
-	"os"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"sync"
 	"syscall"
 	"testing"
@@ -51,26 +51,20 @@ func stormProfile(t *testing.T) *seccompprofiles.Profile {
 
 func stormCycle(p *seccompprofiles.Profile, i int) error {
 	d := stormDeaths[i%len(stormDeaths)]
-	cmdR, cmdW, err := os.Pipe()
+	pipes, err := workerio.New()
 	if err != nil {
 		return err
 	}
-	defer cmdW.Close()
-	replyR, replyW, err := os.Pipe()
-	if err != nil {
-		cmdR.Close()
-		return err
-	}
-	defer replyR.Close()
+	defer pipes.Close()
+	cmdW := pipes.Commands
 	w, err := launcher.Launch(context.Background(), launcher.Spec{
 		Profile:    p,
 		Path:       "/bin/vatrun-testworker",
 		Args:       append([]string{"vatrun-testworker"}, d.args...),
-		ExtraFiles: []*os.File{cmdR, replyW},
+		ExtraFiles: pipes.WorkerFiles(),
 		Name:       fmt.Sprintf("storm-%d", i),
 	})
-	cmdR.Close()
-	replyW.Close()
+	pipes.CloseWorkerEnds()
 	if err != nil {
 		return fmt.Errorf("cycle %d (%s): Launch: %w", i, d.name, err)
 	}
