@@ -141,7 +141,7 @@ func classify(ev Evidence) (Cause, Class, string) {
 // signal that reached vatrun after the worker had exited, or while it was dying by another
 // signal, does not make the death vatrun's.
 func stoppedByVatrun(ev Evidence) bool {
-	if ev.KilledBy != "vatrun" || ev.Exited {
+	if ev.KilledBy != KilledByVatrun || ev.Exited {
 		return false
 	}
 	for _, s := range ev.StopSignals {
@@ -171,7 +171,7 @@ func Build(ev Evidence) Report {
 		r.KilledBy, r.KillReason = "", ""
 	}
 	if r.KilledBy == "" {
-		r.KilledBy = "nobody"
+		r.KilledBy = KilledByNobody
 	}
 	if ev.SetupError == "" {
 		if ev.Exited {
@@ -204,24 +204,24 @@ func Build(ev Evidence) Report {
 func signalSource(cause Cause, ev Evidence) string {
 	switch cause {
 	case CauseStopped:
-		return "vatrun"
+		return SourceVatrun
 	case CauseOOMLimit, CauseOOMHost:
-		return "kernel: the OOM killer"
+		return SourceOOMKiller
 	case CauseCPULimit:
-		return "kernel: RLIMIT_CPU"
+		return SourceRlimitCPU
 	case CauseSegv:
-		return "kernel: a memory fault"
+		return SourceMemoryFault
 	case CauseSandboxViolation:
-		return "kernel: the seccomp filter"
+		return SourceSeccomp
 	case CauseAbort:
-		return "the worker itself: abort()"
+		return SourceAbort
 	case CauseExternalSignal, CauseKilled:
 		if ev.SelfSignals {
-			return "unknown: outside the sandbox, or the worker itself (its profile lets it signal itself)"
+			return SourceOutsideOrSelf
 		}
-		return "outside the sandbox"
+		return SourceOutside
 	}
-	return "unknown"
+	return SourceUnknown
 }
 
 // describeDeath says how the worker died, as a verb phrase ("exited with code 3", "died by SIGKILL").

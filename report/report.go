@@ -27,6 +27,26 @@ const (
 	CauseLauncherDied Cause = "launcher-died"
 )
 
+// Report.KilledBy: vatrun stopped the worker, or nobody did. These and the Source constants are the
+// report schema's literals, owned here: every package that writes or reads them uses these names.
+const (
+	KilledByVatrun = "vatrun"
+	KilledByNobody = "nobody"
+)
+
+// Report.SignalSource: who sent the signal that killed the worker, as far as the evidence shows.
+const (
+	SourceVatrun        = KilledByVatrun
+	SourceOutside       = "outside the sandbox"
+	SourceOutsideOrSelf = "unknown: outside the sandbox, or the worker itself (its profile lets it signal itself)"
+	SourceOOMKiller     = "kernel: the OOM killer"
+	SourceRlimitCPU     = "kernel: RLIMIT_CPU"
+	SourceMemoryFault   = "kernel: a memory fault"
+	SourceSeccomp       = "kernel: the seccomp filter"
+	SourceAbort         = "the worker itself: abort()"
+	SourceUnknown       = "unknown"
+)
+
 // Class is what the kernel's crash policy keys on.
 type Class string
 
@@ -79,7 +99,7 @@ type Evidence struct {
 	Cgroup *CgroupEvidence
 	// ExitCodes is the profile's meaning of exit codes.
 	ExitCodes map[int]ExitMeaning
-	// KilledBy is "vatrun" when vatrun itself sent the worker a signal on someone's behalf (it
+	// KilledBy is KilledByVatrun when vatrun itself sent the worker a signal on someone's behalf (it
 	// forwarded a stop signal it received, or killed the worker), "" otherwise; KillReason says why
 	// ("received SIGTERM", "kernel asked", "timeout"). StopSignals are the signals vatrun sent.
 	// The death counts as "stopped" only when the worker died by one of them: a worker that had
@@ -131,7 +151,7 @@ type Report struct {
 	HostFactsDigest string `json:"hostFactsDigest,omitempty"`
 
 	WallTime float64 `json:"wallTime"` // seconds from launch to death
-	// KilledBy is "vatrun" (with KillReason) or "nobody".
+	// KilledBy is KilledByVatrun (with KillReason) or KilledByNobody.
 	KilledBy   string `json:"killedBy"`
 	KillReason string `json:"killReason,omitempty"`
 	// Pid is the worker's pid as vatrun's namespace sees it (the init stage's pid when the worker

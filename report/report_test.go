@@ -47,7 +47,7 @@ func TestClassify(t *testing.T) {
 		return func(ev *Evidence) { ev.CPUSeconds = cpu; ev.RlimitCPUHard = 3 }
 	}
 	byVatrun := func(ev *Evidence) {
-		ev.KilledBy = "vatrun"
+		ev.KilledBy = KilledByVatrun
 		ev.KillReason = "received SIGTERM"
 		ev.StopSignals = []int{int(syscall.SIGTERM), int(syscall.SIGKILL)}
 	}
@@ -110,7 +110,7 @@ func TestClassify(t *testing.T) {
 		// Precedence.
 		{"setup error beats everything", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), func(ev *Evidence) {
 			ev.SetupError = "cgroup: permission denied"
-			ev.KilledBy = "vatrun"
+			ev.KilledBy = KilledByVatrun
 		}), CauseSetupFailed, ClassLauncherError, "permission denied"},
 		{"vatrun stop beats an OOM", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), byVatrun),
 			CauseStopped, ClassExternal, "died by SIGKILL"},
@@ -123,12 +123,12 @@ func TestClassify(t *testing.T) {
 			ClassResourceExhaustion, "SIGXCPU"},
 		{"forwarded SIGTERM, but the worker died by SIGKILL from outside",
 			with(signaled(syscall.SIGKILL), func(ev *Evidence) {
-				ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "received SIGTERM", []int{int(syscall.SIGTERM)}
+				ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "received SIGTERM", []int{int(syscall.SIGTERM)}
 			}), CauseKilled, ClassExternal, "received SIGTERM), which was not what ended it"},
 		{"vatrun killed it, no reason", with(signaled(syscall.SIGKILL), func(ev *Evidence) {
-			ev.KilledBy, ev.StopSignals = "vatrun", []int{int(syscall.SIGKILL)}
+			ev.KilledBy, ev.StopSignals = KilledByVatrun, []int{int(syscall.SIGKILL)}
 		}), CauseStopped, ClassExternal, "no reason given"},
-		{"vatrun asked but sent nothing", with(signaled(syscall.SIGTERM), func(ev *Evidence) { ev.KilledBy = "vatrun" }),
+		{"vatrun asked but sent nothing", with(signaled(syscall.SIGTERM), func(ev *Evidence) { ev.KilledBy = KilledByVatrun }),
 			CauseExternalSignal, ClassExternal, "SIGTERM"},
 		{"oom grew beats killed", withCgroup(signaled(syscall.SIGKILL), CgroupEvidence{OOM: 2}),
 			CauseOOMLimit, ClassResourceExhaustion, "oom 2, oom_kill 0"},
@@ -189,7 +189,7 @@ func TestBuildSignal(t *testing.T) {
 		r.PeakMemory == nil || *r.PeakMemory != 1<<25 || r.PidsMax == nil || *r.PidsMax != 0 {
 		t.Errorf("headline pointers: %v %v %v %v", r.OOMKills, r.OOMEvents, r.PeakMemory, r.PidsMax)
 	}
-	if r.CPUSeconds != 0.41 || r.KilledBy != "nobody" || r.KillReason != "" || r.SetupError != "" {
+	if r.CPUSeconds != 0.41 || r.KilledBy != KilledByNobody || r.KillReason != "" || r.SetupError != "" {
 		t.Errorf("cpu %v killedBy %q reason %q setup %q", r.CPUSeconds, r.KilledBy, r.KillReason, r.SetupError)
 	}
 }
@@ -218,23 +218,43 @@ func TestBuildExit(t *testing.T) {
 
 func TestBuildStoppedAndSetup(t *testing.T) {
 	r := Build(with(signaled(syscall.SIGTERM), func(ev *Evidence) {
-		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "kernel asked", []int{int(syscall.SIGTERM)}
+		ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "kernel asked", []int{int(syscall.SIGTERM)}
 	}))
-	if r.Cause != CauseStopped || r.KilledBy != "vatrun" || r.KillReason != "kernel asked" || r.SignalName != "SIGTERM" {
+	if r.Cause != CauseStopped || r.KilledBy != KilledByVatrun || r.KillReason != "kernel asked" || r.SignalName != "SIGTERM" {
 		t.Errorf("stopped: %+v", r)
 	}
 	r = Build(Evidence{SetupError: "no cgroup v2", Exited: true, ExitCode: 1})
 	if r.Cause != CauseSetupFailed || r.SetupError != "no cgroup v2" || r.ExitCode != nil || r.Signal != 0 {
 		t.Errorf("setup-failed: %+v", r)
 	}
-	if r.KilledBy != "nobody" {
+	if r.KilledBy != KilledByNobody {
 		t.Errorf("killedBy %q, want nobody", r.KilledBy)
 	}
 	r = Build(with(exited(17), func(ev *Evidence) {
-		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "vatrun received SIGTERM", []int{int(syscall.SIGTERM)}
+		ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "vatrun received SIGTERM", []int{int(syscall.SIGTERM)}
 	}))
-	if r.Cause != CauseMeteringFault || r.KilledBy != "nobody" || r.KillReason != "" {
+	if r.Cause != CauseMeteringFault || r.KilledBy != KilledByNobody || r.KillReason != "" {
 		t.Errorf("late stop after exit 17: cause %s killedBy %q reason %q", r.Cause, r.KilledBy, r.KillReason)
+	}
+}
+
+// TestKilledByOnTheWire pins the schema's killedBy values: the Node.js adapter, the interop tests
+// and operators' tooling read these strings, so the constants may not drift.
+func TestKilledByOnTheWire(t *testing.T) {
+	stopped := Build(with(signaled(syscall.SIGTERM), func(ev *Evidence) {
+		ev.KilledBy, ev.StopSignals = KilledByVatrun, []int{int(syscall.SIGTERM)}
+	}))
+	for _, c := range []struct {
+		r    Report
+		want string
+	}{{stopped, `"killedBy":"vatrun"`}, {Build(signaled(syscall.SIGTERM)), `"killedBy":"nobody"`}} {
+		b, err := json.Marshal(c.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), c.want) {
+			t.Errorf("%s does not contain %s", b, c.want)
+		}
 	}
 }
 
@@ -255,7 +275,7 @@ func TestRoundTrip(t *testing.T) {
 		withCgroup(signaled(syscall.SIGKILL), CgroupEvidence{OOM: 1, OOMKill: 1, OOMGroupKill: 1, MemoryPeak: 3 << 20,
 			MemoryMax: -1, PidsMaxEvents: 2, PidsPeak: 7, CPUUsageUsec: 1, ThrottledUsec: 2, NrThrottled: 3}),
 		with(signaled(syscall.SIGTERM), func(ev *Evidence) {
-			ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "timeout", []int{int(syscall.SIGTERM)}
+			ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "timeout", []int{int(syscall.SIGTERM)}
 		}),
 		{SetupError: "seccomp: unknown syscall \"frob\"\nsecond line"},
 	}
@@ -346,7 +366,7 @@ func TestOneLine(t *testing.T) {
 	}
 
 	r = Build(with(signaled(syscall.SIGKILL), func(ev *Evidence) {
-		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "kernel asked", []int{int(syscall.SIGKILL)}
+		ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "kernel asked", []int{int(syscall.SIGKILL)}
 	}))
 	r.Phase = "idle"
 	want = `cause=stopped class=external signal=SIGKILL phase=idle cgroup=none cpu=0.20s wall=0.00s killedBy=vatrun reason="kernel asked"` +
@@ -407,7 +427,7 @@ func TestSignalSource(t *testing.T) {
 	oom := CgroupEvidence{OOM: 1, OOMKill: 1}
 	self := func(ev *Evidence) { ev.SelfSignals = true }
 	stop := func(ev *Evidence) {
-		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "received SIGTERM", []int{int(syscall.SIGTERM)}
+		ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "received SIGTERM", []int{int(syscall.SIGTERM)}
 	}
 	for _, c := range []struct {
 		name string

@@ -128,7 +128,7 @@ func LauncherDied(pid int, state *os.ProcessState, why string) report.Report {
 		Version:  1,
 		Cause:    report.CauseLauncherDied,
 		Class:    report.ClassLauncherError,
-		KilledBy: "nobody",
+		KilledBy: report.KilledByNobody,
 	}
 	status, worker := "ended", "the worker's own status is unknown"
 	if state != nil {
