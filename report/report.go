@@ -1,8 +1,8 @@
-// Package report holds the death report that vatrun writes once per worker death, the evidence it is
-// built from, and Classify, the pure function that turns evidence into a cause and a class.
+// Package report turns the evidence of one worker death into vatrun's JSON death report: a cause and
+// a class by the rules table in classify.go (the README's classification table, row for row).
 package report
 
-// Cause says why a worker died. See the classification table in the README.
+// Cause says why a worker died: see rules in classify.go and the README's classification table.
 type Cause string
 
 const (
@@ -133,7 +133,7 @@ type Report struct {
 	// Cgroup evidence; CgroupEvidence false means the counters below are unavailable, not zero.
 	CgroupEvidence bool            `json:"cgroupEvidence"`
 	Cgroup         *CgroupEvidence `json:"cgroup,omitempty"`
-	// The DESIGN.md headline fields, copied out of Cgroup (nil when unavailable).
+	// Headline copies of the cgroup counters, out of Cgroup (nil when unavailable).
 	OOMKills   *uint64 `json:"oomKills,omitempty"`
 	OOMEvents  *uint64 `json:"oomEvents,omitempty"`
 	PeakMemory *uint64 `json:"peakMemory,omitempty"`

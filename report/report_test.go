@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// xsnapCodes is the built-in xsnap profile's exit-code table (DESIGN.md, "Profiles").
+// xsnapCodes is the built-in xsnap profile's exit-code table (README, "Profiles").
 var xsnapCodes = map[int]ExitMeaning{
 	0:  {Meaning: "success"},
 	1:  {Meaning: "bad usage"},
@@ -59,7 +59,7 @@ func TestClassify(t *testing.T) {
 		class  Class
 		detail string // a substring the detail must contain
 	}{
-		// One row per DESIGN.md table row.
+		// At least one case per rule of the table (classify.go).
 		{"exit 0", exited(0), CauseExited, ClassClean, "exited with code 0"},
 		{"metering fault 11", exited(11), CauseMeteringFault, ClassDeterministic, "code 11 (not enough memory)"},
 		{"metering fault 12", exited(12), CauseMeteringFault, ClassDeterministic, "stack overflow"},
