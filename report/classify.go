@@ -28,6 +28,10 @@ type rule struct {
 
 // rules is the classification table: the one place that maps evidence to a cause and a class.
 var rules = []rule{
+	{"launcherKilled", launcherKilled, CauseLauncherDied, ClassExternal, launcherDetail,
+		"vatrun itself was killed by a signal and left no usable report (`runclient` only)"},
+	{"launcherGone", launcherGone, CauseLauncherDied, ClassLauncherError, launcherDetail,
+		"vatrun itself exited without a usable report (`runclient` only)"},
 	{"setupFailed", setupFailed, CauseSetupFailed, ClassLauncherError, setupDetail,
 		"the sandbox could not be set up"},
 	{"stoppedByVatrun", stoppedByVatrun, CauseStopped, ClassExternal, stoppedDetail,
@@ -89,6 +93,15 @@ func ruleFor(ev Evidence) rule {
 }
 
 // The rules' matches. Each says what it needs on its own; the table's order settles overlaps.
+
+// launcherKilled: vatrun was killed by a signal before it reported; its worker died with it
+// (parent-death signal, pid namespace), of nothing the worker did that is known.
+func launcherKilled(ev Evidence) bool {
+	return ev.Launcher != nil && ev.Launcher.StatusKnown && ev.Launcher.Signal != 0
+}
+
+// launcherGone: vatrun ended otherwise without a usable report (its stderr says why).
+func launcherGone(ev Evidence) bool { return ev.Launcher != nil }
 
 func setupFailed(ev Evidence) bool { return ev.SetupError != "" }
 
@@ -160,6 +173,21 @@ func diedBy(ev Evidence, sigs ...syscall.Signal) bool {
 }
 
 // The rules' details: one human sentence each, from the evidence.
+
+func launcherDetail(ev Evidence) string {
+	d := ev.Launcher
+	status, worker := "ended", "the worker's own status is unknown"
+	switch {
+	case !d.StatusKnown:
+	case d.Signal != 0:
+		status = "was killed by " + signalName(d.Signal)
+		worker = "its worker died with it (parent-death signal, pid namespace); the worker's own status is unknown"
+	default:
+		status = fmt.Sprintf("exited with code %d", d.ExitCode)
+		worker = "vatrun's stderr says why (and the worker's status, if it ran)"
+	}
+	return fmt.Sprintf("vatrun (pid %d) %s and %s; %s", d.Pid, status, d.Why, worker)
+}
 
 func setupDetail(ev Evidence) string {
 	return "the sandbox could not be set up, so the worker never ran: " + ev.SetupError
@@ -236,8 +264,8 @@ func otherExitDetail(ev Evidence) string {
 }
 
 // Build classifies ev and fills every report field the evidence gives. The launcher fills the rest
-// (Phase, ProfileName, ProfileDigest, WallTime, Pid, Warnings). For a setup failure the exit status
-// and signal fields stay empty: whatever died was not the worker.
+// (Phase, ProfileName, ProfileDigest, WallTime, Pid, Warnings). For a setup failure, or a vatrun
+// that died without a report, the exit status and signal fields stay empty: they are not the worker's.
 func Build(ev Evidence) Report {
 	cause, class, detail := Classify(ev)
 	r := Report{
@@ -256,7 +284,7 @@ func Build(ev Evidence) Report {
 	if r.KilledBy == "" {
 		r.KilledBy = KilledByNobody
 	}
-	if ev.SetupError == "" {
+	if ev.SetupError == "" && ev.Launcher == nil {
 		if ev.Exited {
 			code := ev.ExitCode
 			r.ExitCode = &code

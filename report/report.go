@@ -110,6 +110,22 @@ type Evidence struct {
 	// SelfSignals: the profile may let the worker signal itself with more than SIGABRT (a
 	// permissive filter such as dev), so a signal death cannot be said to come from outside.
 	SelfSignals bool
+	// Launcher is set only by a Go kernel that ran `vatrun run` as its own process (runclient)
+	// and saw it end without a usable report: then nothing of the worker's own death is known and
+	// the fields above are empty.
+	Launcher *LauncherDeath
+}
+
+// LauncherDeath is how a `vatrun run` process ended, as the process that spawned it saw it.
+type LauncherDeath struct {
+	Pid int
+	// StatusKnown: vatrun was waited for, and Signal (the signal that killed it) or else ExitCode
+	// says how it ended.
+	StatusKnown bool
+	Signal      int
+	ExitCode    int
+	// Why says what was wrong with its report: "it wrote no report", "its report is unreadable: …".
+	Why string
 }
 
 // Report is the one JSON object written per worker death (schema documented in the README).

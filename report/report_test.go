@@ -107,7 +107,22 @@ func TestClassify(t *testing.T) {
 		{"SIGPIPE", signaled(syscall.SIGPIPE), CauseSignal, ClassUnknown, "SIGPIPE"},
 		{"unnamed signal", signaled(syscall.Signal(40)), CauseSignal, ClassUnknown, "signal 40"},
 
+		// vatrun itself died without a report (runclient): nothing of the worker is known.
+		{"vatrun SIGKILLed", Evidence{Launcher: &LauncherDeath{Pid: 77, StatusKnown: true, Signal: 9, Why: "it wrote no report"}},
+			CauseLauncherDied, ClassExternal, "vatrun (pid 77) was killed by SIGKILL and it wrote no report; its worker died with it"},
+		{"vatrun killed by an unnamed signal", Evidence{Launcher: &LauncherDeath{Pid: 77, StatusKnown: true, Signal: 40, Why: "it wrote no report"}},
+			CauseLauncherDied, ClassExternal, "was killed by signal 40 and"},
+		{"vatrun exited without a report", Evidence{Launcher: &LauncherDeath{Pid: 8, StatusKnown: true, ExitCode: 125, Why: "it wrote no report"}},
+			CauseLauncherDied, ClassLauncherError, "vatrun (pid 8) exited with code 125 and it wrote no report; vatrun's stderr says why"},
+		{"vatrun exited 0 with a bad report", Evidence{Launcher: &LauncherDeath{Pid: 8, StatusKnown: true, Why: "its report is unreadable: EOF"}},
+			CauseLauncherDied, ClassLauncherError, "exited with code 0 and its report is unreadable: EOF"},
+		{"vatrun's status unknown", Evidence{Launcher: &LauncherDeath{Pid: 9, Why: "it wrote no report"}},
+			CauseLauncherDied, ClassLauncherError, "vatrun (pid 9) ended and it wrote no report; the worker's own status is unknown"},
+
 		// Precedence.
+		{"a launcher death beats the worker's fields", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), func(ev *Evidence) {
+			ev.Launcher = &LauncherDeath{Pid: 1, StatusKnown: true, ExitCode: 123, Why: "it wrote no report"}
+		}), CauseLauncherDied, ClassLauncherError, "exited with code 123"},
 		{"setup error beats everything", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), func(ev *Evidence) {
 			ev.SetupError = "cgroup: permission denied"
 			ev.KilledBy = KilledByVatrun
@@ -235,6 +250,24 @@ func TestBuildStoppedAndSetup(t *testing.T) {
 	}))
 	if r.Cause != CauseMeteringFault || r.KilledBy != KilledByNobody || r.KillReason != "" {
 		t.Errorf("late stop after exit 17: cause %s killedBy %q reason %q", r.Cause, r.KilledBy, r.KillReason)
+	}
+}
+
+func TestBuildLauncherDied(t *testing.T) {
+	r := Build(Evidence{Launcher: &LauncherDeath{Pid: 5, StatusKnown: true, Signal: 9, Why: "it wrote no report"}})
+	if r.Cause != CauseLauncherDied || r.Class != ClassExternal || r.KilledBy != KilledByNobody {
+		t.Errorf("cause %s class %s killedBy %q", r.Cause, r.Class, r.KilledBy)
+	}
+	// vatrun's own status is in the detail only: exitCode/signal are the worker's fields.
+	if r.ExitCode != nil || r.Signal != 0 || r.SignalName != "" || r.SignalSource != "" || r.CgroupEvidence {
+		t.Errorf("worker fields set from vatrun's death: %+v", r)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Decode(b); err != nil {
+		t.Errorf("launcher-died report does not decode: %v\n%s", err, b)
 	}
 }
 
