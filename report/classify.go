@@ -16,7 +16,8 @@ const cpuTolerance = 0.05
 
 // rule maps one kind of death to a cause and a class. Classify tries the rules in order and the
 // first whose match holds decides; detail builds the one-sentence explanation from the evidence.
-// doc is the rule's evidence in words, as the README's classification table says it.
+// doc is the rule's evidence in words: the README's classification table lists every rule, in
+// order, as doc, cause and class (TestREADMEClassification).
 type rule struct {
 	name   string
 	match  func(Evidence) bool
@@ -47,9 +48,9 @@ var rules = []rule{
 	{"cpuSoftLimit", cpuSoftLimit, CauseCPULimit, ClassResourceExhaustion, cpuSoftLimitDetail,
 		"SIGXCPU (the RLIMIT_CPU soft limit)"},
 	{"cpuHardLimitKill", cpuHardLimitKill, CauseCPULimit, ClassResourceExhaustion, cpuHardLimitKillDetail,
-		"SIGKILL with CPU time at the RLIMIT_CPU hard limit, to within 0.05 s (by the worker's PROF clock, the one the kernel enforces, read before it is reaped)"},
+		"SIGKILL with CPU time ≥ the RLIMIT_CPU hard limit − 0.05 s (by the worker's PROF clock, the one the kernel enforces, read before it is reaped)"},
 	{"pidsLimit", pidsLimit, CausePidsLimit, ClassResourceExhaustion, pidsLimitDetail,
-		"`pids.events` `max` grew and the worker died abnormally (a signal or a non-zero exit)"},
+		"`pids.events` `max` grew and the worker died abnormally"},
 	{"memoryFault", memoryFault, CauseSegv, ClassResourceExhaustion, memoryFaultDetail,
 		"SIGSEGV / SIGBUS"},
 	{"aborted", aborted, CauseAbort, ClassResourceExhaustion, abortedDetail,
@@ -63,7 +64,7 @@ var rules = []rule{
 	{"otherSignal", otherSignal, CauseSignal, ClassUnknown, otherSignalDetail,
 		"any other signal"},
 	{"otherExit", otherExit, CauseExitCode, ClassUnknown, otherExitDetail,
-		"any other exit code (the detail gives the profile's meaning of it)"},
+		"any other exit code (the detail gives the profile's meaning)"},
 }
 
 // Classify turns the evidence of one worker death into a cause, a class and a one-sentence detail:
