@@ -157,7 +157,7 @@ func Decide(cfg PolicyConfig, r report.Report, phase string, h History, rnd *ran
 		what += ", " + phase
 	}
 	what += ")"
-	if r.Cause == report.CauseStopped && r.KilledBy == "vatrun" {
+	if r.Cause == report.CauseStopped && r.KilledBy == report.KilledByVatrun {
 		return Action{Kind: Continue, Reason: what + ": stopped on purpose"}
 	}
 	if r.Class == report.ClassDeterministic {

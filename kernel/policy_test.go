@@ -9,9 +9,9 @@ import (
 )
 
 func rep(cause report.Cause, class report.Class) report.Report {
-	r := report.Report{Cause: cause, Class: class, KilledBy: "nobody"}
+	r := report.Report{Cause: cause, Class: class, KilledBy: report.KilledByNobody}
 	if cause == report.CauseStopped {
-		r.KilledBy = "vatrun"
+		r.KilledBy = report.KilledByVatrun
 	}
 	return r
 }

@@ -72,7 +72,7 @@ var (
 )
 
 // KilledByVatrun is Report.KilledBy when the launcher itself stopped the worker.
-const KilledByVatrun = "vatrun"
+const KilledByVatrun = report.KilledByVatrun
 
 // Worker is one launched worker.
 type Worker struct {

@@ -87,7 +87,7 @@ func TestLaunchAndCleanExit(t *testing.T) {
 	if r.Cause != report.CauseExited || r.ExitCode == nil || *r.ExitCode != 0 {
 		t.Fatalf("report %s", r.OneLine())
 	}
-	if r.Phase != "idle" || r.KilledBy != "nobody" || r.CgroupEvidence || r.Pid != w.Pid() {
+	if r.Phase != "idle" || r.KilledBy != report.KilledByNobody || r.CgroupEvidence || r.Pid != w.Pid() {
 		t.Fatalf("report fields: phase %q killedBy %q cgroupEvidence %v pid %d (worker %d)", r.Phase, r.KilledBy, r.CgroupEvidence, r.Pid, w.Pid())
 	}
 	if len(r.Warnings) == 0 || !strings.Contains(r.Warnings[0], "cgroup evidence unavailable") {
@@ -106,7 +106,7 @@ func TestStopIsClassifiedStopped(t *testing.T) {
 	w.SetPhase("in-delivery")
 	w.Stop("kernel asked")
 	r := w.Wait()
-	if r.Cause != report.CauseStopped || r.Class != report.ClassExternal || r.KilledBy != KilledByVatrun || r.KillReason != "kernel asked" || r.Phase != "in-delivery" {
+	if r.Cause != report.CauseStopped || r.Class != report.ClassExternal || r.KilledBy != report.KilledByVatrun || r.KillReason != "kernel asked" || r.Phase != "in-delivery" {
 		t.Fatalf("report %s (phase %q)", r.OneLine(), r.Phase)
 	}
 	if ExitStatus(r) != 128+int(syscall.SIGKILL) {
@@ -147,7 +147,7 @@ func TestSignalIsNotVatrunsDoing(t *testing.T) {
 	if err := w.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	if r := w.Wait(); r.Cause != report.CauseExternalSignal || r.KilledBy != "nobody" {
+	if r := w.Wait(); r.Cause != report.CauseExternalSignal || r.KilledBy != report.KilledByNobody {
 		t.Fatalf("report %s", r.OneLine())
 	}
 }

@@ -14,134 +14,103 @@ import (
 // SCHED clock are the precise runtime, which trailed it by 0.15–0.4 s at a load of 8 on 2 cores.)
 const cpuTolerance = 0.05
 
-// Classify turns the evidence of one worker death into a cause, a class and a one-sentence detail,
-// following the classification table of DESIGN.md. It is a pure function: the same evidence gives
-// the same answer on every validator.
-//
-// The first rule that matches wins, in this order of precedence:
-//
-//  1. SetupError != ""                                   → setup-failed / launcher-error
-//  2. KilledBy == "vatrun" and the worker died by a signal
-//     vatrun sent (StopSignals)                          → stopped / external
-//  3. exit 0                                             → exited / clean
-//  4. an exit code the profile maps to a metering fault  → metering-fault / deterministic
-//  5. SIGKILL, cgroup evidence, memory.events oom > 0    → oom-limit / resource-exhaustion
-//  6. SIGKILL, cgroup evidence, oom_kill > 0, oom == 0   → oom-host / external
-//  7. SIGXCPU                                            → cpu-limit / resource-exhaustion
-//  8. SIGKILL, RLIMIT_CPU hard > 0, CPU ≥ hard − 0.05 s  → cpu-limit / resource-exhaustion
-//  9. cgroup evidence, pids.events max > 0, and the worker died abnormally (a non-zero exit or a
-//     signal)                                            → pids-limit / resource-exhaustion
-//  10. SIGSEGV or SIGBUS                                 → segv / resource-exhaustion
-//  11. SIGABRT                                           → abort / resource-exhaustion
-//  12. SIGSYS                                            → sandbox-violation / sandbox-violation
-//  13. SIGTERM, SIGINT, SIGHUP, SIGQUIT                  → external-signal / external
-//  14. SIGKILL otherwise                                 → killed / external
-//  15. any other signal                                  → signal / unknown
-//  16. any other non-zero exit                           → exit-code / unknown (with the profile's
-//     meaning of the code in the detail; profiles give no class other than metering faults)
-//
-// Cgroup evidence is never guessed: with Cgroup == nil, rules 5, 6 and 9 cannot match, and a
-// SIGKILL that nothing else explains is "killed", with a detail saying an OOM kill could not be
-// ruled out.
+// rule maps one kind of death to a cause and a class. Classify tries the rules in order and the
+// first whose match holds decides; detail builds the one-sentence explanation from the evidence.
+// doc is the rule's evidence in words: the README's classification table lists every rule, in
+// order, as doc, cause and class (TestREADMEClassification).
+type rule struct {
+	name   string
+	match  func(Evidence) bool
+	cause  Cause
+	class  Class
+	detail func(Evidence) string
+	doc    string
+}
+
+// rules is the classification table: the one place that maps evidence to a cause and a class.
+var rules = []rule{
+	{"launcherKilled", launcherKilled, CauseLauncherDied, ClassExternal, launcherDetail,
+		"vatrun itself was killed by a signal and left no usable report (`runclient` only)"},
+	{"launcherGone", launcherGone, CauseLauncherDied, ClassLauncherError, launcherDetail,
+		"vatrun itself exited without a usable report (`runclient` only)"},
+	{"setupFailed", setupFailed, CauseSetupFailed, ClassLauncherError, setupDetail,
+		"the sandbox could not be set up"},
+	{"stoppedByVatrun", stoppedByVatrun, CauseStopped, ClassExternal, stoppedDetail,
+		"vatrun stopped it (kernel asked, forwarded SIGTERM, timeout)"},
+	{"exitedZero", exitedZero, CauseExited, ClassClean, exitedZeroDetail,
+		"exit 0"},
+	{"meteringFault", meteringFault, CauseMeteringFault, ClassDeterministic, meteringFaultDetail,
+		"an exit code the profile maps to a metering fault (xsnap 11, 12, 17)"},
+	{"cgroupOOMKill", cgroupOOMKill, CauseOOMLimit, ClassResourceExhaustion, cgroupOOMKillDetail,
+		"SIGKILL and the leaf's `memory.events` `oom` grew"},
+	{"hostOOMKill", hostOOMKill, CauseOOMHost, ClassExternal, hostOOMKillDetail,
+		"SIGKILL, `oom_kill` grew but `oom` did not (host or parent ran out)"},
+	{"cpuSoftLimit", cpuSoftLimit, CauseCPULimit, ClassResourceExhaustion, cpuSoftLimitDetail,
+		"SIGXCPU (the RLIMIT_CPU soft limit)"},
+	{"cpuHardLimitKill", cpuHardLimitKill, CauseCPULimit, ClassResourceExhaustion, cpuHardLimitKillDetail,
+		"SIGKILL with CPU time ≥ the RLIMIT_CPU hard limit − 0.05 s (by the worker's PROF clock, the one the kernel enforces, read before it is reaped)"},
+	{"pidsLimit", pidsLimit, CausePidsLimit, ClassResourceExhaustion, pidsLimitDetail,
+		"`pids.events` `max` grew and the worker died abnormally"},
+	{"memoryFault", memoryFault, CauseSegv, ClassResourceExhaustion, memoryFaultDetail,
+		"SIGSEGV / SIGBUS"},
+	{"aborted", aborted, CauseAbort, ClassResourceExhaustion, abortedDetail,
+		"SIGABRT"},
+	{"seccompKill", seccompKill, CauseSandboxViolation, ClassSandboxViolation, seccompKillDetail,
+		"SIGSYS (seccomp kill)"},
+	{"externalSignal", externalSignal, CauseExternalSignal, ClassExternal, externalSignalDetail,
+		"SIGTERM, SIGINT, SIGHUP, SIGQUIT from outside"},
+	{"strayKill", strayKill, CauseKilled, ClassExternal, strayKillDetail,
+		"SIGKILL with none of the evidence above"},
+	{"otherSignal", otherSignal, CauseSignal, ClassUnknown, otherSignalDetail,
+		"any other signal"},
+	{"otherExit", otherExit, CauseExitCode, ClassUnknown, otherExitDetail,
+		"any other exit code (the detail gives the profile's meaning)"},
+}
+
+// Classify turns the evidence of one worker death into a cause, a class and a one-sentence detail:
+// the first rule of the table that matches decides. It is a pure function: the same evidence gives
+// the same answer on every validator. Cgroup evidence is never guessed: with Cgroup == nil no
+// cgroup rule matches, and a SIGKILL that nothing else explains is "killed", with a detail saying
+// an OOM kill could not be ruled out.
 func Classify(ev Evidence) (Cause, Class, string) {
-	cause, class, detail := classify(ev)
-	if cause != CauseStopped && cause != CauseSetupFailed && ev.KilledBy != "" {
+	r := ruleFor(ev)
+	detail := r.detail(ev)
+	if r.cause != CauseStopped && r.cause != CauseSetupFailed && ev.KilledBy != "" {
 		detail += fmt.Sprintf("; %s also sent it a stop signal (%s), which was not what ended it",
 			ev.KilledBy, meaningOr(ev.KillReason, "no reason given"))
 	}
-	return cause, class, detail
+	return r.cause, r.class, detail
 }
 
-func classify(ev Evidence) (Cause, Class, string) {
-	if ev.SetupError != "" {
-		return CauseSetupFailed, ClassLauncherError,
-			fmt.Sprintf("the sandbox could not be set up, so the worker never ran: %s", ev.SetupError)
-	}
-	death := describeDeath(ev)
-	if stoppedByVatrun(ev) {
-		why := ev.KillReason
-		if why == "" {
-			why = "no reason given"
-		}
-		return CauseStopped, ClassExternal, fmt.Sprintf("vatrun stopped the worker (%s); it %s", why, death)
-	}
-	if ev.Exited {
-		if ev.ExitCode == 0 {
-			return CauseExited, ClassClean, "the worker exited with code 0"
-		}
-		if m, ok := ev.ExitCodes[ev.ExitCode]; ok && m.MeteringFault {
-			return CauseMeteringFault, ClassDeterministic,
-				fmt.Sprintf("the worker exited with code %d (%s), which the profile maps to a metering fault",
-					ev.ExitCode, meaningOr(m.Meaning, "no meaning given"))
+// ruleFor is the first rule that matches ev.
+func ruleFor(ev Evidence) rule {
+	for _, r := range rules {
+		if r.match(ev) {
+			return r
 		}
 	}
-
-	sig := syscall.Signal(ev.Signal)
-	signaled := !ev.Exited
-	cg := ev.Cgroup
-	if signaled && sig == syscall.SIGKILL && cg != nil {
-		if cg.OOM > 0 {
-			return CauseOOMLimit, ClassResourceExhaustion,
-				fmt.Sprintf("killed by SIGKILL after the cgroup hit memory.max%s (%soom %d, oom_kill %d)",
-					limitNote(cg), peakNote(cg), cg.OOM, cg.OOMKill)
-		}
-		if cg.OOMKill > 0 {
-			return CauseOOMHost, ClassExternal,
-				fmt.Sprintf("killed by SIGKILL by the kernel's OOM killer while the cgroup never hit its own memory.max (oom 0, oom_kill %d): the host or a parent cgroup ran out of memory", cg.OOMKill)
-		}
-	}
-	if signaled && sig == syscall.SIGXCPU {
-		return CauseCPULimit, ClassResourceExhaustion,
-			fmt.Sprintf("killed by SIGXCPU: the worker used up its RLIMIT_CPU soft limit (%.2fs of CPU)%s",
-				ev.CPUSeconds, coreNote(ev))
-	}
-	if signaled && sig == syscall.SIGKILL && ev.RlimitCPUHard > 0 &&
-		ev.CPUSeconds >= float64(ev.RlimitCPUHard)-cpuTolerance {
-		return CauseCPULimit, ClassResourceExhaustion,
-			fmt.Sprintf("killed by SIGKILL after %.2fs of CPU, at its RLIMIT_CPU hard limit of %ds",
-				ev.CPUSeconds, ev.RlimitCPUHard)
-	}
-	if cg != nil && cg.PidsMaxEvents > 0 && (signaled || ev.ExitCode != 0) {
-		return CausePidsLimit, ClassResourceExhaustion,
-			fmt.Sprintf("the worker %s after the cgroup refused a fork at pids.max (pids.events max %d)",
-				death, cg.PidsMaxEvents)
-	}
-	if signaled {
-		switch sig {
-		case syscall.SIGSEGV, syscall.SIGBUS:
-			return CauseSegv, ClassResourceExhaustion,
-				fmt.Sprintf("killed by %s: a stack overflow past RLIMIT_STACK, or a bug in the engine%s",
-					signalName(ev.Signal), coreNote(ev))
-		case syscall.SIGABRT:
-			return CauseAbort, ClassResourceExhaustion,
-				"killed by SIGABRT: the worker aborted (an allocation failure or a failed assertion)" + coreNote(ev)
-		case syscall.SIGSYS:
-			return CauseSandboxViolation, ClassSandboxViolation,
-				"killed by SIGSYS: the worker made a system call that the seccomp profile forbids" + coreNote(ev)
-		case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
-			return CauseExternalSignal, ClassExternal,
-				fmt.Sprintf("killed by %s, sent from outside vatrun%s", signalName(ev.Signal), coreNote(ev))
-		case syscall.SIGKILL:
-			if cg == nil {
-				return CauseKilled, ClassExternal,
-					"killed by SIGKILL from outside vatrun; cgroup evidence was unavailable, so an OOM kill could not be ruled out"
-			}
-			return CauseKilled, ClassExternal,
-				"killed by SIGKILL from outside vatrun, with no OOM, CPU-limit or pids-limit evidence"
-		}
-		return CauseSignal, ClassUnknown,
-			fmt.Sprintf("killed by %s, which no limit explains%s", signalName(ev.Signal), coreNote(ev))
-	}
-	return CauseExitCode, ClassUnknown,
-		fmt.Sprintf("the worker exited with code %d (%s)", ev.ExitCode,
-			meaningOr(ev.ExitCodes[ev.ExitCode].Meaning, "the profile gives no meaning for it"))
+	// Not reached: a death is an exit or a signal, and the last two rules take any of either.
+	return rules[len(rules)-1]
 }
+
+// The rules' matches. Each says what it needs on its own; the table's order settles overlaps.
+
+// launcherKilled: vatrun was killed by a signal before it reported; its worker died with it
+// (parent-death signal, pid namespace), of nothing the worker did that is known.
+func launcherKilled(ev Evidence) bool {
+	return ev.Launcher != nil && ev.Launcher.StatusKnown && ev.Launcher.Signal != 0
+}
+
+// launcherGone: vatrun ended otherwise without a usable report (its stderr says why).
+func launcherGone(ev Evidence) bool { return ev.Launcher != nil }
+
+func setupFailed(ev Evidence) bool { return ev.SetupError != "" }
 
 // stoppedByVatrun: vatrun asked the worker to stop and the worker died of exactly that. A stop
 // signal that reached vatrun after the worker had exited, or while it was dying by another
 // signal, does not make the death vatrun's.
 func stoppedByVatrun(ev Evidence) bool {
-	if ev.KilledBy != "vatrun" || ev.Exited {
+	if ev.KilledBy != KilledByVatrun || ev.Exited {
 		return false
 	}
 	for _, s := range ev.StopSignals {
@@ -152,9 +121,152 @@ func stoppedByVatrun(ev Evidence) bool {
 	return false
 }
 
+func exitedZero(ev Evidence) bool { return ev.Exited && ev.ExitCode == 0 }
+
+func meteringFault(ev Evidence) bool { return ev.Exited && ev.ExitCodes[ev.ExitCode].MeteringFault }
+
+func cgroupOOMKill(ev Evidence) bool {
+	return diedBy(ev, syscall.SIGKILL) && ev.Cgroup != nil && ev.Cgroup.OOM > 0
+}
+
+func hostOOMKill(ev Evidence) bool {
+	return diedBy(ev, syscall.SIGKILL) && ev.Cgroup != nil && ev.Cgroup.OOM == 0 && ev.Cgroup.OOMKill > 0
+}
+
+func cpuSoftLimit(ev Evidence) bool { return diedBy(ev, syscall.SIGXCPU) }
+
+func cpuHardLimitKill(ev Evidence) bool {
+	return diedBy(ev, syscall.SIGKILL) && ev.RlimitCPUHard > 0 &&
+		ev.CPUSeconds >= float64(ev.RlimitCPUHard)-cpuTolerance
+}
+
+func pidsLimit(ev Evidence) bool {
+	return ev.Cgroup != nil && ev.Cgroup.PidsMaxEvents > 0 && (!ev.Exited || ev.ExitCode != 0)
+}
+
+func memoryFault(ev Evidence) bool { return diedBy(ev, syscall.SIGSEGV, syscall.SIGBUS) }
+
+func aborted(ev Evidence) bool { return diedBy(ev, syscall.SIGABRT) }
+
+func seccompKill(ev Evidence) bool { return diedBy(ev, syscall.SIGSYS) }
+
+func externalSignal(ev Evidence) bool {
+	return diedBy(ev, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
+}
+
+func strayKill(ev Evidence) bool { return diedBy(ev, syscall.SIGKILL) }
+
+func otherSignal(ev Evidence) bool { return !ev.Exited }
+
+func otherExit(ev Evidence) bool { return ev.Exited }
+
+// diedBy: the worker was killed by one of sigs.
+func diedBy(ev Evidence, sigs ...syscall.Signal) bool {
+	if ev.Exited {
+		return false
+	}
+	for _, s := range sigs {
+		if syscall.Signal(ev.Signal) == s {
+			return true
+		}
+	}
+	return false
+}
+
+// The rules' details: one human sentence each, from the evidence.
+
+func launcherDetail(ev Evidence) string {
+	d := ev.Launcher
+	status, worker := "ended", "the worker's own status is unknown"
+	switch {
+	case !d.StatusKnown:
+	case d.Signal != 0:
+		status = "was killed by " + signalName(d.Signal)
+		worker = "its worker died with it (parent-death signal, pid namespace); the worker's own status is unknown"
+	default:
+		status = fmt.Sprintf("exited with code %d", d.ExitCode)
+		worker = "vatrun's stderr says why (and the worker's status, if it ran)"
+	}
+	return fmt.Sprintf("vatrun (pid %d) %s and %s; %s", d.Pid, status, d.Why, worker)
+}
+
+func setupDetail(ev Evidence) string {
+	return "the sandbox could not be set up, so the worker never ran: " + ev.SetupError
+}
+
+func stoppedDetail(ev Evidence) string {
+	return fmt.Sprintf("vatrun stopped the worker (%s); it %s",
+		meaningOr(ev.KillReason, "no reason given"), describeDeath(ev))
+}
+
+func exitedZeroDetail(Evidence) string { return "the worker exited with code 0" }
+
+func meteringFaultDetail(ev Evidence) string {
+	return fmt.Sprintf("the worker exited with code %d (%s), which the profile maps to a metering fault",
+		ev.ExitCode, meaningOr(ev.ExitCodes[ev.ExitCode].Meaning, "no meaning given"))
+}
+
+func cgroupOOMKillDetail(ev Evidence) string {
+	cg := ev.Cgroup
+	return fmt.Sprintf("killed by SIGKILL after the cgroup hit memory.max%s (%soom %d, oom_kill %d)",
+		limitNote(cg), peakNote(cg), cg.OOM, cg.OOMKill)
+}
+
+func hostOOMKillDetail(ev Evidence) string {
+	return fmt.Sprintf("killed by SIGKILL by the kernel's OOM killer while the cgroup never hit its own memory.max (oom 0, oom_kill %d): the host or a parent cgroup ran out of memory", ev.Cgroup.OOMKill)
+}
+
+func cpuSoftLimitDetail(ev Evidence) string {
+	return fmt.Sprintf("killed by SIGXCPU: the worker used up its RLIMIT_CPU soft limit (%.2fs of CPU)%s",
+		ev.CPUSeconds, coreNote(ev))
+}
+
+func cpuHardLimitKillDetail(ev Evidence) string {
+	return fmt.Sprintf("killed by SIGKILL after %.2fs of CPU, at its RLIMIT_CPU hard limit of %ds",
+		ev.CPUSeconds, ev.RlimitCPUHard)
+}
+
+func pidsLimitDetail(ev Evidence) string {
+	return fmt.Sprintf("the worker %s after the cgroup refused a fork at pids.max (pids.events max %d)",
+		describeDeath(ev), ev.Cgroup.PidsMaxEvents)
+}
+
+func memoryFaultDetail(ev Evidence) string {
+	return fmt.Sprintf("killed by %s: a stack overflow past RLIMIT_STACK, or a bug in the engine%s",
+		signalName(ev.Signal), coreNote(ev))
+}
+
+func abortedDetail(ev Evidence) string {
+	return "killed by SIGABRT: the worker aborted (an allocation failure or a failed assertion)" + coreNote(ev)
+}
+
+func seccompKillDetail(ev Evidence) string {
+	return "killed by SIGSYS: the worker made a system call that the seccomp profile forbids" + coreNote(ev)
+}
+
+func externalSignalDetail(ev Evidence) string {
+	return fmt.Sprintf("killed by %s, sent from outside vatrun%s", signalName(ev.Signal), coreNote(ev))
+}
+
+func strayKillDetail(ev Evidence) string {
+	if ev.Cgroup == nil {
+		return "killed by SIGKILL from outside vatrun; cgroup evidence was unavailable, so an OOM kill could not be ruled out"
+	}
+	return "killed by SIGKILL from outside vatrun, with no OOM, CPU-limit or pids-limit evidence"
+}
+
+func otherSignalDetail(ev Evidence) string {
+	return fmt.Sprintf("killed by %s, which no limit explains%s", signalName(ev.Signal), coreNote(ev))
+}
+
+func otherExitDetail(ev Evidence) string {
+	return fmt.Sprintf("the worker exited with code %d (%s)", ev.ExitCode,
+		meaningOr(ev.ExitCodes[ev.ExitCode].Meaning, "the profile gives no meaning for it"))
+}
+
 // Build classifies ev and fills every report field the evidence gives. The launcher fills the rest
-// (Phase, ProfileName, ProfileDigest, WallTime, Pid, Warnings). For a setup failure the exit status
-// and signal fields stay empty: whatever died was not the worker.
+// (Phase, ProfileName, ProfileDigest, WallTime, Pid, Warnings). For a setup failure, or a vatrun
+// that died without a report, the exit status and signal fields stay empty: they are not the worker's.
 func Build(ev Evidence) Report {
 	cause, class, detail := Classify(ev)
 	r := Report{
@@ -171,9 +283,9 @@ func Build(ev Evidence) Report {
 		r.KilledBy, r.KillReason = "", ""
 	}
 	if r.KilledBy == "" {
-		r.KilledBy = "nobody"
+		r.KilledBy = KilledByNobody
 	}
-	if ev.SetupError == "" {
+	if ev.SetupError == "" && ev.Launcher == nil {
 		if ev.Exited {
 			code := ev.ExitCode
 			r.ExitCode = &code
@@ -204,24 +316,24 @@ func Build(ev Evidence) Report {
 func signalSource(cause Cause, ev Evidence) string {
 	switch cause {
 	case CauseStopped:
-		return "vatrun"
+		return SourceVatrun
 	case CauseOOMLimit, CauseOOMHost:
-		return "kernel: the OOM killer"
+		return SourceOOMKiller
 	case CauseCPULimit:
-		return "kernel: RLIMIT_CPU"
+		return SourceRlimitCPU
 	case CauseSegv:
-		return "kernel: a memory fault"
+		return SourceMemoryFault
 	case CauseSandboxViolation:
-		return "kernel: the seccomp filter"
+		return SourceSeccomp
 	case CauseAbort:
-		return "the worker itself: abort()"
+		return SourceAbort
 	case CauseExternalSignal, CauseKilled:
 		if ev.SelfSignals {
-			return "unknown: outside the sandbox, or the worker itself (its profile lets it signal itself)"
+			return SourceOutsideOrSelf
 		}
-		return "outside the sandbox"
+		return SourceOutside
 	}
-	return "unknown"
+	return SourceUnknown
 }
 
 // describeDeath says how the worker died, as a verb phrase ("exited with code 3", "died by SIGKILL").

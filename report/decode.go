@@ -169,7 +169,7 @@ func (r Report) OneLine() string {
 	fmt.Fprintf(&b, " cpu=%.2fs wall=%.2fs", r.CPUSeconds, r.WallTime)
 	killedBy := r.KilledBy
 	if killedBy == "" {
-		killedBy = "nobody"
+		killedBy = KilledByNobody
 	}
 	fmt.Fprintf(&b, " killedBy=%s", oneLineValue(killedBy))
 	if r.KillReason != "" {

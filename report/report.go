@@ -1,8 +1,8 @@
-// Package report holds the death report that vatrun writes once per worker death, the evidence it is
-// built from, and Classify, the pure function that turns evidence into a cause and a class.
+// Package report turns the evidence of one worker death into vatrun's JSON death report: a cause and
+// a class by the rules table in classify.go (the README's classification table, row for row).
 package report
 
-// Cause says why a worker died. See the classification table in the README.
+// Cause says why a worker died: see rules in classify.go and the README's classification table.
 type Cause string
 
 const (
@@ -25,6 +25,26 @@ const (
 	// CauseLauncherDied: the supervisor (vatrun) vanished; seen only by the Go API of a kernel
 	// that spawned `vatrun run` and saw it die without a report.
 	CauseLauncherDied Cause = "launcher-died"
+)
+
+// Report.KilledBy: vatrun stopped the worker, or nobody did. These and the Source constants are the
+// report schema's literals, owned here: every package that writes or reads them uses these names.
+const (
+	KilledByVatrun = "vatrun"
+	KilledByNobody = "nobody"
+)
+
+// Report.SignalSource: who sent the signal that killed the worker, as far as the evidence shows.
+const (
+	SourceVatrun        = KilledByVatrun
+	SourceOutside       = "outside the sandbox"
+	SourceOutsideOrSelf = "unknown: outside the sandbox, or the worker itself (its profile lets it signal itself)"
+	SourceOOMKiller     = "kernel: the OOM killer"
+	SourceRlimitCPU     = "kernel: RLIMIT_CPU"
+	SourceMemoryFault   = "kernel: a memory fault"
+	SourceSeccomp       = "kernel: the seccomp filter"
+	SourceAbort         = "the worker itself: abort()"
+	SourceUnknown       = "unknown"
 )
 
 // Class is what the kernel's crash policy keys on.
@@ -79,7 +99,7 @@ type Evidence struct {
 	Cgroup *CgroupEvidence
 	// ExitCodes is the profile's meaning of exit codes.
 	ExitCodes map[int]ExitMeaning
-	// KilledBy is "vatrun" when vatrun itself sent the worker a signal on someone's behalf (it
+	// KilledBy is KilledByVatrun when vatrun itself sent the worker a signal on someone's behalf (it
 	// forwarded a stop signal it received, or killed the worker), "" otherwise; KillReason says why
 	// ("received SIGTERM", "kernel asked", "timeout"). StopSignals are the signals vatrun sent.
 	// The death counts as "stopped" only when the worker died by one of them: a worker that had
@@ -90,6 +110,22 @@ type Evidence struct {
 	// SelfSignals: the profile may let the worker signal itself with more than SIGABRT (a
 	// permissive filter such as dev), so a signal death cannot be said to come from outside.
 	SelfSignals bool
+	// Launcher is set only by a Go kernel that ran `vatrun run` as its own process (runclient)
+	// and saw it end without a usable report: then nothing of the worker's own death is known and
+	// the fields above are empty.
+	Launcher *LauncherDeath
+}
+
+// LauncherDeath is how a `vatrun run` process ended, as the process that spawned it saw it.
+type LauncherDeath struct {
+	Pid int
+	// StatusKnown: vatrun was waited for, and Signal (the signal that killed it) or else ExitCode
+	// says how it ended.
+	StatusKnown bool
+	Signal      int
+	ExitCode    int
+	// Why says what was wrong with its report: "it wrote no report", "its report is unreadable: …".
+	Why string
 }
 
 // Report is the one JSON object written per worker death (schema documented in the README).
@@ -113,7 +149,7 @@ type Report struct {
 	// Cgroup evidence; CgroupEvidence false means the counters below are unavailable, not zero.
 	CgroupEvidence bool            `json:"cgroupEvidence"`
 	Cgroup         *CgroupEvidence `json:"cgroup,omitempty"`
-	// The DESIGN.md headline fields, copied out of Cgroup (nil when unavailable).
+	// Headline copies of the cgroup counters, out of Cgroup (nil when unavailable).
 	OOMKills   *uint64 `json:"oomKills,omitempty"`
 	OOMEvents  *uint64 `json:"oomEvents,omitempty"`
 	PeakMemory *uint64 `json:"peakMemory,omitempty"`
@@ -131,7 +167,7 @@ type Report struct {
 	HostFactsDigest string `json:"hostFactsDigest,omitempty"`
 
 	WallTime float64 `json:"wallTime"` // seconds from launch to death
-	// KilledBy is "vatrun" (with KillReason) or "nobody".
+	// KilledBy is KilledByVatrun (with KillReason) or KilledByNobody.
 	KilledBy   string `json:"killedBy"`
 	KillReason string `json:"killReason,omitempty"`
 	// Pid is the worker's pid as vatrun's namespace sees it (the init stage's pid when the worker

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// xsnapCodes is the built-in xsnap profile's exit-code table (DESIGN.md, "Profiles").
+// xsnapCodes is the built-in xsnap profile's exit-code table (README, "Profiles").
 var xsnapCodes = map[int]ExitMeaning{
 	0:  {Meaning: "success"},
 	1:  {Meaning: "bad usage"},
@@ -47,7 +47,7 @@ func TestClassify(t *testing.T) {
 		return func(ev *Evidence) { ev.CPUSeconds = cpu; ev.RlimitCPUHard = 3 }
 	}
 	byVatrun := func(ev *Evidence) {
-		ev.KilledBy = "vatrun"
+		ev.KilledBy = KilledByVatrun
 		ev.KillReason = "received SIGTERM"
 		ev.StopSignals = []int{int(syscall.SIGTERM), int(syscall.SIGKILL)}
 	}
@@ -59,7 +59,7 @@ func TestClassify(t *testing.T) {
 		class  Class
 		detail string // a substring the detail must contain
 	}{
-		// One row per DESIGN.md table row.
+		// At least one case per rule of the table (classify.go).
 		{"exit 0", exited(0), CauseExited, ClassClean, "exited with code 0"},
 		{"metering fault 11", exited(11), CauseMeteringFault, ClassDeterministic, "code 11 (not enough memory)"},
 		{"metering fault 12", exited(12), CauseMeteringFault, ClassDeterministic, "stack overflow"},
@@ -107,10 +107,25 @@ func TestClassify(t *testing.T) {
 		{"SIGPIPE", signaled(syscall.SIGPIPE), CauseSignal, ClassUnknown, "SIGPIPE"},
 		{"unnamed signal", signaled(syscall.Signal(40)), CauseSignal, ClassUnknown, "signal 40"},
 
+		// vatrun itself died without a report (runclient): nothing of the worker is known.
+		{"vatrun SIGKILLed", Evidence{Launcher: &LauncherDeath{Pid: 77, StatusKnown: true, Signal: 9, Why: "it wrote no report"}},
+			CauseLauncherDied, ClassExternal, "vatrun (pid 77) was killed by SIGKILL and it wrote no report; its worker died with it"},
+		{"vatrun killed by an unnamed signal", Evidence{Launcher: &LauncherDeath{Pid: 77, StatusKnown: true, Signal: 40, Why: "it wrote no report"}},
+			CauseLauncherDied, ClassExternal, "was killed by signal 40 and"},
+		{"vatrun exited without a report", Evidence{Launcher: &LauncherDeath{Pid: 8, StatusKnown: true, ExitCode: 125, Why: "it wrote no report"}},
+			CauseLauncherDied, ClassLauncherError, "vatrun (pid 8) exited with code 125 and it wrote no report; vatrun's stderr says why"},
+		{"vatrun exited 0 with a bad report", Evidence{Launcher: &LauncherDeath{Pid: 8, StatusKnown: true, Why: "its report is unreadable: EOF"}},
+			CauseLauncherDied, ClassLauncherError, "exited with code 0 and its report is unreadable: EOF"},
+		{"vatrun's status unknown", Evidence{Launcher: &LauncherDeath{Pid: 9, Why: "it wrote no report"}},
+			CauseLauncherDied, ClassLauncherError, "vatrun (pid 9) ended and it wrote no report; the worker's own status is unknown"},
+
 		// Precedence.
+		{"a launcher death beats the worker's fields", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), func(ev *Evidence) {
+			ev.Launcher = &LauncherDeath{Pid: 1, StatusKnown: true, ExitCode: 123, Why: "it wrote no report"}
+		}), CauseLauncherDied, ClassLauncherError, "exited with code 123"},
 		{"setup error beats everything", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), func(ev *Evidence) {
 			ev.SetupError = "cgroup: permission denied"
-			ev.KilledBy = "vatrun"
+			ev.KilledBy = KilledByVatrun
 		}), CauseSetupFailed, ClassLauncherError, "permission denied"},
 		{"vatrun stop beats an OOM", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), byVatrun),
 			CauseStopped, ClassExternal, "died by SIGKILL"},
@@ -123,12 +138,12 @@ func TestClassify(t *testing.T) {
 			ClassResourceExhaustion, "SIGXCPU"},
 		{"forwarded SIGTERM, but the worker died by SIGKILL from outside",
 			with(signaled(syscall.SIGKILL), func(ev *Evidence) {
-				ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "received SIGTERM", []int{int(syscall.SIGTERM)}
+				ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "received SIGTERM", []int{int(syscall.SIGTERM)}
 			}), CauseKilled, ClassExternal, "received SIGTERM), which was not what ended it"},
 		{"vatrun killed it, no reason", with(signaled(syscall.SIGKILL), func(ev *Evidence) {
-			ev.KilledBy, ev.StopSignals = "vatrun", []int{int(syscall.SIGKILL)}
+			ev.KilledBy, ev.StopSignals = KilledByVatrun, []int{int(syscall.SIGKILL)}
 		}), CauseStopped, ClassExternal, "no reason given"},
-		{"vatrun asked but sent nothing", with(signaled(syscall.SIGTERM), func(ev *Evidence) { ev.KilledBy = "vatrun" }),
+		{"vatrun asked but sent nothing", with(signaled(syscall.SIGTERM), func(ev *Evidence) { ev.KilledBy = KilledByVatrun }),
 			CauseExternalSignal, ClassExternal, "SIGTERM"},
 		{"oom grew beats killed", withCgroup(signaled(syscall.SIGKILL), CgroupEvidence{OOM: 2}),
 			CauseOOMLimit, ClassResourceExhaustion, "oom 2, oom_kill 0"},
@@ -189,7 +204,7 @@ func TestBuildSignal(t *testing.T) {
 		r.PeakMemory == nil || *r.PeakMemory != 1<<25 || r.PidsMax == nil || *r.PidsMax != 0 {
 		t.Errorf("headline pointers: %v %v %v %v", r.OOMKills, r.OOMEvents, r.PeakMemory, r.PidsMax)
 	}
-	if r.CPUSeconds != 0.41 || r.KilledBy != "nobody" || r.KillReason != "" || r.SetupError != "" {
+	if r.CPUSeconds != 0.41 || r.KilledBy != KilledByNobody || r.KillReason != "" || r.SetupError != "" {
 		t.Errorf("cpu %v killedBy %q reason %q setup %q", r.CPUSeconds, r.KilledBy, r.KillReason, r.SetupError)
 	}
 }
@@ -218,23 +233,61 @@ func TestBuildExit(t *testing.T) {
 
 func TestBuildStoppedAndSetup(t *testing.T) {
 	r := Build(with(signaled(syscall.SIGTERM), func(ev *Evidence) {
-		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "kernel asked", []int{int(syscall.SIGTERM)}
+		ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "kernel asked", []int{int(syscall.SIGTERM)}
 	}))
-	if r.Cause != CauseStopped || r.KilledBy != "vatrun" || r.KillReason != "kernel asked" || r.SignalName != "SIGTERM" {
+	if r.Cause != CauseStopped || r.KilledBy != KilledByVatrun || r.KillReason != "kernel asked" || r.SignalName != "SIGTERM" {
 		t.Errorf("stopped: %+v", r)
 	}
 	r = Build(Evidence{SetupError: "no cgroup v2", Exited: true, ExitCode: 1})
 	if r.Cause != CauseSetupFailed || r.SetupError != "no cgroup v2" || r.ExitCode != nil || r.Signal != 0 {
 		t.Errorf("setup-failed: %+v", r)
 	}
-	if r.KilledBy != "nobody" {
+	if r.KilledBy != KilledByNobody {
 		t.Errorf("killedBy %q, want nobody", r.KilledBy)
 	}
 	r = Build(with(exited(17), func(ev *Evidence) {
-		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "vatrun received SIGTERM", []int{int(syscall.SIGTERM)}
+		ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "vatrun received SIGTERM", []int{int(syscall.SIGTERM)}
 	}))
-	if r.Cause != CauseMeteringFault || r.KilledBy != "nobody" || r.KillReason != "" {
+	if r.Cause != CauseMeteringFault || r.KilledBy != KilledByNobody || r.KillReason != "" {
 		t.Errorf("late stop after exit 17: cause %s killedBy %q reason %q", r.Cause, r.KilledBy, r.KillReason)
+	}
+}
+
+func TestBuildLauncherDied(t *testing.T) {
+	r := Build(Evidence{Launcher: &LauncherDeath{Pid: 5, StatusKnown: true, Signal: 9, Why: "it wrote no report"}})
+	if r.Cause != CauseLauncherDied || r.Class != ClassExternal || r.KilledBy != KilledByNobody {
+		t.Errorf("cause %s class %s killedBy %q", r.Cause, r.Class, r.KilledBy)
+	}
+	// vatrun's own status is in the detail only: exitCode/signal are the worker's fields.
+	if r.ExitCode != nil || r.Signal != 0 || r.SignalName != "" || r.SignalSource != "" || r.CgroupEvidence {
+		t.Errorf("worker fields set from vatrun's death: %+v", r)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Decode(b); err != nil {
+		t.Errorf("launcher-died report does not decode: %v\n%s", err, b)
+	}
+}
+
+// TestKilledByOnTheWire pins the schema's killedBy values: the Node.js adapter, the interop tests
+// and operators' tooling read these strings, so the constants may not drift.
+func TestKilledByOnTheWire(t *testing.T) {
+	stopped := Build(with(signaled(syscall.SIGTERM), func(ev *Evidence) {
+		ev.KilledBy, ev.StopSignals = KilledByVatrun, []int{int(syscall.SIGTERM)}
+	}))
+	for _, c := range []struct {
+		r    Report
+		want string
+	}{{stopped, `"killedBy":"vatrun"`}, {Build(signaled(syscall.SIGTERM)), `"killedBy":"nobody"`}} {
+		b, err := json.Marshal(c.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), c.want) {
+			t.Errorf("%s does not contain %s", b, c.want)
+		}
 	}
 }
 
@@ -255,7 +308,7 @@ func TestRoundTrip(t *testing.T) {
 		withCgroup(signaled(syscall.SIGKILL), CgroupEvidence{OOM: 1, OOMKill: 1, OOMGroupKill: 1, MemoryPeak: 3 << 20,
 			MemoryMax: -1, PidsMaxEvents: 2, PidsPeak: 7, CPUUsageUsec: 1, ThrottledUsec: 2, NrThrottled: 3}),
 		with(signaled(syscall.SIGTERM), func(ev *Evidence) {
-			ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "timeout", []int{int(syscall.SIGTERM)}
+			ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "timeout", []int{int(syscall.SIGTERM)}
 		}),
 		{SetupError: "seccomp: unknown syscall \"frob\"\nsecond line"},
 	}
@@ -346,7 +399,7 @@ func TestOneLine(t *testing.T) {
 	}
 
 	r = Build(with(signaled(syscall.SIGKILL), func(ev *Evidence) {
-		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "kernel asked", []int{int(syscall.SIGKILL)}
+		ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "kernel asked", []int{int(syscall.SIGKILL)}
 	}))
 	r.Phase = "idle"
 	want = `cause=stopped class=external signal=SIGKILL phase=idle cgroup=none cpu=0.20s wall=0.00s killedBy=vatrun reason="kernel asked"` +
@@ -407,7 +460,7 @@ func TestSignalSource(t *testing.T) {
 	oom := CgroupEvidence{OOM: 1, OOMKill: 1}
 	self := func(ev *Evidence) { ev.SelfSignals = true }
 	stop := func(ev *Evidence) {
-		ev.KilledBy, ev.KillReason, ev.StopSignals = "vatrun", "received SIGTERM", []int{int(syscall.SIGTERM)}
+		ev.KilledBy, ev.KillReason, ev.StopSignals = KilledByVatrun, "received SIGTERM", []int{int(syscall.SIGTERM)}
 	}
 	for _, c := range []struct {
 		name string

@@ -354,7 +354,7 @@ func TestRunSignals(t *testing.T) {
 			h.cmd.Process.Signal(sig)
 			res := h.await()
 			wantDeath(t, res, 128+int(sig), report.CauseStopped, report.ClassExternal)
-			if res.report.KilledBy != "vatrun" || res.report.KillReason != "vatrun received "+unix.SignalName(sig) || res.report.Signal != int(sig) {
+			if res.report.KilledBy != report.KilledByVatrun || res.report.KillReason != "vatrun received "+unix.SignalName(sig) || res.report.Signal != int(sig) {
 				t.Errorf("report %s", res.report.OneLine())
 			}
 		})

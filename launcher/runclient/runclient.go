@@ -22,8 +22,6 @@ import (
 	"strconv"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/vatrun/vatrun/report"
 )
 
@@ -122,25 +120,18 @@ func (c *Cmd) Wait() (report.Report, error) {
 }
 
 // LauncherDied is the report for a worker whose vatrun (pid) ended with state and left no
-// usable report; why says what was wrong with the report.
+// usable report; why says what was wrong with the report. It is classified by report's rules
+// table like every other death: cause launcher-died, class external when a signal killed vatrun,
+// else launcher-error.
 func LauncherDied(pid int, state *os.ProcessState, why string) report.Report {
-	r := report.Report{
-		Version:  1,
-		Cause:    report.CauseLauncherDied,
-		Class:    report.ClassLauncherError,
-		KilledBy: "nobody",
-	}
-	status, worker := "ended", "the worker's own status is unknown"
+	d := &report.LauncherDeath{Pid: pid, Why: why}
 	if state != nil {
+		d.StatusKnown = true
 		if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			r.Class = report.ClassExternal
-			status = "was killed by " + unix.SignalName(ws.Signal())
-			worker = "its worker died with it (parent-death signal, pid namespace); the worker's own status is unknown"
+			d.Signal = int(ws.Signal())
 		} else {
-			status = fmt.Sprintf("exited with code %d", state.ExitCode())
-			worker = "vatrun's stderr says why (and the worker's status, if it ran)"
+			d.ExitCode = state.ExitCode()
 		}
 	}
-	r.Detail = fmt.Sprintf("vatrun (pid %d) %s and %s; %s", pid, status, why, worker)
-	return r
+	return report.Build(report.Evidence{Launcher: d})
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,6 +110,32 @@ func TestNoOrBadReport(t *testing.T) {
 			}
 			checkValid(t, r)
 		})
+	}
+}
+
+// TestLauncherDiedStatus: how vatrun ended decides the class, and the detail says it.
+func TestLauncherDiedStatus(t *testing.T) {
+	ended := func(script string) *os.ProcessState {
+		c := exec.Command("/bin/sh", "-c", script)
+		c.Run()
+		return c.ProcessState
+	}
+	for _, c := range []struct {
+		name  string
+		state *os.ProcessState
+		class report.Class
+		want  string
+	}{
+		{"SIGTERM", ended("kill -TERM $$"), report.ClassExternal, "vatrun (pid 42) was killed by SIGTERM and it wrote no report; its worker died with it"},
+		{"unnamed signal", ended("kill -40 $$"), report.ClassExternal, "was killed by signal 40 and"},
+		{"exit 123", ended("exit 123"), report.ClassLauncherError, "vatrun (pid 42) exited with code 123 and it wrote no report; vatrun's stderr says why"},
+		{"never waited for", nil, report.ClassLauncherError, "vatrun (pid 42) ended and it wrote no report; the worker's own status is unknown"},
+	} {
+		r := LauncherDied(42, c.state, "it wrote no report")
+		if r.Cause != report.CauseLauncherDied || r.Class != c.class || r.KilledBy != report.KilledByNobody || !strings.Contains(r.Detail, c.want) {
+			t.Errorf("%s: report %s, want launcher-died/%s saying %q", c.name, r.OneLine(), c.class, c.want)
+		}
+		checkValid(t, r)
 	}
 }
 

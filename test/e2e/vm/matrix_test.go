@@ -393,7 +393,7 @@ func matrixCases() []matrixCase {
 			act:  func(t *testing.T, v *vatrunRun) { v.cmd.Process.Signal(syscall.SIGTERM) },
 			code: sig(syscall.SIGTERM), cause: report.CauseStopped, class: report.ClassExternal,
 			check: func(t *testing.T, r *report.Report) string {
-				if r.KilledBy != "vatrun" || r.KillReason != "vatrun received SIGTERM" {
+				if r.KilledBy != report.KilledByVatrun || r.KillReason != "vatrun received SIGTERM" {
 					t.Errorf("killedBy %q killReason %q, want vatrun / vatrun received SIGTERM", r.KilledBy, r.KillReason)
 				}
 				return "killedBy=" + r.KilledBy
