@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vatrun/vatrun/internal/shebang"
 )
@@ -41,10 +44,41 @@ type Mount struct {
 // that exists on the host is made visible read-only (as the same symlink, where it is one).
 var libDirs = []string{"/lib", "/lib32", "/lib64", "/libx32", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libx32"}
 
+// rootKey is one version of a worker executable: the same path with the same inode, size and
+// change times has the same ELF headers.
+type rootKey struct {
+	path             string
+	dev, ino         uint64
+	size             int64
+	mtimeNs, ctimeNs int64
+}
+
+var rootCache sync.Map // rootKey → []Mount
+
 // WorkerRoot lists what the worker at path (absolute) needs to load, for the minimal root: its
 // executable at the same path, a #! interpreter (and what that needs), the library directories,
 // /etc/ld.so.cache, and the directories of its DT_RUNPATH / DT_RPATH. Nothing else of the host.
+// The list is computed once per version of the executable (path, inode, size, change times) in
+// this process: a Go kernel's thousandth launch of xsnap does not parse its ELF headers again.
+// Callers get their own copy.
 func WorkerRoot(path string) ([]Mount, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return workerRoot(path) // its execve will say what is wrong
+	}
+	key := rootKey{path, st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano()}
+	if v, ok := rootCache.Load(key); ok {
+		return append([]Mount(nil), v.([]Mount)...), nil
+	}
+	ms, err := workerRoot(path)
+	if err != nil {
+		return nil, err
+	}
+	rootCache.Store(key, ms)
+	return append([]Mount(nil), ms...), nil
+}
+
+func workerRoot(path string) ([]Mount, error) {
 	var out []Mount
 	for _, d := range libDirs {
 		st, err := os.Lstat(d)

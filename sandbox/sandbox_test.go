@@ -6,6 +6,7 @@ import (
 	"github.com/vatrun/vatrun/launcher/workerio"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -278,5 +279,52 @@ func TestUnprivileged(t *testing.T) {
 	}
 	if strings.Contains(string(out), "--- SKIP") || !strings.Contains(string(out), "--- PASS: TestWorkerHasNoPrivileges") {
 		t.Fatalf("unprivileged run skipped tests or missed some:\n%s", out)
+	}
+}
+
+// WorkerRoot is cached per version of the executable: a rewritten worker gets a fresh list, and a
+// caller's changes to its copy do not reach the next caller.
+func TestWorkerRootCachedPerVersion(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("needs /bin/sh")
+	}
+	p := filepath.Join(t.TempDir(), "worker")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	has := func(ms []Mount, target string) bool {
+		for _, m := range ms {
+			if m.Target == target {
+				return true
+			}
+		}
+		return false
+	}
+	shell := func(ms []Mount) bool {
+		for _, m := range ms {
+			if m.Source == "/bin/sh" {
+				return true
+			}
+		}
+		return false
+	}
+	first, err := WorkerRoot(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !shell(first) {
+		t.Fatalf("a #!/bin/sh worker's root lacks the shell: %+v", first)
+	}
+	first[0].Target = "/changed"
+	again, _ := WorkerRoot(p)
+	if has(again, "/changed") {
+		t.Error("a caller's change to its list reached the cache")
+	}
+	// A new version (another size and mtime): no interpreter any more.
+	if err := os.WriteFile(p, []byte("plain text, no interpreter at all\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if later, _ := WorkerRoot(p); shell(later) {
+		t.Errorf("the rewritten worker (no #! any more) still gets the shell: the cache ignored the new version: %+v", later)
 	}
 }
