@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -108,30 +106,25 @@ func probeSandbox(p *seccompprofiles.Profile) probeResult {
 }
 
 func checkMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("vatrun check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCmdline("vatrun check", "usage: vatrun check [--profile NAME|PATH] [--worker PATH] [--json] | vatrun check --compare A.json B.json", stderr)
+	fs := c.fs
 	profileName := fs.String("profile", "consensus", "profile to judge this host against (built-in name or JSON file)")
 	cgParent := fs.String("cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent to check (default: $VATRUN_CGROUP_PARENT, else vatrun's own cgroup)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	workerPath := fs.String("worker", "", "also compute the worker digest of this executable (what a profile's pins.workerDigest names)")
 	compare := fs.Bool("compare", false, "compare two `vatrun check --json` outputs: vatrun check --compare A.json B.json (exit 1 when a fact that can change a worker's outcome differs)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitUsage
+	if code, ok := c.parse(args); !ok {
+		return code
 	}
 	if *compare {
 		return compareMain(fs.Args(), *asJSON, stdout, stderr)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "vatrun check: unexpected arguments %q (files are for --compare)\n", fs.Args())
-		return exitUsage
+		return c.fail(exitUsage, "unexpected arguments %q (files are for --compare)", fs.Args())
 	}
 	p, err := seccompprofiles.Load(*profileName)
 	if err != nil {
-		fmt.Fprintf(stderr, "vatrun check: %v\n", err)
-		return exitUsage
+		return c.fail(exitUsage, "%v", err)
 	}
 	res := checkResult{
 		Profile:       p.Name,
@@ -147,13 +140,11 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 	if *workerPath != "" {
 		path, code, err := resolveWorker(*workerPath)
 		if err != nil {
-			fmt.Fprintf(stderr, "vatrun check: --worker: %v\n", err)
-			return code
+			return c.fail(code, "--worker: %v", err)
 		}
 		res.WorkerDigest, res.WorkerFiles, err = hostfacts.WorkerDigest(path)
 		if err != nil {
-			fmt.Fprintf(stderr, "vatrun check: --worker: %v\n", err)
-			return exitNotExecutable
+			return c.fail(exitNotExecutable, "--worker: %v", err)
 		}
 		workerResolved = path
 	}

@@ -13,9 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/vatrun/vatrun/launcher"
 )
@@ -75,22 +73,6 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "vatrun: unknown command %q\n", args[0])
 	usage(stderr)
 	return exitUsage
-}
-
-// newLogger builds the slog logger for --log-format and --log-level.
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "text", "":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
 // resolveWorker finds the worker executable; on failure it returns the exit code that says why

@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -152,93 +152,92 @@ func workerFiles(fds []int) []*os.File {
 	return files
 }
 
-func runMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("vatrun run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	profileName := fs.String("profile", "", "sandbox profile: a built-in name (vatrun profile list) or a JSON file (required)")
-	reportFD := fs.Int("report-fd", -1, "write the JSON death report to this inherited fd (5 or above)")
-	reportFile := fs.String("report-file", "", "write the JSON death report to this file")
-	cgParent := fs.String("cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent for the worker's leaf (default: $VATRUN_CGROUP_PARENT, else vatrun's own cgroup)")
-	noCgroup := fs.Bool("no-cgroup", false, "do not use cgroups (refused by consensus profiles)")
-	name := fs.String("name", "", "worker identity for logs (e.g. the vat id)")
-	grace := fs.Duration("kill-grace", 10*time.Second, "after forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to the worker, SIGKILL it if it is still alive after this long")
-	reportTimeout := fs.Duration("report-timeout", 5*time.Second, "give up writing the report (exit 123) when it cannot be written within this long (a report pipe nobody reads)")
-	mounts := map[string]string{}
+// runOptions are `vatrun run`'s flags, checked.
+type runOptions struct {
+	profile       string
+	reportFD      int
+	reportFile    string
+	cgParent      string
+	noCgroup      bool
+	name          string
+	grace         time.Duration
+	reportTimeout time.Duration
+	mounts        map[string]string
+	worker        []string
+}
+
+const runUsage = "usage: vatrun run --profile NAME|PATH [--report-fd N | --report-file F] [flags] -- WORKER [ARGS...]"
+
+// parseRun reads and checks the flags; ok false means the command is over with code.
+func parseRun(c *cmdline, args []string) (o runOptions, code int, ok bool) {
+	fs := c.fs
+	fs.StringVar(&o.profile, "profile", "", "sandbox profile: a built-in name (vatrun profile list) or a JSON file (required)")
+	fs.IntVar(&o.reportFD, "report-fd", -1, "write the JSON death report to this inherited fd (5 or above)")
+	fs.StringVar(&o.reportFile, "report-file", "", "write the JSON death report to this file")
+	fs.StringVar(&o.cgParent, "cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent for the worker's leaf (default: $VATRUN_CGROUP_PARENT, else vatrun's own cgroup)")
+	fs.BoolVar(&o.noCgroup, "no-cgroup", false, "do not use cgroups (refused by consensus profiles)")
+	fs.StringVar(&o.name, "name", "", "worker identity for logs (e.g. the vat id)")
+	fs.DurationVar(&o.grace, "kill-grace", 10*time.Second, "after forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to the worker, SIGKILL it if it is still alive after this long")
+	fs.DurationVar(&o.reportTimeout, "report-timeout", 5*time.Second, "give up writing the report (exit 123) when it cannot be written within this long (a report pipe nobody reads)")
+	o.mounts = map[string]string{}
 	fs.Func("mount", "TARGET=SOURCE: the host path for one of the profile's mounts (repeat for each)", func(v string) error {
 		target, source, ok := strings.Cut(v, "=")
 		if !ok || target == "" || source == "" {
 			return fmt.Errorf("want TARGET=SOURCE, e.g. /data=/srv/validator/data")
 		}
-		if _, dup := mounts[target]; dup {
+		if _, dup := o.mounts[target]; dup {
 			return fmt.Errorf("%s is given twice", target)
 		}
-		mounts[target] = source
+		o.mounts[target] = source
 		return nil
 	})
-	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info (one line per launch and per death), warn, error")
-	logFile := fs.String("log-file", "", "append logs to this file instead of stderr (which vatrun shares with the worker and the kernel)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vatrun run --profile NAME|PATH [--report-fd N | --report-file F] [flags] -- WORKER [ARGS...]")
-		fs.PrintDefaults()
+	c.logFlags("debug, info (one line per launch and per death), warn, error", true)
+	if code, ok := c.parse(args); !ok {
+		return o, code, false
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitUsage
+	o.worker = fs.Args()
+	given := c.given()
+	switch {
+	case o.profile == "":
+		return o, c.fail(exitUsage, "--profile is required (built-in: %v, or a JSON file)", seccompprofiles.BuiltinNames()), false
+	case len(o.worker) == 0:
+		return o, c.fail(exitUsage, "no worker given: vatrun run --profile %s -- WORKER [ARGS...]", o.profile), false
+	case given["report-fd"] && o.reportFD < 0:
+		return o, c.fail(exitUsage, "--report-fd %d: not a file descriptor; pass the report pipe as fd 5 or above", o.reportFD), false
+	case o.grace < 0:
+		return o, c.fail(exitUsage, "--kill-grace %v: negative; give how long to wait after a forwarded stop signal, e.g. 10s", o.grace), false
+	case o.reportTimeout <= 0:
+		return o, c.fail(exitUsage, "--report-timeout %v: must be positive, e.g. 5s", o.reportTimeout), false
+	case o.reportFD >= 0 && o.reportFile != "":
+		return o, c.fail(exitUsage, "give --report-fd or --report-file, not both"), false
 	}
-	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "vatrun run: "+format+"\n", a...)
+	return o, 0, true
+}
+
+func runMain(args []string, stdout, stderr io.Writer) int {
+	c := newCmdline("vatrun run", runUsage, stderr)
+	o, code, ok := parseRun(c, args)
+	if !ok {
 		return code
 	}
-	logOut := stderr
-	if *logFile != "" {
-		f, err := os.OpenFile(*logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_CLOEXEC, 0o644)
-		if err != nil {
-			return fail(exitUsage, "--log-file: %v (choose a writable path)", err)
-		}
-		defer f.Close()
-		logOut = f
-	}
-	log, err := newLogger(logOut, *logFormat, *logLevel)
+	log, err := c.logger()
 	if err != nil {
-		return fail(exitUsage, "%v", err)
+		return c.fail(exitUsage, "%v", err)
 	}
-	if *profileName == "" {
-		return fail(exitUsage, "--profile is required (built-in: %v, or a JSON file)", seccompprofiles.BuiltinNames())
-	}
-	worker := fs.Args()
-	if len(worker) == 0 {
-		return fail(exitUsage, "no worker given: vatrun run --profile %s -- WORKER [ARGS...]", *profileName)
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if given["report-fd"] && *reportFD < 0 {
-		return fail(exitUsage, "--report-fd %d: not a file descriptor; pass the report pipe as fd 5 or above", *reportFD)
-	}
-	if *grace < 0 {
-		return fail(exitUsage, "--kill-grace %v: negative; give how long to wait after a forwarded stop signal, e.g. 10s", *grace)
-	}
-	if *reportTimeout <= 0 {
-		return fail(exitUsage, "--report-timeout %v: must be positive, e.g. 5s", *reportTimeout)
-	}
-	if *reportFD >= 0 && *reportFile != "" {
-		return fail(exitUsage, "give --report-fd or --report-file, not both")
-	}
-	prof, err := seccompprofiles.Load(*profileName)
+	defer c.close()
+	prof, err := seccompprofiles.Load(o.profile)
 	if err != nil {
-		return fail(exitUsage, "%v", err)
+		return c.fail(exitUsage, "%v", err)
 	}
 	var sink *reportSink
 	switch {
-	case *reportFD >= 0:
-		sink, err = openReportFD(*reportFD, prof.Fds)
-	case *reportFile != "":
-		sink, err = openReportFile(*reportFile)
+	case o.reportFD >= 0:
+		sink, err = openReportFD(o.reportFD, prof.Fds)
+	case o.reportFile != "":
+		sink, err = openReportFile(o.reportFile)
 	}
 	if err != nil {
-		return fail(exitUsage, "%v", err)
+		return c.fail(exitUsage, "%v", err)
 	}
 	// Descriptors that our parent left without close-on-exec (the report fd among them) must not
 	// reach the init stage; the worker's own fds are passed explicitly, at their numbers.
@@ -246,14 +245,13 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		log.Debug("close_range cloexec", "err", err)
 	}
-
 	spec := launcher.Spec{
 		Profile:      prof,
-		Path:         worker[0], // resolved by Launch (not found: 127, not executable: 126)
-		Args:         worker,
+		Path:         o.worker[0], // resolved by Launch (not found: 127, not executable: 126)
+		Args:         o.worker,
 		Env:          workerEnv(prof),
 		Dir:          "/",
-		MountSources: mounts,
+		MountSources: o.mounts,
 		ExtraFiles:   files,
 		// vatrun keeps no copy of the kernel's pipes: only the sandbox holds them, from the
 		// moment the init stage exists.
@@ -261,8 +259,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		Stdin:           workerStdin(),
 		Stdout:          os.Stdout,
 		Stderr:          os.Stderr,
-		Cgroup:          launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup},
-		Name:            *name,
+		Cgroup:          launcher.CgroupOptions{Parent: o.cgParent, Disable: o.noCgroup},
+		Name:            o.name,
 		Logger:          log,
 	}
 
@@ -278,58 +276,20 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	testPause("before-launch", stderr)
 	w, err := launcher.Launch(context.Background(), spec)
 	if err != nil {
-		code := exitSetupFailed
-		switch {
-		case errors.Is(err, launcher.ErrNotFound):
-			code = exitNotFound
-		case errors.Is(err, launcher.ErrNotExecutable):
-			code = exitNotExecutable
-		case errors.Is(err, launcher.ErrConfig):
-			code = exitUsage
-		}
-		if code == exitSetupFailed {
-			r := report.Build(report.Evidence{SetupError: err.Error()})
-			r.ProfileName, r.ProfileDigest = prof.Name, prof.Digest()
-			if werr := sink.write(r, *reportTimeout); werr != nil {
-				fmt.Fprintf(stderr, "vatrun run: %v\n", werr)
-			}
-		}
-		return fail(code, "%v", err)
+		return launchFailed(c, err, prof, sink, o.reportTimeout)
 	}
-
 	// Warm the JSON encoder's type cache while the worker runs: the report then goes out in
 	// microseconds after the death instead of paying for reflection on the death path.
 	go json.Marshal(report.Report{Cgroup: &report.CgroupEvidence{}, Warnings: []string{""}})
 
-	var killTimer <-chan time.Time
-	for {
-		select {
-		case s := <-sigs:
-			sig := s.(syscall.Signal)
-			reason := "vatrun received " + unix.SignalName(sig)
-			log.Info("forwarding signal to worker", "worker", *name, "signal", unix.SignalName(sig))
-			if err := w.Forward(sig, reason); err != nil {
-				log.Warn("forward signal", "err", err)
-			}
-			if killTimer == nil {
-				killTimer = time.After(*grace)
-			}
-			continue
-		case <-killTimer:
-			w.Stop(fmt.Sprintf("worker still alive %v after a forwarded stop signal", *grace))
-			continue
-		case <-w.Done():
-		}
-		break
-	}
-	r := w.Wait()
+	r := supervise(w, sigs, o, log)
 	testPause("before-report", stderr)
-	werr := sink.write(r, *reportTimeout)
+	werr := sink.write(r, o.reportTimeout)
 	// The report went out as soon as the death was known; exit only once the sandbox is gone
 	// (init stage reaped, cgroup leaf removed).
 	<-w.Cleaned()
 	if werr != nil {
-		return fail(exitReportLost, "%v (the worker's own status was: %s)", werr, r.OneLine())
+		return c.fail(exitReportLost, "%v (the worker's own status was: %s)", werr, r.OneLine())
 	}
 	if r.ExitCode == nil && r.Signal > 0 {
 		// Mirror the wait status exactly: the parent sees death by the worker's signal, as it
@@ -341,4 +301,50 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		sandbox.DieBySignal(r.Signal)
 	}
 	return launcher.ExitStatus(r)
+}
+
+// launchFailed maps a launch error to vatrun's exit code; a sandbox that could not be set up
+// also gets its report (the kernel learns why its worker never ran).
+func launchFailed(c *cmdline, err error, prof *seccompprofiles.Profile, sink *reportSink, timeout time.Duration) int {
+	code := exitSetupFailed
+	switch {
+	case errors.Is(err, launcher.ErrNotFound):
+		code = exitNotFound
+	case errors.Is(err, launcher.ErrNotExecutable):
+		code = exitNotExecutable
+	case errors.Is(err, launcher.ErrConfig):
+		code = exitUsage
+	}
+	if code == exitSetupFailed {
+		r := report.Build(report.Evidence{SetupError: err.Error()})
+		r.ProfileName, r.ProfileDigest = prof.Name, prof.Digest()
+		if werr := sink.write(r, timeout); werr != nil {
+			fmt.Fprintf(c.stderr, "%s: %v\n", c.name, werr)
+		}
+	}
+	return c.fail(code, "%v", err)
+}
+
+// supervise relays stop signals to the worker until it dies (SIGKILL after the grace period
+// that follows the first one) and returns its report.
+func supervise(w *launcher.Worker, sigs <-chan os.Signal, o runOptions, log *slog.Logger) report.Report {
+	var killTimer <-chan time.Time
+	for {
+		select {
+		case s := <-sigs:
+			sig := s.(syscall.Signal)
+			reason := "vatrun received " + unix.SignalName(sig)
+			log.Info("forwarding signal to worker", "worker", o.name, "signal", unix.SignalName(sig))
+			if err := w.Forward(sig, reason); err != nil {
+				log.Warn("forward signal", "err", err)
+			}
+			if killTimer == nil {
+				killTimer = time.After(o.grace)
+			}
+		case <-killTimer:
+			w.Stop(fmt.Sprintf("worker still alive %v after a forwarded stop signal", o.grace))
+		case <-w.Done():
+			return w.Wait()
+		}
+	}
 }
