@@ -138,25 +138,11 @@ func Start(spec Spec) (*Process, error) {
 	cfgFD := cfg.KeepFDs
 	cfg.StatusFD = cfgFD + 1
 
-	payload, err := cfg.Encode()
+	cfgR, err := configPipe(&cfg)
 	if err != nil {
 		return nil, err
 	}
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: config pipe: %w", err)
-	}
 	defer cfgR.Close()
-	if len(payload) > 60*1024 {
-		// A pipe holds 64 KiB; the largest BPF program (4096 instructions) is 32 KiB.
-		cfgW.Close()
-		return nil, fmt.Errorf("sandbox: config of %d bytes does not fit a pipe", len(payload))
-	}
-	_, err = cfgW.Write(payload)
-	cfgW.Close()
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: write config: %w", err)
-	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: status pipe: %w", err)
@@ -179,25 +165,7 @@ func Start(spec Spec) (*Process, error) {
 	files = append(files, spec.ExtraFiles...)
 	files = append(files, cfgR, statusW)
 
-	sys := &syscall.SysProcAttr{
-		Cloneflags: cfg.Namespaces,
-		Pdeathsig:  syscall.SIGKILL,
-		Setpgid:    true,
-	}
-	if cfg.UserNS {
-		sys.Cloneflags |= syscall.CLONE_NEWUSER
-		sys.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}}
-		sys.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}}
-		sys.GidMappingsEnableSetgroups = false
-		// The stage keeps, across its own execve, the two capabilities it needs inside the new
-		// user namespace (mounts and hostname; emptying the bounding set). The worker's side of
-		// the fork clears the ambient set and the bounding set, so the worker execs with none.
-		sys.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP}
-	}
-	if spec.CgroupFD >= 0 {
-		sys.UseCgroupFD = true
-		sys.CgroupFD = spec.CgroupFD
-	}
+	sys := sysProcAttr(&cfg, spec.CgroupFD)
 	argv := append([]string{"vatrun-init", Marker, strconv.Itoa(cfgFD), spec.Path}, spec.Args...)
 	env := spec.Env
 	if env == nil {
@@ -221,23 +189,82 @@ func Start(spec Spec) (*Process, error) {
 	}
 	p := &Process{InitPid: proc.Pid, proc: proc, status: statusR, reaped: make(chan struct{})}
 
+	if err := p.awaitExec(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// configPipe writes cfg's encoding into a pipe and returns its read end, the init stage's
+// config fd (the whole config fits the pipe's buffer, so the write never blocks).
+func configPipe(cfg *Config) (*os.File, error) {
+	payload, err := cfg.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if len(payload) > 60*1024 {
+		// A pipe holds 64 KiB; the largest BPF program (4096 instructions) is 32 KiB.
+		return nil, fmt.Errorf("sandbox: config of %d bytes does not fit a pipe", len(payload))
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: config pipe: %w", err)
+	}
+	_, err = cfgW.Write(payload)
+	cfgW.Close()
+	if err != nil {
+		cfgR.Close()
+		return nil, fmt.Errorf("sandbox: write config: %w", err)
+	}
+	return cfgR, nil
+}
+
+// sysProcAttr is how the init stage is cloned: into cfg's namespaces (and a user namespace
+// mapping the caller to itself), its own process group, the cgroup when cgroupFD >= 0, with
+// SIGKILL as its parent-death signal.
+func sysProcAttr(cfg *Config, cgroupFD int) *syscall.SysProcAttr {
+	sys := &syscall.SysProcAttr{
+		Cloneflags: cfg.Namespaces,
+		Pdeathsig:  syscall.SIGKILL,
+		Setpgid:    true,
+	}
+	if cfg.UserNS {
+		sys.Cloneflags |= syscall.CLONE_NEWUSER
+		sys.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}}
+		sys.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}}
+		sys.GidMappingsEnableSetgroups = false
+		// The stage keeps, across its own execve, the two capabilities it needs inside the new
+		// user namespace (mounts and hostname; emptying the bounding set). The worker's side of
+		// the fork clears the ambient set and the bounding set, so the worker execs with none.
+		sys.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP}
+	}
+	if cgroupFD >= 0 {
+		sys.UseCgroupFD = true
+		sys.CgroupFD = cgroupFD
+	}
+	return sys
+}
+
+// awaitExec reads the init stage's first status message: the worker exec'd (nil), or a
+// *SetupError saying which step failed (the stage is reaped then).
+func (p *Process) awaitExec() error {
 	m, err := p.readMsg()
 	switch {
 	case err == nil && m.Type == MsgExecOK:
 		p.WorkerPid = m.A
 		p.execMono = m.Mono
-		return p, nil
+		return nil
 	case err == nil && m.Type == MsgSetupFailed:
 		p.Wait()
-		return nil, &SetupError{Step: m.Text, Errno: syscall.Errno(m.A)}
+		return &SetupError{Step: m.Text, Errno: syscall.Errno(m.A)}
 	}
 	// The stage died (or spoke nonsense) before the worker started.
-	proc.Kill()
+	p.proc.Kill()
 	ex, _ := p.Wait()
 	if err == nil {
 		err = fmt.Errorf("unexpected status message type %d", m.Type)
 	}
-	return nil, &SetupError{Step: fmt.Sprintf("init stage ended before the worker started (%s; %v)", DescribeStatus(ex.Status), err)}
+	return &SetupError{Step: fmt.Sprintf("init stage ended before the worker started (%s; %v)", DescribeStatus(ex.Status), err)}
 }
 
 func explainCloneError(err error, spec Spec) error {
