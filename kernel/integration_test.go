@@ -1,11 +1,10 @@
-package kernel
+package kernel_test
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
-	"github.com/vatrun/vatrun/internal/proctree"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,24 +13,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vatrun/vatrun/internal/proctree"
 	"github.com/vatrun/vatrun/internal/testbin"
+	"github.com/vatrun/vatrun/kernel"
+	"github.com/vatrun/vatrun/kernel/launchstarter"
+	"github.com/vatrun/vatrun/kernel/policy"
 	"github.com/vatrun/vatrun/launcher"
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
-// These tests run real workers (the C test worker) through the real launcher: they need
-// namespaces (root, or unprivileged user namespaces) and seccomp.
+// Integration tests: real workers (the C test worker) through the real launcher
+// (kernel/launchstarter); they need namespaces (root, or unprivileged user namespaces) and
+// seccomp. The kernel's unit tests, on a fake Starter, are in kernel_test.go.
 
 type rig struct {
 	t     *testing.T
 	path  string
-	store *Store
-	k     *Kernel
+	store *kernel.Store
+	k     *kernel.Kernel
 	out   *bytes.Buffer
 }
 
-func newRig(t *testing.T, path string, pol PolicyConfig) *rig {
+func newRig(t *testing.T, path string, pol policy.Config) *rig {
 	t.Helper()
 	if _, err := os.Stat("/proc/self/ns/pid"); err != nil {
 		t.Skip("needs namespaces")
@@ -40,16 +44,16 @@ func newRig(t *testing.T, path string, pol PolicyConfig) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := OpenStore(path)
+	st, err := kernel.OpenStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := &bytes.Buffer{}
-	k, err := New(Config{
+	k, err := kernel.New(kernel.Config{
 		Policy:        pol,
 		ProfileDigest: p.Digest(),
 		PinDigest:     p.Digest(),
-		Starter:       &LauncherStarter{Profile: p, Path: testbin.Worker(t), Cgroup: launcher.CgroupOptions{Disable: true}},
+		Starter:       &launchstarter.Starter{Profile: p, Path: testbin.Worker(t), Cgroup: launcher.CgroupOptions{Disable: true}},
 		Out:           out,
 		Rand:          rand.New(rand.NewPCG(1, 1)),
 		Sleep:         func(context.Context, time.Duration) error { return nil },
@@ -68,7 +72,9 @@ func (r *rig) close() {
 		r.k = nil
 	}
 	if r.store != nil {
-		r.store.Close()
+		if err := r.store.Close(); err != nil {
+			r.t.Error(err)
+		}
 		r.store = nil
 	}
 }
@@ -111,23 +117,12 @@ func killWorkerSoon(t *testing.T, d time.Duration, sig syscall.Signal) chan stru
 	return done
 }
 
-func TestPinnedDigestRefused(t *testing.T) {
-	_, err := New(Config{Policy: PolicyConfig{Mode: Consensus}, ProfileDigest: "sha256:aa", PinDigest: "sha256:bb", Starter: &LauncherStarter{}}, nil)
-	if err == nil || !strings.Contains(err.Error(), "differs from the pinned") {
-		t.Fatalf("err %v", err)
-	}
-	_, err = New(Config{Policy: PolicyConfig{Mode: Consensus}, ProfileDigest: "sha256:aa", Starter: &LauncherStarter{}}, nil)
-	if err == nil || !strings.Contains(err.Error(), "--pin-digest sha256:aa") {
-		t.Fatalf("err %v", err)
-	}
-}
-
 func TestConsensusCrashMidDeliveryHaltsWithoutCommit(t *testing.T) {
-	r := newRig(t, filepath.Join(t.TempDir(), "k.db"), PolicyConfig{Mode: Consensus})
+	r := newRig(t, filepath.Join(t.TempDir(), "k.db"), policy.Defaults(policy.Consensus))
 	r.deliver("v1", "add:5", "sum:5")
 	dump, hash := r.snapshot()
 	_, err := r.k.Deliver(context.Background(), "v1", "abort")
-	var h *HaltError
+	var h *kernel.HaltError
 	if !errors.As(err, &h) || h.Report.Cause != report.CauseAbort {
 		t.Fatalf("err %v, want a halt on abort", err)
 	}
@@ -145,39 +140,45 @@ func TestConsensusCrashMidDeliveryHaltsWithoutCommit(t *testing.T) {
 }
 
 func TestConsensusMeteringFaultTerminatesVat(t *testing.T) {
-	r := newRig(t, filepath.Join(t.TempDir(), "k.db"), PolicyConfig{Mode: Consensus})
+	r := newRig(t, filepath.Join(t.TempDir(), "k.db"), policy.Defaults(policy.Consensus))
 	r.deliver("v1", "add:1", "sum:1")
 	_, err := r.k.Deliver(context.Background(), "v1", "exit:17")
-	if !errors.Is(err, ErrTerminated) {
+	if !errors.Is(err, kernel.ErrTerminated) {
 		t.Fatalf("err %v, want the vat terminated", err)
 	}
-	recs, _ := r.store.Vats()
+	recs, err := r.store.Vats()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !recs["v1"].Terminated || !strings.Contains(recs["v1"].Reason, "metering fault") || recs["v1"].Deliveries != 1 {
 		t.Fatalf("stored record %+v", recs["v1"])
 	}
-	if _, err := r.k.Deliver(context.Background(), "v1", "ping"); !errors.Is(err, ErrTerminated) {
+	if _, err := r.k.Deliver(context.Background(), "v1", "ping"); !errors.Is(err, kernel.ErrTerminated) {
 		t.Fatalf("delivery to a terminated vat: %v", err)
 	}
 }
 
 func TestSoloRetryThenTerminate(t *testing.T) {
-	r := newRig(t, filepath.Join(t.TempDir(), "k.db"), PolicyConfig{Mode: Solo, Retries: 1})
+	r := newRig(t, filepath.Join(t.TempDir(), "k.db"), policy.Config{Mode: policy.Solo, Retries: 1})
 	r.deliver("v1", "add:3", "sum:3")
 	_, err := r.k.Deliver(context.Background(), "v1", "abort")
-	if !errors.Is(err, ErrTerminated) || !strings.Contains(err.Error(), "retry budget of 1 used up") {
+	if !errors.Is(err, kernel.ErrTerminated) || !strings.Contains(err.Error(), "retry budget of 1 used up") {
 		t.Fatalf("err %v\n%s", err, r.out)
 	}
 	if n := strings.Count(r.out.String(), "restart-worker"); n != 1 {
 		t.Fatalf("%d restarts, want exactly 1:\n%s", n, r.out)
 	}
-	recs, _ := r.store.Vats()
+	recs, err := r.store.Vats()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !recs["v1"].Terminated || recs["v1"].State != "sum:3" {
 		t.Fatalf("record %+v", recs["v1"])
 	}
 }
 
 func TestSoloExternalKillMidDeliveryRestartsAndRedelivers(t *testing.T) {
-	r := newRig(t, filepath.Join(t.TempDir(), "k.db"), PolicyConfig{Mode: Solo})
+	r := newRig(t, filepath.Join(t.TempDir(), "k.db"), policy.Defaults(policy.Solo))
 	r.deliver("v1", "add:4", "sum:4")
 	done := killWorkerSoon(t, 150*time.Millisecond, syscall.SIGKILL)
 	r.deliver("v1", "sleep:600", "slept")
@@ -187,7 +188,10 @@ func TestSoloExternalKillMidDeliveryRestartsAndRedelivers(t *testing.T) {
 	}
 	// The restarted worker was rebuilt by replay.
 	r.deliver("v1", "get", "sum:4")
-	tr, _ := r.store.Transcript("v1")
+	tr, err := r.store.Transcript("v1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(tr) != 3 || tr[1].Delivery != "sleep:600" {
 		t.Fatalf("transcript %+v", tr)
 	}
@@ -195,13 +199,13 @@ func TestSoloExternalKillMidDeliveryRestartsAndRedelivers(t *testing.T) {
 
 func TestIdleDeathNoticedAtOnce(t *testing.T) {
 	t.Run("consensus halts", func(t *testing.T) {
-		r := newRig(t, filepath.Join(t.TempDir(), "k.db"), PolicyConfig{Mode: Consensus})
+		r := newRig(t, filepath.Join(t.TempDir(), "k.db"), policy.Defaults(policy.Consensus))
 		r.deliver("v1", "add:2", "sum:2")
 		dump, hash := r.snapshot()
 		start := time.Now()
 		killWorkerSoon(t, 100*time.Millisecond, syscall.SIGTERM)
 		err := r.k.Idle(context.Background(), 10*time.Second)
-		var h *HaltError
+		var h *kernel.HaltError
 		if !errors.As(err, &h) || h.Report.Cause != report.CauseExternalSignal || h.Report.Phase != "idle" {
 			t.Fatalf("err %v, want a halt on the idle SIGTERM", err)
 		}
@@ -213,7 +217,7 @@ func TestIdleDeathNoticedAtOnce(t *testing.T) {
 		}
 	})
 	t.Run("solo restarts and replays", func(t *testing.T) {
-		r := newRig(t, filepath.Join(t.TempDir(), "k.db"), PolicyConfig{Mode: Solo})
+		r := newRig(t, filepath.Join(t.TempDir(), "k.db"), policy.Defaults(policy.Solo))
 		r.deliver("v1", "add:2", "sum:2")
 		r.deliver("v1", "add:9", "sum:11")
 		killWorkerSoon(t, 100*time.Millisecond, syscall.SIGKILL)
@@ -229,7 +233,7 @@ func TestIdleDeathNoticedAtOnce(t *testing.T) {
 
 func TestRestartedKernelResumesFromLastCommit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "k.db")
-	r := newRig(t, path, PolicyConfig{Mode: Consensus})
+	r := newRig(t, path, policy.Defaults(policy.Consensus))
 	r.deliver("v1", "add:20", "sum:20")
 	r.deliver("v2", "add:1", "sum:1")
 	r.deliver("v1", "add:22", "sum:42")
@@ -238,51 +242,36 @@ func TestRestartedKernelResumesFromLastCommit(t *testing.T) {
 	}
 	r.close()
 
-	r2 := newRig(t, path, PolicyConfig{Mode: Consensus})
+	r2 := newRig(t, path, policy.Defaults(policy.Consensus))
 	if err := r2.k.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r2.deliver("v1", "get", "sum:42")
 	r2.deliver("v2", "get", "sum:1")
-	if c, _ := r2.store.Crank(); c != 5 {
-		t.Fatalf("crank %d, want 5 (3 before the halt, 2 after)", c)
+	if c, err := r2.store.Crank(); err != nil || c != 5 {
+		t.Fatalf("crank %d, %v; want 5 (3 before the halt, 2 after)", c, err)
 	}
 }
 
 func TestReplayDivergenceHalts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "k.db")
-	r := newRig(t, path, PolicyConfig{Mode: Solo})
+	r := newRig(t, path, policy.Defaults(policy.Solo))
 	r.deliver("v1", "add:5", "sum:5")
 	r.close()
 	// Corrupt the transcript's recorded reply: replay must refuse to continue.
-	st, _ := OpenStore(path)
-	st.CommitDelivery("v1", Entry{Delivery: "add:1", Reply: "sum:999"})
-	st.Close()
-	r2 := newRig(t, path, PolicyConfig{Mode: Solo})
-	var h *HaltError
-	if err := r2.k.Start(context.Background()); !errors.As(err, &h) || !strings.Contains(h.Reason, "replay diverged at delivery 2") {
-		t.Fatalf("err %v, want a divergence halt", err)
-	}
-}
-
-func TestFailedCommitLeavesStoreIdentical(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "k.db")
-	st, err := OpenStore(path)
+	st, err := kernel.OpenStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	st.CommitDelivery("v1", Entry{Delivery: "add:1", Reply: "sum:1"})
-	st.Terminate("v1", "test")
-	before, _ := st.Dump()
-	if err := st.CommitDelivery("v1", Entry{Delivery: "add:2", Reply: "sum:3"}); err == nil {
-		t.Fatal("commit to a terminated vat succeeded")
+	if err := st.CommitDelivery("v1", kernel.Entry{Delivery: "add:1", Reply: "sum:999"}); err != nil {
+		t.Fatal(err)
 	}
-	after, _ := st.Dump()
-	if !bytes.Equal(before, after) {
-		t.Fatalf("a failed commit changed the store:\n%s\n---\n%s", before, after)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
 	}
-	if !bytes.Contains(before, []byte(`"transcripts/v1/`)) || !bytes.Contains(before, []byte(`terminated`)) {
-		t.Fatalf("dump does not show the committed content:\n%s", before)
+	r2 := newRig(t, path, policy.Defaults(policy.Solo))
+	var h *kernel.HaltError
+	if err := r2.k.Start(context.Background()); !errors.As(err, &h) || !strings.Contains(h.Reason, "replay diverged at delivery 2") {
+		t.Fatalf("err %v, want a divergence halt", err)
 	}
 }
