@@ -332,6 +332,10 @@ func (k *Kernel) Deliver(ctx context.Context, id, msg string) (string, error) {
 			if act.Kind == policy.TerminateVat {
 				return "", fmt.Errorf("vat %s: %w: %s", id, ErrTerminated, act.Reason)
 			}
+			if k.vats[id] == nil {
+				// The relaunch's own startup death terminated the vat.
+				return "", fmt.Errorf("vat %s: %w", id, ErrTerminated)
+			}
 			continue
 		default:
 		}

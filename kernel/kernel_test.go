@@ -250,7 +250,7 @@ func TestDeathInDelivery(t *testing.T) {
 					t.Fatalf("err %v, want v1 terminated", err)
 				}
 				rec := r.record("v1")
-				if !rec.Terminated || rec.State != "sum:5" || rec.Deliveries != 1 || rec.AtCrank != crank+1 || !strings.Contains(rec.Reason, string(ws[len(ws)-1].rep.Cause)) {
+				if !rec.Terminated || rec.State != "sum:5" || rec.Deliveries != 1 || rec.AtCrank != crank+1 || !strings.Contains(rec.Reason, string(lastDeath(ws).Cause)) {
 					t.Fatalf("v1's record %+v (crank before %d)", rec, crank)
 				}
 				if c := r.crank(); c != crank+1 {
@@ -489,4 +489,30 @@ func TestStartErrorAndStoreErrorsReturned(t *testing.T) {
 		t.Fatalf("delivery on a closed store: %v", err)
 	}
 	r.store = nil
+}
+
+func lastDeath(ws []*fakeWorker) report.Report {
+	_, _, rep, _ := ws[len(ws)-1].snapshot()
+	return rep
+}
+
+// TestIdleDeathThenStartupDeathTerminates: a worker found dead before a delivery is restarted;
+// when the restart dies in startup and the budget is gone, the vat is terminated and no
+// further worker is started for it.
+func TestIdleDeathThenStartupDeathTerminates(t *testing.T) {
+	r := newFakeRig(t, dbPath(t), soloWith(1, false), map[string][]fakePlan{
+		"v1": {{dieAt: -1}, {dieAt: 0, death: dies(report.CauseSegv, report.ClassResourceExhaustion)}},
+	})
+	r.deliver("v1", "add:2", "sum:2")
+	r.starter.workers("v1")[0].die(dies(report.CauseAbort, report.ClassResourceExhaustion))
+	_, err := r.k.Deliver(context.Background(), "v1", "add:1")
+	if !errors.Is(err, ErrTerminated) {
+		t.Fatalf("err %v, want v1 terminated\n%s", err, r.out)
+	}
+	if n := len(r.starter.workers("v1")); n != 2 {
+		t.Fatalf("%d workers started, want 2 (the first and one retry)\n%s", n, r.out)
+	}
+	if rec := r.record("v1"); !rec.Terminated || rec.State != "sum:2" || !strings.Contains(rec.Reason, "retry budget of 1 used up") {
+		t.Fatalf("v1's record %+v", rec)
+	}
 }
