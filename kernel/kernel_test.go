@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -515,4 +516,28 @@ func TestIdleDeathThenStartupDeathTerminates(t *testing.T) {
 	if rec := r.record("v1"); !rec.Terminated || rec.State != "sum:2" || !strings.Contains(rec.Reason, "retry budget of 1 used up") {
 		t.Fatalf("v1's record %+v", rec)
 	}
+}
+
+// TestSignalFromOutside: Kernel.Signal reaches the vat's worker (an external death, restarted
+// in solo mode); a vat without a worker is an error naming it.
+func TestSignalFromOutside(t *testing.T) {
+	r := newFakeRig(t, dbPath(t), policy.Defaults(policy.Solo), nil)
+	if err := r.k.Signal("v9", syscall.SIGTERM); err == nil || !strings.Contains(err.Error(), "vat v9 has no worker") {
+		t.Fatalf("signal to a vat without a worker: %v", err)
+	}
+	r.deliver("v1", "add:3", "sum:3")
+	if err := r.k.Signal("v1", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.k.Idle(context.Background(), 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	ws := r.starter.workers("v1")
+	if len(ws) != 2 {
+		t.Fatalf("%d workers, want a restart after the signal\n%s", len(ws), r.out)
+	}
+	if _, _, rep, _ := ws[0].snapshot(); rep.Cause != report.CauseExternalSignal || rep.Signal != int(syscall.SIGTERM) || rep.Phase != "idle" {
+		t.Fatalf("first worker's death %+v", rep)
+	}
+	r.deliver("v1", "get", "sum:3")
 }
