@@ -1,3 +1,11 @@
+// Package kernel is a small reference kernel: vats, each with a worker started through a
+// Starter, a transcript and state in a bbolt Store, cranks committed atomically or not at all,
+// and the crash policy (package kernel/policy) applied to every worker death.
+//
+// The store is go.etcd.io/bbolt: pure Go (no second cgo dependency next to libseccomp), one file,
+// ACID transactions with a single writer, which is exactly a kernel's shape (one crank at a time).
+// Real workers come from kernel/launchstarter; this package does not import the launcher, and its
+// unit tests drive it through a fake Starter.
 package kernel
 
 import (
@@ -12,11 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vatrun/vatrun/kernel/policy"
 	"github.com/vatrun/vatrun/report"
 )
 
-// Handle is one running worker as the kernel sees it. The launcher adapter (LauncherStarter)
-// implements it; tests use fakes.
+// Handle is one running worker as the kernel sees it. kernel/launchstarter implements it with
+// the launcher; this package's unit tests with a fake.
 type Handle interface {
 	// Send writes one command (a netstring) to the worker's fd 3.
 	Send(msg []byte) error
@@ -38,9 +47,12 @@ type Starter interface {
 	Start(ctx context.Context, vat string) (Handle, error)
 }
 
-// Config configures a Kernel.
+// Config configures a Kernel. Policy.Mode must be set (policy.Consensus or policy.Solo); the
+// other policy fields mean what they say at zero (see policy.Config, and policy.Defaults). The
+// nil Logger, Out, Rand and Sleep are injection points with the obvious defaults: discard,
+// discard, a time-seeded source, a timer.
 type Config struct {
-	Policy PolicyConfig
+	Policy policy.Config
 	// ProfileDigest is the digest of the profile the workers run under; in consensus mode it
 	// must equal PinDigest.
 	ProfileDigest string
@@ -77,7 +89,6 @@ type vat struct {
 
 type death struct {
 	vat *vat
-	h   Handle
 }
 
 // Kernel is the reference kernel: it owns the store and one worker per live vat.
@@ -85,11 +96,12 @@ type Kernel struct {
 	cfg     Config
 	store   *Store
 	vats    map[string]*vat
-	history map[string]History
+	history map[string]policy.History
 	deaths  chan death
 	mu      sync.Mutex
 	stopped map[Handle]bool
 	all     []Handle // every worker started, for Close to wait on their cleanup
+	outErr  bool     // a write to Out failed (logged once)
 }
 
 func (c *Config) defaults() {
@@ -119,13 +131,13 @@ func (c *Config) defaults() {
 // New checks the configuration and opens nothing yet; Start relaunches the stored vats.
 func New(cfg Config, store *Store) (*Kernel, error) {
 	cfg.defaults()
-	if cfg.Policy.Mode == "" {
-		cfg.Policy.Mode = Consensus
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
 	}
-	if cfg.Policy.Mode != Consensus && cfg.Policy.Mode != Solo {
-		return nil, fmt.Errorf("kernel: mode %q: want consensus or solo", cfg.Policy.Mode)
+	if store == nil {
+		return nil, errors.New("kernel: no store")
 	}
-	if cfg.Policy.Mode == Consensus {
+	if cfg.Policy.Mode == policy.Consensus {
 		if cfg.PinDigest == "" {
 			return nil, fmt.Errorf("kernel: consensus mode needs the profile digest pinned (--pin-digest %s), so every validator provably runs the same sandbox", cfg.ProfileDigest)
 		}
@@ -136,21 +148,29 @@ func New(cfg Config, store *Store) (*Kernel, error) {
 	if cfg.Starter == nil {
 		return nil, errors.New("kernel: no worker starter")
 	}
-	return &Kernel{cfg: cfg, store: store, vats: map[string]*vat{}, history: map[string]History{},
+	return &Kernel{cfg: cfg, store: store, vats: map[string]*vat{}, history: map[string]policy.History{},
 		deaths: make(chan death, 64), stopped: map[Handle]bool{}}, nil
 }
 
+// say writes one human line to Out; a failed write is logged once (the decisions themselves are
+// also logged, so the kernel goes on).
 func (k *Kernel) say(format string, a ...any) {
-	fmt.Fprintf(k.cfg.Out, format+"\n", a...)
+	if _, err := fmt.Fprintf(k.cfg.Out, format+"\n", a...); err != nil && !k.outErr {
+		k.outErr = true
+		k.cfg.Logger.Warn("kernel: writing to its output failed; further lines are dropped silently", "err", err)
+	}
 }
 
 // Start relaunches a worker for every live vat in the store and replays its transcript.
 func (k *Kernel) Start(ctx context.Context) error {
 	recs, err := k.store.Vats()
 	if err != nil {
-		return err
+		return fmt.Errorf("kernel: start: %w", err)
 	}
-	crank, _ := k.store.Crank()
+	crank, err := k.store.Crank()
+	if err != nil {
+		return fmt.Errorf("kernel: start: %w", err)
+	}
 	k.say("kernel: resuming at crank %d with %d vat(s)", crank, len(recs))
 	for id, r := range recs {
 		if r.Terminated {
@@ -173,11 +193,11 @@ func (k *Kernel) launch(ctx context.Context, id string) error {
 		if !errors.As(err, &d) {
 			return err
 		}
-		act, err := k.decide(ctx, id, d.report, "startup")
+		act, err := k.decide(ctx, id, d.report, policy.Startup)
 		if err != nil {
 			return err
 		}
-		if act.Kind != RestartWorker {
+		if act.Kind != policy.RestartWorker {
 			return nil
 		}
 	}
@@ -195,20 +215,23 @@ func (k *Kernel) launchOnce(ctx context.Context, id string) error {
 	k.all = append(k.all, h)
 	v := &vat{id: id, h: h}
 	v.busy.Store(true)
-	h.SetPhase("startup")
+	h.SetPhase(string(policy.Startup))
 	entries, err := k.store.Transcript(id)
 	if err != nil {
-		h.Stop("kernel error")
-		return err
+		k.stop(h, "kernel error")
+		return fmt.Errorf("kernel: replay vat %s: %w", id, err)
 	}
 	for i, e := range entries {
 		reply, dead := k.roundTrip(ctx, v, []byte(e.Delivery))
+		if dead && ctx.Err() != nil {
+			k.stop(h, "kernel cancelled")
+			return fmt.Errorf("kernel: replay vat %s: %w", id, ctx.Err())
+		}
 		if dead {
 			return &startupDeath{report: h.Wait()}
 		}
 		if string(reply) != e.Reply {
-			h.Stop("replay diverged")
-			h.Wait()
+			k.stop(h, "replay diverged")
 			return &HaltError{Vat: id, Reason: fmt.Sprintf("replay diverged at delivery %d (%q): transcript says %q, worker said %q", i+1, e.Delivery, e.Reply, reply)}
 		}
 	}
@@ -216,7 +239,7 @@ func (k *Kernel) launchOnce(ctx context.Context, id string) error {
 		k.say("vat %s: worker started, replayed %d deliveries", id, len(entries))
 	}
 	k.vats[id] = v
-	h.SetPhase("idle")
+	h.SetPhase(string(policy.Idle))
 	v.busy.Store(false)
 	go k.watch(v, h)
 	return nil
@@ -236,14 +259,19 @@ func (k *Kernel) watch(v *vat, h Handle) {
 	if !v.busy.Load() {
 		k.cfg.Logger.Warn("worker died while idle", "vat", v.id, "cause", h.Wait().Cause)
 	}
-	k.deaths <- death{vat: v, h: h}
+	k.deaths <- death{vat: v}
 }
 
 // roundTrip sends msg and waits for the reply, or the worker's death, or another vat's idle
 // death (which in consensus mode must halt at once). dead reports the worker died.
 func (k *Kernel) roundTrip(ctx context.Context, v *vat, msg []byte) (reply []byte, dead bool) {
 	if err := v.h.Send(msg); err != nil {
-		<-v.h.Done()
+		// A worker that cannot take a command is dying (its fd 3 closed); its report says why.
+		k.cfg.Logger.Info("send failed, waiting for the worker's death", "vat", v.id, "err", err)
+		select {
+		case <-v.h.Done():
+		case <-ctx.Done():
+		}
 		return nil, true
 	}
 	select {
@@ -273,14 +301,14 @@ func (k *Kernel) Deliver(ctx context.Context, id, msg string) (string, error) {
 	}
 	recs, err := k.store.Vats()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("kernel: deliver to vat %s: %w", id, err)
 	}
 	if r, ok := recs[id]; ok && r.Terminated {
 		return "", fmt.Errorf("vat %s: %w at crank %d (%s)", id, ErrTerminated, r.AtCrank, r.Reason)
 	}
 	if _, ok := recs[id]; !ok {
 		if err := k.store.EnsureVat(id); err != nil {
-			return "", err
+			return "", fmt.Errorf("kernel: deliver to vat %s: %w", id, err)
 		}
 	}
 	for {
@@ -293,16 +321,37 @@ func (k *Kernel) Deliver(ctx context.Context, id, msg string) (string, error) {
 				return "", fmt.Errorf("vat %s: %w", id, ErrTerminated)
 			}
 		}
+		select {
+		case <-v.h.Done():
+			// It died while idle, before this delivery (its watcher's notice may still be on
+			// the way): an idle death, whatever this crank was about to do.
+			act, err := k.idleDeath(ctx, v)
+			if err != nil {
+				return "", err
+			}
+			if act.Kind == policy.TerminateVat {
+				return "", fmt.Errorf("vat %s: %w: %s", id, ErrTerminated, act.Reason)
+			}
+			if k.vats[id] == nil {
+				// The relaunch's own startup death terminated the vat.
+				return "", fmt.Errorf("vat %s: %w", id, ErrTerminated)
+			}
+			continue
+		default:
+		}
 		v.busy.Store(true)
-		v.h.SetPhase("in-delivery")
+		v.h.SetPhase(string(policy.InDelivery))
 		reply, dead := k.roundTrip(ctx, v, []byte(msg))
 		if !dead {
 			if err := k.store.CommitDelivery(id, Entry{Delivery: msg, Reply: string(reply)}); err != nil {
-				return "", err
+				return "", fmt.Errorf("kernel: %w", err)
 			}
-			crank, _ := k.store.Crank()
+			crank, err := k.store.Crank()
+			if err != nil {
+				return string(reply), fmt.Errorf("kernel: after committing vat %s's crank: %w", id, err)
+			}
 			k.say("crank %d: vat %s %q -> %q (committed)", crank, id, msg, reply)
-			v.h.SetPhase("idle")
+			v.h.SetPhase(string(policy.Idle))
 			v.busy.Store(false)
 			if err := k.handleIdleDeaths(ctx); err != nil {
 				return string(reply), err
@@ -310,14 +359,14 @@ func (k *Kernel) Deliver(ctx context.Context, id, msg string) (string, error) {
 			return string(reply), nil
 		}
 		if ctx.Err() != nil {
-			return "", ctx.Err()
+			return "", fmt.Errorf("kernel: deliver to vat %s: %w", id, ctx.Err())
 		}
 		delete(k.vats, id)
-		act, err := k.decide(ctx, id, v.h.Wait(), "in-delivery")
+		act, err := k.decide(ctx, id, v.h.Wait(), policy.InDelivery)
 		if err != nil {
 			return "", err
 		}
-		if act.Kind == TerminateVat {
+		if act.Kind == policy.TerminateVat {
 			return "", fmt.Errorf("vat %s: %w: %s", id, ErrTerminated, act.Reason)
 		}
 		// RestartWorker (the wait already happened) or Continue: launch again and redeliver.
@@ -326,30 +375,33 @@ func (k *Kernel) Deliver(ctx context.Context, id, msg string) (string, error) {
 
 // decide applies the policy to a death and carries out the action (terminate, wait before
 // restart, halt). The crank in flight has already been abandoned.
-func (k *Kernel) decide(ctx context.Context, id string, r report.Report, phase string) (Action, error) {
+func (k *Kernel) decide(ctx context.Context, id string, r report.Report, phase policy.Phase) (policy.Action, error) {
 	h := k.history[id]
-	act := Decide(k.cfg.Policy, r, phase, h, k.cfg.Rand)
-	k.history[id] = h.Note(r, act)
+	act := policy.Decide(k.cfg.Policy, r, phase, h, k.cfg.Rand)
+	k.history[id] = h.Note(act)
 	k.say("vat %s: worker died (%s): %s", id, phase, r.OneLine())
 	k.say("vat %s: policy (%s): %s", id, k.cfg.Policy.Mode, act)
 	k.cfg.Logger.Info("crash policy", "vat", id, "phase", phase, "cause", r.Cause, "class", r.Class, "action", act.Kind, "reason", act.Reason)
 	switch act.Kind {
-	case HaltKernel:
+	case policy.HaltKernel:
 		k.stopAll("kernel halting")
 		return act, &HaltError{Vat: id, Reason: act.Reason, Report: r}
-	case TerminateVat:
+	case policy.TerminateVat:
 		if v := k.vats[id]; v != nil {
 			k.stop(v.h, "vat terminated")
 			delete(k.vats, id)
 		}
 		if err := k.store.Terminate(id, act.Reason); err != nil {
-			return act, err
+			return act, fmt.Errorf("kernel: %w", err)
 		}
-		crank, _ := k.store.Crank()
+		crank, err := k.store.Crank()
+		if err != nil {
+			return act, fmt.Errorf("kernel: after terminating vat %s: %w", id, err)
+		}
 		k.say("crank %d: vat %s terminated (committed): %s", crank, id, act.Reason)
-	case RestartWorker:
+	case policy.RestartWorker:
 		if err := k.cfg.Sleep(ctx, act.After); err != nil {
-			return act, err
+			return act, fmt.Errorf("kernel: waiting %v to restart vat %s's worker: %w", act.After, id, err)
 		}
 	}
 	return act, nil
@@ -362,20 +414,29 @@ func (k *Kernel) handleIdleDeaths(ctx context.Context) error {
 			if k.vats[d.vat.id] != d.vat {
 				continue // already replaced
 			}
-			delete(k.vats, d.vat.id)
-			act, err := k.decide(ctx, d.vat.id, d.h.Wait(), "idle")
-			if err != nil {
+			if _, err := k.idleDeath(ctx, d.vat); err != nil {
 				return err
-			}
-			if act.Kind == RestartWorker || act.Kind == Continue {
-				if err := k.launch(ctx, d.vat.id); err != nil {
-					return err
-				}
 			}
 		default:
 			return nil
 		}
 	}
+}
+
+// idleDeath applies the policy to the death of v's worker with no delivery in flight, and
+// relaunches it when the policy says so.
+func (k *Kernel) idleDeath(ctx context.Context, v *vat) (policy.Action, error) {
+	delete(k.vats, v.id)
+	act, err := k.decide(ctx, v.id, v.h.Wait(), policy.Idle)
+	if err != nil {
+		return act, err
+	}
+	if act.Kind == policy.RestartWorker || act.Kind == policy.Continue {
+		if err := k.launch(ctx, v.id); err != nil {
+			return act, err
+		}
+	}
+	return act, nil
 }
 
 // Idle lets time pass with every worker idle, reacting at once to deaths.
@@ -402,9 +463,12 @@ func (k *Kernel) Idle(ctx context.Context, d time.Duration) error {
 func (k *Kernel) Signal(id string, sig syscall.Signal) error {
 	v := k.vats[id]
 	if v == nil {
-		return fmt.Errorf("vat %s has no worker", id)
+		return fmt.Errorf("kernel: vat %s has no worker", id)
 	}
-	return v.h.Signal(sig)
+	if err := v.h.Signal(sig); err != nil {
+		return fmt.Errorf("kernel: signal vat %s's worker: %w", id, err)
+	}
+	return nil
 }
 
 func (k *Kernel) stop(h Handle, reason string) {

@@ -13,6 +13,9 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
+// The Store is the reference kernel's own state format (VatRecord, Entry), so it stays in this
+// package: bbolt is pure Go, and nothing outside the kernel reads it.
+//
 // Buckets of the store:
 //
 //	meta        "crank" → uint64 (big endian): cranks committed so far
@@ -66,14 +69,18 @@ func OpenStore(path string) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store %s: init buckets: %w", path, err)
+		return nil, errors.Join(fmt.Errorf("store %s: init buckets: %w", path, err), db.Close())
 	}
 	return &Store{db: db}, nil
 }
 
 // Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
 
 func u64(b []byte) uint64 {
 	if len(b) != 8 {
@@ -90,7 +97,10 @@ func (s *Store) Crank() (n uint64, err error) {
 		n = u64(tx.Bucket(bucketMeta).Get(keyCrank))
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return 0, fmt.Errorf("store: read crank: %w", err)
+	}
+	return n, nil
 }
 
 // Vats returns every vat's record, by id.
@@ -106,7 +116,10 @@ func (s *Store) Vats() (map[string]VatRecord, error) {
 			return nil
 		})
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("store: read vats: %w", err)
+	}
+	return out, nil
 }
 
 // Transcript returns a vat's deliveries in order.
@@ -117,28 +130,38 @@ func (s *Store) Transcript(vat string) ([]Entry, error) {
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(_, v []byte) error {
+		return b.ForEach(func(k, v []byte) error {
 			var e Entry
 			if err := json.Unmarshal(v, &e); err != nil {
-				return err
+				return fmt.Errorf("entry %d: %w", u64(k), err)
 			}
 			out = append(out, e)
 			return nil
 		})
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("store: read vat %s's transcript: %w", vat, err)
+	}
+	return out, nil
 }
 
 // EnsureVat creates an empty vat record if there is none (a committed crank of its own).
 func (s *Store) EnsureVat(vat string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		vats := tx.Bucket(bucketVats)
 		if vats.Get([]byte(vat)) != nil {
 			return nil
 		}
-		data, _ := json.Marshal(VatRecord{})
+		data, err := json.Marshal(VatRecord{})
+		if err != nil {
+			return err
+		}
 		return vats.Put([]byte(vat), data)
 	})
+	if err != nil {
+		return fmt.Errorf("store: create vat %s: %w", vat, err)
+	}
+	return nil
 }
 
 // update runs f on a vat's record and bumps the crank counter, in one transaction.
@@ -179,7 +202,10 @@ func (s *Store) CommitDelivery(vat string, e Entry) error {
 			return err
 		}
 		r.Deliveries++
-		data, _ := json.Marshal(e)
+		data, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
 		if err := tb.Put(u64b(r.Deliveries), data); err != nil {
 			return err
 		}
@@ -213,7 +239,7 @@ func (s *Store) Dump() ([]byte, error) {
 			var keys []string
 			vals := map[string][]byte{}
 			nested := map[string]bool{}
-			b.ForEach(func(k, v []byte) error {
+			err := b.ForEach(func(k, v []byte) error {
 				keys = append(keys, string(k))
 				if v == nil {
 					nested[string(k)] = true
@@ -222,6 +248,9 @@ func (s *Store) Dump() ([]byte, error) {
 				}
 				return nil
 			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", prefix, err)
+			}
 			sort.Strings(keys)
 			for _, k := range keys {
 				if nested[k] {
@@ -238,5 +267,8 @@ func (s *Store) Dump() ([]byte, error) {
 			return walk(string(name)+"/", b)
 		})
 	})
-	return buf.Bytes(), err
+	if err != nil {
+		return nil, fmt.Errorf("store: dump: %w", err)
+	}
+	return buf.Bytes(), nil
 }

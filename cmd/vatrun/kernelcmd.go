@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vatrun/vatrun/kernel"
+	"github.com/vatrun/vatrun/kernel/launchstarter"
+	"github.com/vatrun/vatrun/kernel/policy"
 	"github.com/vatrun/vatrun/launcher"
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
@@ -50,15 +52,16 @@ resumes from the last commit).
 
 Flags:`
 
-func kernelMain(args []string, stdout, stderr io.Writer) int {
+func kernelMain(args []string, stdout, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("vatrun kernel", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	db := fs.String("db", "", "the kernel's store (bbolt file; created if missing)")
 	mode := fs.String("mode", "consensus", "crash policy mode: consensus or solo")
 	onFault := fs.String("solo-policy", "restart", "solo mode, resource exhaustion / sandbox violation / unknown: restart (bounded retries) or halt")
-	retries := fs.Int("retries", 1, "solo mode: retries per vat per kernel process before terminating the vat")
-	base := fs.Duration("backoff-base", kernel.DefaultBackoff.Base, "solo mode: first restart delay (then doubling, randomized)")
-	capD := fs.Duration("backoff-cap", kernel.DefaultBackoff.Cap, "solo mode: longest restart delay")
+	retries := fs.Int("retries", policy.DefaultRetries, "solo mode: retries per vat per kernel process before terminating the vat (0: none)")
+	maxExternal := fs.Int("max-external-restarts", policy.DefaultMaxExternalRestarts, "solo mode: restarts after external deaths per vat per kernel process before halting (0: none)")
+	base := fs.Duration("backoff-base", policy.DefaultBackoff.Base, "solo mode: first restart delay (then doubling, randomized)")
+	capD := fs.Duration("backoff-cap", policy.DefaultBackoff.Cap, "solo mode: longest restart delay")
 	profileName := fs.String("profile", "consensus", "sandbox profile of the workers")
 	pin := fs.String("pin-digest", "", "consensus mode: the profile digest every validator runs (required)")
 	allowNonConsensus := fs.Bool("allow-nonconsensus-profile", false, "consensus mode with a profile that is not a consensus profile (demo on a host without cgroup v2)")
@@ -105,39 +108,57 @@ func kernelMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(kernelExitUsage, "%v", err)
 	}
-	pol := kernel.PolicyConfig{Mode: kernel.Mode(*mode), OnFault: kernel.SoloOnFault(*onFault), Retries: *retries,
-		Backoff: kernel.Backoff{Base: *base, Factor: 2, Cap: *capD, Jitter: 0.5}}
-	if *retries == 0 {
-		pol.Retries = -1 // no retry at all
+	pol := policy.Config{
+		Mode:                policy.Mode(*mode),
+		Retries:             *retries,
+		MaxExternalRestarts: *maxExternal,
+		Backoff:             policy.Backoff{Base: *base, Factor: policy.DefaultBackoff.Factor, Cap: *capD, Jitter: policy.DefaultBackoff.Jitter},
 	}
-	if pol.OnFault != kernel.SoloRestart && pol.OnFault != kernel.SoloHalt {
+	switch *onFault {
+	case "restart":
+	case "halt":
+		pol.HaltOnFault = true
+	default:
 		return fail(kernelExitUsage, "--solo-policy %q: want restart or halt", *onFault)
 	}
-	if pol.Mode == kernel.Consensus && !prof.Consensus && !*allowNonConsensus {
+	if err := pol.Validate(); err != nil {
+		return fail(kernelExitUsage, "%v", err)
+	}
+	if pol.Mode == policy.Consensus && !prof.Consensus && !*allowNonConsensus {
 		return fail(kernelExitUsage, "consensus mode with profile %q, which is not a consensus profile (no mandatory cgroup v2, worker output not discarded); use --profile consensus, or --allow-nonconsensus-profile for a demo", prof.Name)
 	}
 	wp := *workerPath
 	if wp == "" {
-		exe, _ := os.Executable()
+		exe, err := os.Executable()
+		if err != nil {
+			return fail(kernelExitUsage, "finding the default worker next to vatrun: %v (give --worker PATH)", err)
+		}
 		wp = filepath.Join(filepath.Dir(exe), "vatrun-testworker")
 	}
 	if _, err := launcher.ResolvePath(wp); err != nil {
 		return fail(kernelExitUsage, "%v (give --worker PATH)", err)
 	}
 	var output *os.File
-	if pol.Mode == kernel.Solo {
+	if pol.Mode == policy.Solo {
 		output = os.Stderr // solo mode keeps the worker's console for debugging
 	}
 	store, err := kernel.OpenStore(*db)
 	if err != nil {
 		return fail(kernelExitError, "%v", err)
 	}
-	defer store.Close()
+	defer func() {
+		if err := store.Close(); err != nil {
+			fmt.Fprintf(stderr, "vatrun kernel: %v\n", err)
+			if code == kernelExitOK {
+				code = kernelExitError
+			}
+		}
+	}()
 	k, err := kernel.New(kernel.Config{
 		Policy:        pol,
 		ProfileDigest: prof.Digest(),
 		PinDigest:     *pin,
-		Starter: &kernel.LauncherStarter{Profile: prof, Path: wp, Output: output, Logger: log,
+		Starter: &launchstarter.Starter{Profile: prof, Path: wp, Output: output, Logger: log,
 			Cgroup: launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup}},
 		Out:    stdout,
 		Logger: log,
