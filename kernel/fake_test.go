@@ -76,9 +76,9 @@ type fakeWorker struct {
 
 // dies is a report as the classifier would write it.
 func dies(cause report.Cause, class report.Class) report.Report {
-	r := report.Report{Cause: cause, Class: class, KilledBy: "nobody"}
+	r := report.Report{Cause: cause, Class: class, KilledBy: report.KilledByNobody}
 	if cause == report.CauseStopped {
-		r.KilledBy = "vatrun"
+		r.KilledBy = report.KilledByVatrun
 	}
 	return r
 }
@@ -158,7 +158,7 @@ func (w *fakeWorker) Stop(reason string) {
 }
 
 func (w *fakeWorker) Signal(sig syscall.Signal) error {
-	if !w.die(report.Report{Cause: report.CauseExternalSignal, Class: report.ClassExternal, KilledBy: "nobody", Signal: int(sig)}) {
+	if !w.die(report.Report{Cause: report.CauseExternalSignal, Class: report.ClassExternal, KilledBy: report.KilledByNobody, Signal: int(sig)}) {
 		return errors.New("fake worker: already dead")
 	}
 	return nil

@@ -13,7 +13,6 @@ import (
 	"github.com/vatrun/vatrun/report"
 )
 
-
 // Mode is the kernel's mode.
 type Mode string
 

@@ -10,9 +10,9 @@ import (
 )
 
 func rep(cause report.Cause, class report.Class) report.Report {
-	r := report.Report{Cause: cause, Class: class, KilledBy: "nobody"}
+	r := report.Report{Cause: cause, Class: class, KilledBy: report.KilledByNobody}
 	if cause == report.CauseStopped {
-		r.KilledBy = "vatrun"
+		r.KilledBy = report.KilledByVatrun
 	}
 	return r
 }
@@ -145,7 +145,7 @@ func TestDeathOf(t *testing.T) {
 	}{
 		{rep(report.CauseStopped, report.ClassExternal), Stopped},
 		// Stopped without vatrun having done it is someone else's kill.
-		{report.Report{Cause: report.CauseStopped, Class: report.ClassExternal, KilledBy: "nobody"}, External},
+		{report.Report{Cause: report.CauseStopped, Class: report.ClassExternal, KilledBy: report.KilledByNobody}, External},
 		{rep(report.CauseAbort, report.ClassResourceExhaustion), ResourceExhaustion},
 		{report.Report{Cause: "new-cause", Class: "a-class-from-the-future"}, Unknown},
 		{report.Report{}, Unknown},
