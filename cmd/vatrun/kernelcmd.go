@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -53,8 +52,9 @@ resumes from the last commit).
 Flags:`
 
 func kernelMain(args []string, stdout, stderr io.Writer) (code int) {
-	fs := flag.NewFlagSet("vatrun kernel", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCmdline("vatrun kernel", kernelUsage, stderr)
+	c.usageCode = kernelExitUsage
+	fs := c.fs
 	db := fs.String("db", "", "the kernel's store (bbolt file; created if missing)")
 	mode := fs.String("mode", "consensus", "crash policy mode: consensus or solo")
 	onFault := fs.String("solo-policy", "restart", "solo mode, resource exhaustion / sandbox violation / unknown: restart (bounded retries) or halt")
@@ -71,23 +71,12 @@ func kernelMain(args []string, stdout, stderr io.Writer) (code int) {
 	var steps multiFlag
 	fs.Var(&steps, "step", "a step (repeatable; see above)")
 	script := fs.String("script", "", "a file of steps, one per line")
-	logFormat := fs.String("log-format", "text", "log format on stderr: text or json")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, kernelUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return kernelExitOK
-		}
-		return kernelExitUsage
-	}
-	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "vatrun kernel: "+format+"\n", a...)
+	c.logFlags("debug, info, warn, error", false)
+	if code, ok := c.parse(args); !ok {
 		return code
 	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
+	fail := c.fail
+	log, err := c.logger()
 	if err != nil {
 		return fail(kernelExitUsage, "%v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/vatrun/vatrun/internal/netstring"
 	"github.com/vatrun/vatrun/kernel"
 	"github.com/vatrun/vatrun/launcher"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
@@ -61,19 +62,16 @@ func (s *Starter) Start(ctx context.Context, vat string) (kernel.Handle, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cmdR, cmdW, err := os.Pipe()
+	pipes, err := workerio.New()
 	if err != nil {
-		return nil, fmt.Errorf("vat %s: command pipe: %w", vat, err)
+		return nil, fmt.Errorf("vat %s: %w", vat, err)
 	}
-	replyR, replyW, err := os.Pipe()
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("vat %s: reply pipe: %w", vat, err), closeAll(cmdR, cmdW))
-	}
+	cmdW, replyR := pipes.Commands, pipes.Results
 	w, err := launcher.Launch(ctx, launcher.Spec{
 		Profile:    s.Profile,
 		Path:       s.Path,
 		Args:       append([]string{s.Path}, s.Args...),
-		ExtraFiles: []*os.File{cmdR, replyW},
+		ExtraFiles: pipes.WorkerFiles(),
 		Stdout:     s.Output,
 		Stderr:     s.Output,
 		Cgroup:     s.Cgroup,
@@ -81,7 +79,7 @@ func (s *Starter) Start(ctx context.Context, vat string) (kernel.Handle, error) 
 		Logger:     s.Logger,
 	})
 	// Our copies of the worker's ends: closing them lets fd 4 reach EOF when the worker dies.
-	cerr := closeAll(cmdR, replyW)
+	cerr := closeAll(pipes.WorkerFiles()...)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("launch worker: %w", err), cerr, closeAll(cmdW, replyR))
 	}
