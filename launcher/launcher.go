@@ -127,6 +127,15 @@ func compiledBPF(p *seccompprofiles.Profile, d string) ([]byte, error) {
 	return b, nil
 }
 
+// exitMeanings is the profile's exit codes as the death report's evidence wants them.
+func exitMeanings(p *seccompprofiles.Profile) map[int]report.ExitMeaning {
+	out := make(map[int]report.ExitMeaning, len(p.ExitCodes))
+	for code, e := range p.ExitMeanings() {
+		out[code] = report.ExitMeaning{Meaning: e.Meaning, MeteringFault: e.MeteringFault}
+	}
+	return out
+}
+
 // ResolvePath finds the worker executable the way Launch does, with ErrNotFound or
 // ErrNotExecutable when it can't be run.
 func ResolvePath(path string) (string, error) {
@@ -380,7 +389,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		spec:        spec,
 		digest:      digest,
 		cpuHard:     cpuHard,
-		exits:       spec.Profile.ExitMeanings(),
+		exits:       exitMeanings(spec.Profile),
 		proc:        proc,
 		cg:          cg,
 		started:     started,

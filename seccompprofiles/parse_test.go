@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vatrun/vatrun/report"
 	"golang.org/x/sys/unix"
 )
 
@@ -188,7 +187,7 @@ func TestBuiltins(t *testing.T) {
 	if got := BuiltinNames(); !reflect.DeepEqual(got, []string{"consensus", "dev", "solo", "xsnap"}) {
 		t.Fatalf("BuiltinNames() = %v", got)
 	}
-	xsnapCodes := map[int]report.ExitMeaning{
+	xsnapCodes := map[int]ExitCode{
 		0: {Meaning: "success"}, 1: {Meaning: "bad usage"}, 2: {Meaning: "I/O error"},
 		11: {Meaning: "not enough memory (XS allocation meter)", MeteringFault: true},
 		12: {Meaning: "stack overflow (XS stack meter)", MeteringFault: true},

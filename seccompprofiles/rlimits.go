@@ -4,7 +4,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vatrun/vatrun/report"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,16 +45,16 @@ func (p *Profile) Rlimits() []Rlimit {
 	return out
 }
 
-// ExitMeanings returns the profile's exit codes keyed by number, for report.Evidence.
-// Keys that are not exit codes (Validate rejects them) are skipped.
-func (p *Profile) ExitMeanings() map[int]report.ExitMeaning {
-	out := make(map[int]report.ExitMeaning, len(p.ExitCodes))
+// ExitMeanings returns the profile's exit codes keyed by number (the launcher turns them into
+// the death report's evidence). Keys that are not exit codes (Validate rejects them) are skipped.
+func (p *Profile) ExitMeanings() map[int]ExitCode {
+	out := make(map[int]ExitCode, len(p.ExitCodes))
 	for k, v := range p.ExitCodes {
 		code, err := strconv.Atoi(k)
 		if err != nil || code < 0 || code > 255 {
 			continue
 		}
-		out[code] = report.ExitMeaning{Meaning: v.Meaning, MeteringFault: v.MeteringFault}
+		out[code] = v
 	}
 	return out
 }
