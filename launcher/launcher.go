@@ -27,6 +27,7 @@ import (
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
+	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 // Spec says what to launch and how.
@@ -105,26 +106,33 @@ type stop struct {
 	reason string
 }
 
-var bpfCache sync.Map // profile digest → []byte
+var bpfCache sync.Map // profile digest → compiledFilter
 
-// compiledBPF is p's seccomp program, compiled once per profile digest d (p.Digest(), which the
+// compiledFilter is a compiled seccomp program and the warnings of its compilation.
+type compiledFilter struct {
+	prog     []byte
+	warnings []string
+}
+
+// compiledBPF is p's seccomp program and the warnings of its compilation (syscall names
+// libseccomp does not know here), compiled once per profile digest d (p.Digest(), which the
 // caller has computed anyway for the report).
-func compiledBPF(p *seccompprofiles.Profile, d string) ([]byte, error) {
+func compiledBPF(p *seccompprofiles.Profile, d string) ([]byte, []string, error) {
 	if p.Seccomp == nil || (p.Seccomp.DefaultAction == "SCMP_ACT_ALLOW" && len(p.Seccomp.Syscalls) == 0) {
-		return nil, nil // no filter: nothing to load (an allow-everything filter would only cost)
+		return nil, nil, nil // no filter: nothing to load (an allow-everything filter would only cost)
 	}
 	if d == "" { // no canonical form: never share a cache entry
-		return p.CompileBPF()
+		return filter.Compile(p)
 	}
-	if b, ok := bpfCache.Load(d); ok {
-		return b.([]byte), nil
+	if c, ok := bpfCache.Load(d); ok {
+		return c.(compiledFilter).prog, c.(compiledFilter).warnings, nil
 	}
-	b, err := p.CompileBPF()
+	prog, warnings, err := filter.Compile(p)
 	if err != nil {
-		return nil, err
+		return nil, warnings, err
 	}
-	bpfCache.Store(d, b)
-	return b, nil
+	bpfCache.Store(d, compiledFilter{prog, warnings})
+	return prog, warnings, nil
 }
 
 // exitMeanings is the profile's exit codes as the death report's evidence wants them.
@@ -237,7 +245,7 @@ func hasCapSysAdmin() bool {
 }
 
 // stageConfig turns a profile into the init stage's config and clone flags.
-func stageConfig(p *seccompprofiles.Profile, digest string) (sandbox.Config, uintptr, bool, error) {
+func stageConfig(p *seccompprofiles.Profile, digest string, log *slog.Logger) (sandbox.Config, uintptr, bool, error) {
 	ns := p.Namespaces
 	cfg := sandbox.Config{
 		PidNS:    ns.Pid,
@@ -276,7 +284,10 @@ func stageConfig(p *seccompprofiles.Profile, digest string) (sandbox.Config, uin
 	for _, r := range p.Rlimits() {
 		cfg.Rlimits = append(cfg.Rlimits, sandbox.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
 	}
-	bpf, err := compiledBPF(p, digest)
+	bpf, warnings, err := compiledBPF(p, digest)
+	for _, w := range warnings {
+		log.Warn("seccomp filter: "+w, "profile", p.Name)
+	}
 	if err != nil {
 		return cfg, 0, false, fmt.Errorf("%w: profile %q: compile seccomp filter: %w", ErrConfig, p.Name, err)
 	}
@@ -315,7 +326,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	}
 	// The digest names the sandbox in the report and keys the compiled filter: computed once.
 	digest := spec.Profile.Digest()
-	cfg, flags, userNS, err := stageConfig(spec.Profile, digest)
+	cfg, flags, userNS, err := stageConfig(spec.Profile, digest, log)
 	if err != nil {
 		return nil, err
 	}

@@ -78,11 +78,11 @@ func (p *Profile) WorkerEnv(lookup func(string) (string, bool)) []string {
 // (a default action other than allow, and no rule allowing any of them).
 func (p *Profile) AllowsProcessCreation() bool {
 	s := p.Seccomp
-	if s == nil || s.DefaultAction == "SCMP_ACT_ALLOW" || s.DefaultAction == "SCMP_ACT_LOG" {
+	if s == nil || permissive(s.DefaultAction) {
 		return true
 	}
 	for _, r := range s.Syscalls {
-		if r.Action != "SCMP_ACT_ALLOW" && r.Action != "SCMP_ACT_LOG" {
+		if !permissive(r.Action) {
 			continue
 		}
 		for _, n := range r.Names {
@@ -101,11 +101,11 @@ func (p *Profile) AllowsProcessCreation() bool {
 // its arguments (the built-ins allow only SIGABRT, for abort()).
 func (p *Profile) WorkerCanSignalItself() bool {
 	s := p.Seccomp
-	if s == nil || s.DefaultAction == "SCMP_ACT_ALLOW" || s.DefaultAction == "SCMP_ACT_LOG" {
+	if s == nil || permissive(s.DefaultAction) {
 		return true
 	}
 	for _, r := range s.Syscalls {
-		if (r.Action != "SCMP_ACT_ALLOW" && r.Action != "SCMP_ACT_LOG") || len(r.Args) > 0 {
+		if !permissive(r.Action) || len(r.Args) > 0 {
 			continue
 		}
 		for _, n := range r.Names {
