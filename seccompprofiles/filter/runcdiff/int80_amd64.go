@@ -1,3 +1,5 @@
+//go:build cgo && seccomp
+
 package runcdiff
 
 // int80 makes a 32-bit (i386) system call with `int $0x80`: the kernel reports it to seccomp
