@@ -11,7 +11,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/vatrun/vatrun/hostfacts"
+	"github.com/vatrun/vatrun/hostfacts/factnames"
 )
 
 // Limits enforced by Validate.
@@ -201,8 +201,8 @@ func validatePins(pins *Pins, bad func(field, format string, args ...any)) {
 	}
 	for _, k := range sortedKeys(pins.Facts) {
 		switch {
-		case !hostfacts.Known(k):
-			bad("pins.facts."+k, "unknown host fact; known: %s", strings.Join(hostfacts.Names(), ", "))
+		case !factnames.Known(k):
+			bad("pins.facts."+k, "unknown host fact; known: %s", strings.Join(factnames.Names(), ", "))
 		case pins.Facts[k] == "":
 			bad("pins.facts."+k, "empty value; give the value `vatrun check` shows, or remove the pin")
 		}
