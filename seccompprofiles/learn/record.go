@@ -1,8 +1,9 @@
 package learn
 
-// Recording: run a worker once (`vatrun profile learn`) under a seccomp filter that lets every syscall through
-// but reports each one to vatrun first (SECCOMP_RET_USER_NOTIF, answered with
-// SECCOMP_USER_NOTIF_FLAG_CONTINUE), then write a minimal allowlist profile from what it used.
+// Recording (`vatrun profile learn`): run a worker once under a seccomp filter that lets every
+// syscall through but reports each one to vatrun first (SECCOMP_RET_USER_NOTIF, answered with
+// SECCOMP_USER_NOTIF_FLAG_CONTINUE); Learn then writes a minimal allowlist profile from what it
+// used.
 //
 // The filter has to be installed in the worker's own process, right before its execve, and its
 // listener fd has to reach vatrun. The learn helper below does that: a C constructor (it runs
