@@ -8,6 +8,7 @@ import (
 
 	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
+	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 type spawnRow struct {
@@ -216,7 +217,7 @@ func benchNamespaces(o *options, xsnap *seccompprofiles.Profile) (*nsResult, err
 
 // writeBPF compiles p's filter into a temporary file, for bwrap's --seccomp FD; cleanup removes it.
 func writeBPF(p *seccompprofiles.Profile) (path string, cleanup func(), err error) {
-	bpf, err := p.CompileBPF()
+	bpf, _, err := filter.Compile(p)
 	if err != nil {
 		return "", nil, err
 	}

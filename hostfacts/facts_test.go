@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vatrun/vatrun/hostfacts/factnames"
 )
 
 // fakeTree writes files (path relative to the root → content) under a temporary root.
@@ -91,8 +93,8 @@ func wantValues(t *testing.T, got Facts, want map[string]string) {
 
 func TestGatherUnifiedFakeTree(t *testing.T) {
 	fs := Gather(fakeSource(fakeTree(t, unifiedHost())))
-	if len(fs) != len(specs) {
-		t.Fatalf("%d facts, want %d", len(fs), len(specs))
+	if len(fs) != len(factnames.Specs()) {
+		t.Fatalf("%d facts, want %d", len(fs), len(factnames.Specs()))
 	}
 	wantValues(t, fs, map[string]string{
 		KernelRelease:       "6.1.0-18-amd64",
@@ -299,7 +301,7 @@ func TestKnownNames(t *testing.T) {
 	if !Relevant(VMOvercommit) || Relevant(CPUModel) {
 		t.Error("Relevant")
 	}
-	if len(Names()) != len(specs) {
+	if len(Names()) != len(factnames.Specs()) {
 		t.Error("Names")
 	}
 }

@@ -169,6 +169,9 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		spec.Logger = slog.New(slog.DiscardHandler)
 	}
 	log := spec.Logger
+	for _, w := range pl.Warnings {
+		log.Warn("seccomp filter: "+w, "profile", pl.Name)
+	}
 	path, err := ResolvePath(spec.Path)
 	if err != nil {
 		return nil, err

@@ -15,24 +15,24 @@ import (
 // filled, object keys sorted (exitCodes keys numerically), no insignificant whitespace, sizes as
 // byte counts (Unlimited as "max"), syscall names sorted and de-duplicated within a rule, args
 // sorted, rules sorted, architectures sorted and de-duplicated, SCMP_ACT_KILL spelled
-// SCMP_ACT_KILL_THREAD (its meaning). Name, Description, Source and Warnings are left out:
+// SCMP_ACT_KILL_THREAD (its meaning). Name, Description and Source are left out:
 // the digest covers only what shapes the sandbox, so renaming or re-describing a profile does
 // not change it. Canonical output parses back (with Parse) to a profile with the same digest.
 func (p *Profile) Canonical() ([]byte, error) {
 	c := *p
 	c.Name, c.Description = "", ""
 	if p.Seccomp != nil {
-		c.Seccomp = p.Seccomp.canonical()
+		c.Seccomp = p.Seccomp.Canonical()
 	}
 	raw, err := json.Marshal(&c)
 	if err != nil {
-		return nil, fmt.Errorf("profile %s: canonical form: %w", p.label(), err)
+		return nil, fmt.Errorf("profile %s: canonical form: %w", p.Label(), err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var tree any
 	if err := dec.Decode(&tree); err != nil {
-		return nil, fmt.Errorf("profile %s: canonical form: %w", p.label(), err)
+		return nil, fmt.Errorf("profile %s: canonical form: %w", p.Label(), err)
 	}
 	if m, ok := tree.(map[string]any); ok {
 		delete(m, "name") // encoded even when empty (no omitempty)
@@ -40,7 +40,7 @@ func (p *Profile) Canonical() ([]byte, error) {
 	}
 	var out bytes.Buffer
 	if err := writeCanonical(&out, tree); err != nil {
-		return nil, fmt.Errorf("profile %s: canonical form: %w", p.label(), err)
+		return nil, fmt.Errorf("profile %s: canonical form: %w", p.Label(), err)
 	}
 	return out.Bytes(), nil
 }
@@ -57,14 +57,17 @@ func (p *Profile) Digest() string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func (s *Seccomp) canonical() *Seccomp {
+// Canonical returns the seccomp section in canonical order: SCMP_ACT_KILL spelled
+// SCMP_ACT_KILL_THREAD, architectures sorted and de-duplicated, each rule's names and args sorted,
+// rules sorted. Compiling it gives profiles with the same digest the same program.
+func (s *Seccomp) Canonical() *Seccomp {
 	c := *s
-	c.DefaultAction = canonicalAction(s.DefaultAction)
+	c.DefaultAction = CanonicalAction(s.DefaultAction)
 	c.Architectures = slices.Compact(slices.Sorted(slices.Values(s.Architectures)))
 	c.Syscalls = make([]SeccompSyscall, len(s.Syscalls))
 	keys := make([]string, len(s.Syscalls))
 	for i, r := range s.Syscalls {
-		r.Action = canonicalAction(r.Action)
+		r.Action = CanonicalAction(r.Action)
 		r.Names = slices.Compact(slices.Sorted(slices.Values(r.Names)))
 		r.Args = slices.Clone(r.Args)
 		sort.Slice(r.Args, func(a, b int) bool {
@@ -95,13 +98,6 @@ func (s *Seccomp) canonical() *Seccomp {
 	}
 	c.Syscalls = sorted
 	return &c
-}
-
-func canonicalAction(a string) string {
-	if a == actKill {
-		return actKillThread
-	}
-	return a
 }
 
 // keyLess orders object keys: two decimal numbers numerically (exitCodes), otherwise bytewise.

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Default values. A field absent from a profile file takes its default; a field that is present
@@ -69,7 +71,9 @@ func Default() *Profile {
 // Parse reads a profile from JSON strictly: unknown or duplicate fields, trailing data and
 // values of the wrong type are errors naming the field path and source (the file name used in
 // messages). Absent fields take the defaults listed at DefaultMemory; the result is validated
-// (see Validate) and its Warnings list syscall names libseccomp does not know here.
+// (see Validate). Parse does not compile the seccomp section: seccompprofiles/filter.Compile
+// does, and reports what only libseccomp knows (syscall names unknown on this host, conflicting
+// rules, a program over the kernel's size limit).
 func Parse(data []byte, source string) (*Profile, error) {
 	prefix := "profile " + source
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -121,12 +125,12 @@ func (p *Profile) fillDefaults() {
 	if s == nil {
 		return
 	}
-	if s.DefaultAction == actErrno && s.DefaultErrnoRet == nil {
+	if s.DefaultAction == specs.ActErrno && s.DefaultErrnoRet == nil {
 		s.DefaultErrnoRet = ptr(DefaultErrno)
 	}
 	for i := range s.Syscalls {
 		r := &s.Syscalls[i]
-		if r.Action == actErrno && r.ErrnoRet == nil {
+		if r.Action == specs.ActErrno && r.ErrnoRet == nil {
 			r.ErrnoRet = ptr(DefaultErrno)
 		}
 	}

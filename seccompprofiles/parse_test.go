@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vatrun/vatrun/report"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -143,29 +143,6 @@ func TestParseReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestParseWarnsUnknownSyscalls(t *testing.T) {
-	p := mustParse(t, `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
-		{"names": ["read", "no_such_syscall_xyz"], "action": "SCMP_ACT_ALLOW"}]}}`)
-	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], `seccomp.syscalls[0]: syscall "no_such_syscall_xyz" is unknown to libseccomp`) {
-		t.Errorf("warnings = %q, want one about no_such_syscall_xyz", p.Warnings)
-	}
-	if _, err := p.CompileBPF(); err != nil {
-		t.Errorf("an unknown name must not stop compilation: %v", err)
-	}
-}
-
-func TestParseArchitectures(t *testing.T) {
-	p := mustParse(t, `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-		"syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}}`)
-	prog, err := p.CompileBPF()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(prog) == 0 {
-		t.Fatal("empty program")
-	}
-}
-
 func TestConsensusRequirementsOneByOne(t *testing.T) {
 	base := `{"consensus": true, "limits": {"pids": 8, "cpuSeconds": 10}, "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`
 	mustParse(t, base)
@@ -188,7 +165,7 @@ func TestBuiltins(t *testing.T) {
 	if got := BuiltinNames(); !reflect.DeepEqual(got, []string{"consensus", "dev", "solo", "xsnap"}) {
 		t.Fatalf("BuiltinNames() = %v", got)
 	}
-	xsnapCodes := map[int]report.ExitMeaning{
+	xsnapCodes := map[int]ExitCode{
 		0: {Meaning: "success"}, 1: {Meaning: "bad usage"}, 2: {Meaning: "I/O error"},
 		11: {Meaning: "not enough memory (XS allocation meter)", MeteringFault: true},
 		12: {Meaning: "stack overflow (XS stack meter)", MeteringFault: true},
@@ -197,7 +174,7 @@ func TestBuiltins(t *testing.T) {
 	}
 	want := map[string]struct {
 		consensus bool
-		defAction string
+		defAction specs.LinuxSeccompAction
 		limits    Limits
 	}{
 		"xsnap":     {false, "SCMP_ACT_ERRNO", Limits{Memory: 1 << 30, CPUMax: "max 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
@@ -211,8 +188,8 @@ func TestBuiltins(t *testing.T) {
 			t.Fatalf("Builtin(%q) missing", name)
 		}
 		w := want[name]
-		if p.Name != name || p.Description == "" || p.Source != "builtin:"+name || len(p.Warnings) != 0 {
-			t.Errorf("%s: name %q source %q description %q warnings %q", name, p.Name, p.Source, p.Description, p.Warnings)
+		if p.Name != name || p.Description == "" || p.Source != "builtin:"+name {
+			t.Errorf("%s: name %q source %q description %q", name, p.Name, p.Source, p.Description)
 		}
 		if p.Consensus != w.consensus || p.Seccomp.DefaultAction != w.defAction || p.Limits != w.limits {
 			t.Errorf("%s: consensus %v default %s limits %+v; want %v %s %+v", name, p.Consensus, p.Seccomp.DefaultAction, p.Limits, w.consensus, w.defAction, w.limits)
@@ -235,7 +212,7 @@ func TestBuiltins(t *testing.T) {
 		p, _ := Builtin(name)
 		m := map[string]bool{}
 		for _, r := range p.Seccomp.Syscalls {
-			if r.Action == actAllow {
+			if r.Action == specs.ActAllow {
 				for _, n := range r.Names {
 					m[n] = true
 				}
@@ -278,7 +255,7 @@ func TestBuiltins(t *testing.T) {
 	denied := map[string]bool{}
 	for _, r := range dev.Seccomp.Syscalls {
 		for _, n := range r.Names {
-			denied[n] = r.Action == actErrno && *r.ErrnoRet == uint(unix.EPERM)
+			denied[n] = r.Action == specs.ActErrno && *r.ErrnoRet == uint(unix.EPERM)
 		}
 	}
 	for _, n := range strings.Fields("ptrace mount umount2 unshare setns bpf kexec_load init_module finit_module delete_module reboot swapon swapoff keyctl add_key request_key perf_event_open userfaultfd") {

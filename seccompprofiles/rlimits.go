@@ -4,7 +4,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vatrun/vatrun/report"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,16 +45,16 @@ func (p *Profile) Rlimits() []Rlimit {
 	return out
 }
 
-// ExitMeanings returns the profile's exit codes keyed by number, for report.Evidence.
-// Keys that are not exit codes (Validate rejects them) are skipped.
-func (p *Profile) ExitMeanings() map[int]report.ExitMeaning {
-	out := make(map[int]report.ExitMeaning, len(p.ExitCodes))
+// ExitMeanings returns the profile's exit codes keyed by number (the launcher turns them into
+// the death report's evidence). Keys that are not exit codes (Validate rejects them) are skipped.
+func (p *Profile) ExitMeanings() map[int]ExitCode {
+	out := make(map[int]ExitCode, len(p.ExitCodes))
 	for k, v := range p.ExitCodes {
 		code, err := strconv.Atoi(k)
 		if err != nil || code < 0 || code > 255 {
 			continue
 		}
-		out[code] = report.ExitMeaning{Meaning: v.Meaning, MeteringFault: v.MeteringFault}
+		out[code] = v
 	}
 	return out
 }
@@ -79,11 +78,11 @@ func (p *Profile) WorkerEnv(lookup func(string) (string, bool)) []string {
 // (a default action other than allow, and no rule allowing any of them).
 func (p *Profile) AllowsProcessCreation() bool {
 	s := p.Seccomp
-	if s == nil || s.DefaultAction == "SCMP_ACT_ALLOW" || s.DefaultAction == "SCMP_ACT_LOG" {
+	if s == nil || permissive(s.DefaultAction) {
 		return true
 	}
 	for _, r := range s.Syscalls {
-		if r.Action != "SCMP_ACT_ALLOW" && r.Action != "SCMP_ACT_LOG" {
+		if !permissive(r.Action) {
 			continue
 		}
 		for _, n := range r.Names {
@@ -102,11 +101,11 @@ func (p *Profile) AllowsProcessCreation() bool {
 // its arguments (the built-ins allow only SIGABRT, for abort()).
 func (p *Profile) WorkerCanSignalItself() bool {
 	s := p.Seccomp
-	if s == nil || s.DefaultAction == "SCMP_ACT_ALLOW" || s.DefaultAction == "SCMP_ACT_LOG" {
+	if s == nil || permissive(s.DefaultAction) {
 		return true
 	}
 	for _, r := range s.Syscalls {
-		if (r.Action != "SCMP_ACT_ALLOW" && r.Action != "SCMP_ACT_LOG") || len(r.Args) > 0 {
+		if !permissive(r.Action) || len(r.Args) > 0 {
 			continue
 		}
 		for _, n := range r.Names {

@@ -1,7 +1,10 @@
 // Package seccompprofiles defines vatrun's sandbox profile: the JSON format operators write, the
-// built-in profiles embedded in the binary, strict validation, the canonical digest that validators
-// compare, and the compilation of the profile's seccomp section to a BPF program.
+// built-in profiles embedded in the binary, strict validation and the canonical digest that
+// validators compare. It needs no cgo: compiling the seccomp section to a BPF program is
+// seccompprofiles/filter's job, learning a profile from a worker's syscalls seccompprofiles/learn's.
 package seccompprofiles
+
+import specs "github.com/opencontainers/runtime-spec/specs-go"
 
 // Profile is one sandbox description. Two validators whose profiles have the same Digest run
 // identical sandboxes. A field absent from the JSON means "default" while parsing; after
@@ -46,9 +49,6 @@ type Profile struct {
 
 	// Source is where the profile came from ("builtin:xsnap" or the file path); not in the digest.
 	Source string `json:"-"`
-	// Warnings are non-fatal findings of Parse, such as syscall names libseccomp does not know
-	// on this host (their rules are ignored, as runc does); not in the digest.
-	Warnings []string `json:"-"`
 }
 
 // Size is a byte count. JSON accepts a number of bytes, a string with a binary unit suffix
@@ -108,26 +108,26 @@ type Namespaces struct {
 
 // Seccomp is the OCI runtime-spec LinuxSeccomp subset vatrun supports.
 type Seccomp struct {
-	DefaultAction   string           `json:"defaultAction"`
-	DefaultErrnoRet *uint            `json:"defaultErrnoRet,omitempty"`
-	Architectures   []string         `json:"architectures,omitempty"`
-	Syscalls        []SeccompSyscall `json:"syscalls,omitempty"`
+	DefaultAction   specs.LinuxSeccompAction `json:"defaultAction"`
+	DefaultErrnoRet *uint                    `json:"defaultErrnoRet,omitempty"`
+	Architectures   []specs.Arch             `json:"architectures,omitempty"`
+	Syscalls        []SeccompSyscall         `json:"syscalls,omitempty"`
 }
 
 // SeccompSyscall is one rule: the names get Action when all Args match.
 type SeccompSyscall struct {
-	Names    []string     `json:"names"`
-	Action   string       `json:"action"`
-	ErrnoRet *uint        `json:"errnoRet,omitempty"`
-	Args     []SeccompArg `json:"args,omitempty"`
+	Names    []string                 `json:"names"`
+	Action   specs.LinuxSeccompAction `json:"action"`
+	ErrnoRet *uint                    `json:"errnoRet,omitempty"`
+	Args     []SeccompArg             `json:"args,omitempty"`
 }
 
 // SeccompArg is an argument condition (OCI shape).
 type SeccompArg struct {
-	Index    uint   `json:"index"`
-	Value    uint64 `json:"value"`
-	ValueTwo uint64 `json:"valueTwo,omitempty"`
-	Op       string `json:"op"`
+	Index    uint                       `json:"index"`
+	Value    uint64                     `json:"value"`
+	ValueTwo uint64                     `json:"valueTwo,omitempty"`
+	Op       specs.LinuxSeccompOperator `json:"op"`
 }
 
 // ExitCode is what one of the worker's own exit codes means.

@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vatrun/vatrun/hostfacts"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/vatrun/vatrun/hostfacts/factnames"
 )
 
 // Limits enforced by Validate.
@@ -36,9 +38,21 @@ const (
 
 // Validate checks a resolved profile for impossible or unsupported settings and returns every
 // problem found, each naming the field and the fix. Parse calls it; call it again after
-// changing a Profile in code. It also resets Warnings.
+// changing a Profile in code. It checks the seccomp section's names and shape but does not
+// compile it: what only libseccomp knows is reported by seccompprofiles/filter.Compile.
 func (p *Profile) Validate() error {
-	return p.validate("profile " + p.label())
+	return p.validate("profile " + p.Label())
+}
+
+// Label names the profile in messages: its source, else its name.
+func (p *Profile) Label() string {
+	switch {
+	case p.Source != "":
+		return p.Source
+	case p.Name != "":
+		return p.Name
+	}
+	return "(unnamed)"
 }
 
 func (p *Profile) validate(prefix string) error {
@@ -144,19 +158,8 @@ func (p *Profile) validate(prefix string) error {
 	if p.Pins != nil {
 		validatePins(p.Pins, bad)
 	}
-	p.Warnings = nil
 	if p.Seccomp != nil {
-		before := len(errs)
 		p.validateSeccomp(bad)
-		if len(errs) == before {
-			// Compiling is cheap (~0.15 ms) and catches what only libseccomp knows (conflicting
-			// rules, an architecture it lacks) and programs over the kernel's size limit.
-			_, warnings, err := p.Seccomp.compile()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", prefix, err))
-			}
-			p.Warnings = warnings
-		}
 	}
 	if p.Consensus {
 		var missing []string
@@ -198,8 +201,8 @@ func validatePins(pins *Pins, bad func(field, format string, args ...any)) {
 	}
 	for _, k := range sortedKeys(pins.Facts) {
 		switch {
-		case !hostfacts.Known(k):
-			bad("pins.facts."+k, "unknown host fact; known: %s", strings.Join(hostfacts.Names(), ", "))
+		case !factnames.Known(k):
+			bad("pins.facts."+k, "unknown host fact; known: %s", strings.Join(factnames.Names(), ", "))
 		case pins.Facts[k] == "":
 			bad("pins.facts."+k, "empty value; give the value `vatrun check` shows, or remove the pin")
 		}
@@ -226,15 +229,15 @@ func checkCPUMax(s string) error {
 	return nil
 }
 
-func checkAction(name string, errnoRet *uint) string {
+func checkAction(name specs.LinuxSeccompAction, errnoRet *uint) string {
 	if why, ok := unsupportedActions[name]; ok {
 		return fmt.Sprintf("%s is not supported: it %s; use SCMP_ACT_ERRNO or SCMP_ACT_KILL_PROCESS", name, why)
 	}
-	if _, ok := actions[name]; !ok {
-		return fmt.Sprintf("unknown action %q; supported: %s", name, strings.Join(actionNames, ", "))
+	if !knownAction(name) {
+		return fmt.Sprintf("unknown action %q; supported: %s", name, joinNames(Actions))
 	}
 	if errnoRet != nil {
-		if name != actErrno {
+		if name != specs.ActErrno {
 			return fmt.Sprintf("an errno is set but the action is %s; errno values only go with SCMP_ACT_ERRNO, so remove it", name)
 		}
 		if *errnoRet > MaxErrno {
@@ -252,22 +255,22 @@ func (p *Profile) validateSeccomp(bad func(field, format string, args ...any)) {
 		bad("seccomp.defaultAction", "%s", msg)
 	}
 	for i, a := range s.Architectures {
-		if _, ok := architectures[a]; !ok {
-			bad(fmt.Sprintf("seccomp.architectures[%d]", i), "unknown architecture %q; known: %s", a, strings.Join(knownArchitectureNames(), ", "))
+		if !knownArch(a) {
+			bad(fmt.Sprintf("seccomp.architectures[%d]", i), "unknown architecture %q; known: %s", a, joinNames(Architectures))
 		}
 	}
 	type firstUse struct {
 		rule   int
-		action string
+		action specs.LinuxSeccompAction
 	}
 	seen := map[string]firstUse{}
 	for i, r := range s.Syscalls {
 		field := fmt.Sprintf("seccomp.syscalls[%d]", i)
 		// libseccomp's result for one syscall with two different actions depends on the order
 		// of the rules; vatrun's digest sorts rules, so such profiles are refused.
-		act := canonicalAction(r.Action)
+		act := CanonicalAction(r.Action)
 		if r.ErrnoRet != nil {
-			act += fmt.Sprintf("(errno %d)", *r.ErrnoRet)
+			act += specs.LinuxSeccompAction(fmt.Sprintf("(errno %d)", *r.ErrnoRet))
 		}
 		for _, n := range r.Names {
 			if u, ok := seen[n]; ok && u.action != act {
@@ -294,9 +297,9 @@ func (p *Profile) validateSeccomp(bad func(field, format string, args ...any)) {
 			if a.Index > 5 {
 				bad(af+".index", "%d is out of range; syscall arguments are numbered 0..5", a.Index)
 			}
-			if _, ok := compareOps[a.Op]; !ok {
-				bad(af+".op", "unknown operator %q; supported: %s", a.Op, strings.Join(sortedKeys(compareOps), ", "))
-			} else if a.ValueTwo != 0 && a.Op != "SCMP_CMP_MASKED_EQ" {
+			if !knownOperator(a.Op) {
+				bad(af+".op", "unknown operator %q; supported: %s", a.Op, joinNames(Operators))
+			} else if a.ValueTwo != 0 && a.Op != specs.OpMaskedEqual {
 				bad(af+".valueTwo", "only SCMP_CMP_MASKED_EQ uses valueTwo (op is %s); remove it", a.Op)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/vatrun/vatrun/hostfacts"
 	"github.com/vatrun/vatrun/launcher"
 	"github.com/vatrun/vatrun/seccompprofiles"
+	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 // checkResult is what `vatrun check --json` prints.
@@ -28,9 +29,12 @@ type checkResult struct {
 	Cgroup        cgroup.Host `json:"cgroup"`
 	Seccomp       bool        `json:"seccomp"`
 	SeccompNote   string      `json:"seccompNote,omitempty"`
-	SandboxProbe  probeResult `json:"sandboxProbe"`
-	CanRun        bool        `json:"canRun"`
-	Problems      []string    `json:"problems,omitempty"`
+	// SeccompWarnings are the profile filter's compilation warnings on this host (syscall names
+	// this libseccomp does not know: their rules are ignored).
+	SeccompWarnings []string    `json:"seccompWarnings,omitempty"`
+	SandboxProbe    probeResult `json:"sandboxProbe"`
+	CanRun          bool        `json:"canRun"`
+	Problems        []string    `json:"problems,omitempty"`
 	// Host facts (hostfacts): what could still make two validators differ; compare two hosts
 	// with `vatrun check --compare A.json B.json`.
 	HostFactsDigest string                 `json:"hostFactsDigest"`
@@ -154,6 +158,11 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		res.Problems = append(res.Problems, "profile pins workerDigest "+p.Pins.WorkerDigest+": give the worker with --worker PATH to check it")
 	}
 	res.Seccomp, res.SeccompNote = seccompAvailable()
+	if _, warnings, err := filter.Compile(p); err != nil {
+		res.Problems = append(res.Problems, "seccomp filter: "+err.Error())
+	} else {
+		res.SeccompWarnings = warnings
+	}
 	res.SandboxProbe = probeSandbox(p)
 	if !res.SandboxProbe.OK {
 		res.Problems = append(res.Problems, "sandbox probe failed: "+res.SandboxProbe.Error)
@@ -202,6 +211,9 @@ func printCheck(w io.Writer, r checkResult) {
 	}
 	fmt.Fprintf(tw, "sandbox probe\t%s\t%s\n", probe, mark(r.SandboxProbe.OK))
 	tw.Flush()
+	for _, warn := range r.SeccompWarnings {
+		fmt.Fprintf(w, "warning: seccomp filter: %s\n", warn)
+	}
 	fmt.Fprintln(w)
 	printFacts(w, r)
 	if r.Cgroup.Problem != "" {

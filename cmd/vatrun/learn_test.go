@@ -16,9 +16,9 @@ import (
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
-// learn runs `vatrun profile learn ARGS... -- worker` with cmds on fd 3 (then EOF) and returns
+// runLearn runs `vatrun profile learn ARGS... -- worker` with cmds on fd 3 (then EOF) and returns
 // its exit code, the worker's replies on fd 4 (raw netstrings) and stderr.
-func learn(t *testing.T, args []string, cmds ...string) (int, string, string) {
+func runLearn(t *testing.T, args []string, cmds ...string) (int, string, string) {
 	t.Helper()
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
 	dir := t.TempDir()
@@ -66,7 +66,7 @@ func netstring(s string) string { return strconv.Itoa(len(s)) + ":" + s + "," }
 func TestLearnRoundTrip(t *testing.T) {
 	workload := []string{"ping", "add:40", "add:2", "sleep:1", "alloc:1048576", "exit:0"}
 	out := filepath.Join(t.TempDir(), "learned.json")
-	code, replies, stderr := learn(t, []string{"--out", out}, workload...)
+	code, replies, stderr := runLearn(t, []string{"--out", out}, workload...)
 	if code != 0 {
 		t.Fatalf("vatrun profile learn exited %d:\n%s", code, stderr)
 	}
@@ -132,7 +132,7 @@ func TestLearnRoundTrip(t *testing.T) {
 
 // The worker under learn sees the fds a kernel gives it, nothing of the learn machinery.
 func TestLearnWorkerSeesOnlyItsFds(t *testing.T) {
-	code, replies, stderr := learn(t, nil, "probe:fds", "probe:seccomp")
+	code, replies, stderr := runLearn(t, nil, "probe:fds", "probe:seccomp")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -142,11 +142,11 @@ func TestLearnWorkerSeesOnlyItsFds(t *testing.T) {
 }
 
 func TestLearnUnhappyWorker(t *testing.T) {
-	code, _, stderr := learn(t, nil, "exit:11")
+	code, _, stderr := runLearn(t, nil, "exit:11")
 	if code != 1 || !strings.Contains(stderr, "did not exit 0") {
 		t.Fatalf("worker exit 11 under learn: exit %d, stderr:\n%s", code, stderr)
 	}
-	if code, _, stderr := learn(t, []string{"--base", "nosuch"}); code != exitUsage || !strings.Contains(stderr, "--base") {
+	if code, _, stderr := runLearn(t, []string{"--base", "nosuch"}); code != exitUsage || !strings.Contains(stderr, "--base") {
 		t.Fatalf("--base nosuch: exit %d, stderr:\n%s", code, stderr)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/vatrun/vatrun/seccompprofiles"
+	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 const profileUsage = `usage:
@@ -89,8 +90,15 @@ func profileMain(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "%v\n", err)
 				return 1
 			}
+			// Compiling catches what only libseccomp knows: conflicting rules, an architecture it
+			// lacks, a program over the kernel's size limit, and names it does not know (warnings).
+			_, warnings, err := filter.Compile(p)
+			if err != nil {
+				fmt.Fprintf(stderr, "%v\n", err)
+				return 1
+			}
 			fmt.Fprintf(stdout, "ok %s %s\n", f, p.Digest())
-			for _, w := range p.Warnings {
+			for _, w := range warnings {
 				fmt.Fprintf(stdout, "  warning: %s\n", w)
 			}
 		}

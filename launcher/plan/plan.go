@@ -20,6 +20,7 @@ import (
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
+	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 // ErrConfig is wrapped by every error of Compile and Plan.Sandbox: the profile (or the run's
@@ -41,7 +42,8 @@ type Plan struct {
 	CPUHard uint64
 	// SelfSignals: the filter may let the worker signal itself with more than SIGABRT.
 	SelfSignals bool
-	// Warnings are the non-fatal findings of compiling the filter (unknown syscall names).
+	// Warnings are the non-fatal findings of compiling the filter (syscall names libseccomp does
+	// not know here: their rules are ignored, as runc does); logged at every launch.
 	Warnings []string
 
 	stage       sandbox.Config // everything but per-launch mounts and the cgroup stand-ins
@@ -132,13 +134,13 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 	}
 	if !(p.Seccomp.DefaultAction == "SCMP_ACT_ALLOW" && len(p.Seccomp.Syscalls) == 0) {
 		// (An allow-everything filter would only cost: it is not loaded.)
-		bpf, err := p.CompileBPF()
+		bpf, warnings, err := filter.Compile(p)
+		pl.Warnings = warnings
 		if err != nil {
 			return nil, fmt.Errorf("%w: profile %q: compile seccomp filter: %w", ErrConfig, p.Name, err)
 		}
 		pl.stage.BPF = bpf
 	}
-	pl.Warnings = append([]string(nil), p.Warnings...)
 	pl.withCgroup, _ = enforcement(p, true)
 	pl.noCgroup, pl.standIns = enforcement(p, false)
 	return pl, nil

@@ -1,4 +1,7 @@
-package seccompprofiles
+// Package learn builds a minimal allowlist profile from the syscalls a worker was seen to make
+// (`vatrun profile learn`), and records them: the helper that loads a notifying seccomp filter
+// right before the worker's execve, and the loop that answers its notifications.
+package learn
 
 import (
 	"encoding/json"
@@ -7,7 +10,11 @@ import (
 	"sort"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
+
+	"github.com/vatrun/vatrun/seccompprofiles"
+	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 // Usage is the set of syscalls a worker was seen to make while `vatrun profile learn` watched it,
@@ -46,7 +53,7 @@ func (u *Usage) Len() int { return len(u.counts) }
 func (u *Usage) Calls() []SyscallUse {
 	out := make([]SyscallUse, 0, len(u.counts))
 	for k, n := range u.counts {
-		c := SyscallUse{Arch: ociArchName(k.arch), Nr: int(k.nr), Count: n}
+		c := SyscallUse{Arch: filter.OCIArchName(k.arch), Nr: int(k.nr), Count: n}
 		if name, err := k.nr.GetNameByArch(k.arch); err == nil {
 			c.Name = name
 		}
@@ -64,16 +71,6 @@ func (u *Usage) Calls() []SyscallUse {
 	return out
 }
 
-// ociArchName is the profile spelling of a libseccomp architecture.
-func ociArchName(a libseccomp.ScmpArch) string {
-	for name, info := range architectures {
-		if info.arch == a {
-			return name
-		}
-	}
-	return a.String()
-}
-
 // LearnOptions names the learned profile.
 type LearnOptions struct {
 	Name        string
@@ -86,36 +83,36 @@ type LearnOptions struct {
 // EPERM (ENOSYS above the highest one named, as for every profile). A syscall that base allows
 // only under argument conditions (xsnap's ioctl and prlimit64, say) keeps base's conditional
 // rules rather than becoming unconditional, so the learned profile is never wider than base
-// there. The profile is validated with Parse before it is returned, with its JSON and notes
-// for the operator's review (syscalls base would not allow, numbers libseccomp cannot name).
-func Learn(base *Profile, u *Usage, opts LearnOptions) (*Profile, []byte, []string, error) {
+// there. The profile is validated with seccompprofiles.Parse and compiled with filter.Compile
+// before it is returned, with its JSON and notes for the operator's review (syscalls base would not allow, numbers libseccomp cannot name).
+func Learn(base *seccompprofiles.Profile, u *Usage, opts LearnOptions) (*seccompprofiles.Profile, []byte, []string, error) {
 	var notes []string
-	byArch := map[string][]string{}
+	byArch := map[specs.Arch][]string{}
 	for _, c := range u.Calls() {
 		if c.Name == "" {
-			notes = append(notes, fmt.Sprintf("syscall number %d on %s has no name in libseccomp %s; it is not in the profile", c.Nr, c.Arch, libseccompVersion()))
+			notes = append(notes, fmt.Sprintf("syscall number %d on %s has no name in libseccomp %s; it is not in the profile", c.Nr, c.Arch, filter.LibseccompVersion()))
 			continue
 		}
-		if _, ok := architectures[c.Arch]; !ok {
+		if !slices.Contains(seccompprofiles.Architectures, specs.Arch(c.Arch)) {
 			notes = append(notes, fmt.Sprintf("architecture %s (syscall %s) cannot be named in a profile; left out", c.Arch, c.Name))
 			continue
 		}
-		byArch[c.Arch] = append(byArch[c.Arch], c.Name)
+		byArch[specs.Arch(c.Arch)] = append(byArch[specs.Arch(c.Arch)], c.Name)
 	}
 	if len(byArch) == 0 {
 		return nil, nil, notes, fmt.Errorf("no syscalls were recorded: nothing to learn from")
 	}
-	archs := make([]string, 0, len(byArch))
+	archs := make([]specs.Arch, 0, len(byArch))
 	var names []string
 	for a, ns := range byArch {
 		archs = append(archs, a)
 		names = append(names, ns...)
 	}
-	sort.Strings(archs)
+	slices.Sort(archs)
 	names = slices.Compact(slices.Sorted(slices.Values(names)))
 
 	var plain []string
-	var conditional []SeccompSyscall
+	var conditional []seccompprofiles.SeccompSyscall
 	var outsideBase, condNames []string
 	for _, n := range names {
 		allowed, conds := baseAllows(base, n)
@@ -140,13 +137,13 @@ func Learn(base *Profile, u *Usage, opts LearnOptions) (*Profile, []byte, []stri
 	p := *base
 	p.Name = opts.Name
 	p.Description = opts.Description
-	p.Source, p.Warnings = "", nil
-	eperm := DefaultErrno
-	p.Seccomp = &Seccomp{
-		DefaultAction:   actErrno,
+	p.Source = ""
+	eperm := seccompprofiles.DefaultErrno
+	p.Seccomp = &seccompprofiles.Seccomp{
+		DefaultAction:   specs.ActErrno,
 		DefaultErrnoRet: &eperm,
 		Architectures:   archs,
-		Syscalls:        append([]SeccompSyscall{{Names: plain, Action: actAllow}}, conditional...),
+		Syscalls:        append([]seccompprofiles.SeccompSyscall{{Names: plain, Action: specs.ActAllow}}, conditional...),
 	}
 	if len(plain) == 0 {
 		p.Seccomp.Syscalls = conditional
@@ -156,37 +153,41 @@ func Learn(base *Profile, u *Usage, opts LearnOptions) (*Profile, []byte, []stri
 		return nil, nil, notes, fmt.Errorf("encode the learned profile: %w", err)
 	}
 	data = append(data, '\n')
-	parsed, err := Parse(data, "learned profile")
+	parsed, err := seccompprofiles.Parse(data, "learned profile")
 	if err != nil {
 		return nil, nil, notes, fmt.Errorf("the learned profile does not validate (a bug): %w", err)
 	}
-	notes = append(notes, parsed.Warnings...)
+	_, warnings, err := filter.Compile(parsed)
+	notes = append(notes, warnings...)
+	if err != nil {
+		return nil, nil, notes, fmt.Errorf("the learned profile does not compile: %w", err)
+	}
 	return parsed, data, notes, nil
 }
 
 // baseAllows says whether base lets syscall name through unconditionally, and otherwise returns
 // base's conditional ALLOW rules for it (each narrowed to this one name).
-func baseAllows(base *Profile, name string) (bool, []SeccompSyscall) {
+func baseAllows(base *seccompprofiles.Profile, name string) (bool, []seccompprofiles.SeccompSyscall) {
 	s := base.Seccomp
 	if s == nil {
 		return true, nil
 	}
-	var conds []SeccompSyscall
+	var conds []seccompprofiles.SeccompSyscall
 	named := false
 	for _, r := range s.Syscalls {
 		if !slices.Contains(r.Names, name) {
 			continue
 		}
 		named = true
-		if canonicalAction(r.Action) != actAllow {
+		if seccompprofiles.CanonicalAction(r.Action) != specs.ActAllow {
 			continue
 		}
 		if len(r.Args) == 0 {
 			return true, nil
 		}
-		conds = append(conds, SeccompSyscall{Names: []string{name}, Action: actAllow, Args: slices.Clone(r.Args)})
+		conds = append(conds, seccompprofiles.SeccompSyscall{Names: []string{name}, Action: specs.ActAllow, Args: slices.Clone(r.Args)})
 	}
-	if !named && canonicalAction(s.DefaultAction) == actAllow {
+	if !named && seccompprofiles.CanonicalAction(s.DefaultAction) == specs.ActAllow {
 		return true, nil
 	}
 	return false, conds

@@ -1,4 +1,4 @@
-package seccompprofiles
+package filter
 
 import (
 	"bytes"
@@ -14,8 +14,11 @@ import (
 	"testing"
 	"unsafe"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
+
+	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
 // The helper process: the test binary re-executed with helperEnv set. It compiles a profile,
@@ -27,6 +30,7 @@ const (
 	helperProbes  = "VATRUN_SECCOMP_TEST_PROBES"  // "nr[:a0[:a1...]],..." (decimal)
 	helperExec    = "VATRUN_SECCOMP_TEST_EXEC"    // program to exec after the probes
 	helperArg     = "VATRUN_SECCOMP_TEST_ARG"     // its argv[1], if set
+	helperPad     = "VATRUN_SECCOMP_TEST_PAD"     // that many fictitious architectures in the stub
 )
 
 func TestMain(m *testing.M) {
@@ -37,12 +41,16 @@ func TestMain(m *testing.M) {
 }
 
 func seccompHelper() int {
-	p, err := Load(os.Getenv(helperProfile))
+	p, err := seccompprofiles.Load(os.Getenv(helperProfile))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 90
 	}
-	prog, err := p.CompileBPF()
+	prog, err := compileProg(p)
+	if pad := os.Getenv(helperPad); pad != "" && err == nil {
+		n, _ := strconv.Atoi(pad)
+		prog, _, err = compile(p.Seccomp, fakeBlocks(n))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 91
@@ -282,11 +290,11 @@ func TestFilterNoNamespaceFlags(t *testing.T) {
 // A custom profile from a file: an explicit errno and a rule on a syscall above the others.
 func TestFilterCustomProfileFile(t *testing.T) {
 	requireAmd64(t)
-	x, _ := Builtin("xsnap")
+	x, _ := seccompprofiles.Builtin("xsnap")
 	x.Name = ""
 	x.Seccomp.Syscalls = append(x.Seccomp.Syscalls,
-		SeccompSyscall{Names: []string{"socket"}, Action: actErrno, ErrnoRet: ptr(uint(unix.EACCES))},
-		SeccompSyscall{Names: []string{"close_range"}, Action: actErrno, ErrnoRet: ptr(uint(unix.EXDEV))})
+		seccompprofiles.SeccompSyscall{Names: []string{"socket"}, Action: specs.ActErrno, ErrnoRet: ptr(uint(unix.EACCES))},
+		seccompprofiles.SeccompSyscall{Names: []string{"close_range"}, Action: specs.ActErrno, ErrnoRet: ptr(uint(unix.EXDEV))})
 	c, err := x.Canonical()
 	if err != nil {
 		t.Fatal(err)
@@ -366,8 +374,8 @@ func TestFilterCProgram(t *testing.T) {
 
 func TestCompileBPFShape(t *testing.T) {
 	requireAmd64(t)
-	x, _ := Builtin("xsnap")
-	prog, err := x.CompileBPF()
+	x, _ := seccompprofiles.Builtin("xsnap")
+	prog, err := compileProg(x)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,8 +395,8 @@ func TestCompileBPFShape(t *testing.T) {
 		t.Errorf("libseccomp's program should follow the stub, got %+v", insns[7])
 	}
 
-	d, _ := Builtin("dev")
-	prog, err = d.CompileBPF()
+	d, _ := seccompprofiles.Builtin("dev")
+	prog, err = compileProg(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,32 +404,40 @@ func TestCompileBPFShape(t *testing.T) {
 		t.Errorf("dev (default allow) must not get the ENOSYS stub: %+v", in[:5])
 	}
 
-	none := Default()
-	if prog, err := none.CompileBPF(); prog != nil || err != nil {
+	none := seccompprofiles.Default()
+	if prog, err := compileProg(none); prog != nil || err != nil {
 		t.Errorf("no seccomp section: got %d bytes, %v; want nil, nil", len(prog), err)
 	}
 }
 
 func TestCompileBPFTooLong(t *testing.T) {
-	p := Default()
-	p.Seccomp = &Seccomp{DefaultAction: actErrno}
+	p := seccompprofiles.Default()
+	p.Seccomp = &seccompprofiles.Seccomp{DefaultAction: specs.ActErrno}
 	// Every distinct argument value is its own comparison in the program.
 	for v := range 5000 {
-		p.Seccomp.Syscalls = append(p.Seccomp.Syscalls, SeccompSyscall{
-			Names: []string{"ioctl"}, Action: actAllow,
-			Args: []SeccompArg{{Index: 1, Value: uint64(v), Op: "SCMP_CMP_EQ"}},
+		p.Seccomp.Syscalls = append(p.Seccomp.Syscalls, seccompprofiles.SeccompSyscall{
+			Names: []string{"ioctl"}, Action: specs.ActAllow,
+			Args: []seccompprofiles.SeccompArg{{Index: 1, Value: uint64(v), Op: specs.OpEqualTo}},
 		})
 	}
-	_, err := p.CompileBPF()
+	_, err := compileProg(p)
 	if err == nil || !strings.Contains(err.Error(), "the kernel accepts at most 4096") {
 		t.Fatalf("err = %v, want the 4096-instruction limit", err)
 	}
 }
 
+// compileProg is Compile without the warnings.
+func compileProg(p *seccompprofiles.Profile) ([]byte, error) {
+	prog, _, err := Compile(p)
+	return prog, err
+}
+
+func ptr[T any](v T) *T { return &v }
+
 func BenchmarkCompileBPF(b *testing.B) {
-	p, _ := Builtin("xsnap")
+	p, _ := seccompprofiles.Builtin("xsnap")
 	for b.Loop() {
-		if _, err := p.CompileBPF(); err != nil {
+		if _, err := compileProg(p); err != nil {
 			b.Fatal(err)
 		}
 	}

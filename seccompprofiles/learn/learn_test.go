@@ -1,11 +1,14 @@
-package seccompprofiles
+package learn
 
 import (
 	"slices"
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
+
+	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
 func record(t *testing.T, u *Usage, names ...string) {
@@ -21,7 +24,7 @@ func record(t *testing.T, u *Usage, names ...string) {
 }
 
 func TestLearn(t *testing.T) {
-	xsnap, _ := Builtin("xsnap")
+	xsnap, _ := seccompprofiles.Builtin("xsnap")
 	u := &Usage{}
 	record(t, u, "read", "write", "ioctl", "socket", "execve", "exit_group")
 	if u.Len() != 6 {
@@ -36,7 +39,7 @@ func TestLearn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := Parse(data, "again")
+	again, err := seccompprofiles.Parse(data, "again")
 	if err != nil || again.Digest() != p.Digest() {
 		t.Fatalf("the JSON does not parse back to the same profile: %v", err)
 	}
@@ -44,7 +47,7 @@ func TestLearn(t *testing.T) {
 		t.Errorf("not based on xsnap: %+v", p)
 	}
 	s := p.Seccomp
-	if s.DefaultAction != actErrno || *s.DefaultErrnoRet != 1 || !slices.Equal(s.Architectures, []string{"SCMP_ARCH_X86_64"}) {
+	if s.DefaultAction != specs.ActErrno || *s.DefaultErrnoRet != 1 || !slices.Equal(s.Architectures, []specs.Arch{specs.ArchX86_64}) {
 		t.Errorf("seccomp header %+v", s)
 	}
 	if got := s.Syscalls[0].Names; !slices.Equal(got, []string{"execve", "exit_group", "read", "socket", "write"}) || len(s.Syscalls[0].Args) != 0 {
@@ -59,7 +62,7 @@ func TestLearn(t *testing.T) {
 		t.Errorf("notes %q", notes)
 	}
 
-	dev, _ := Builtin("dev")
+	dev, _ := seccompprofiles.Builtin("dev")
 	p, _, notes, err = Learn(dev, u, LearnOptions{Name: "w"})
 	if err != nil {
 		t.Fatal(err)
