@@ -14,7 +14,7 @@ CFILES := $(wildcard sandbox/*.c sandbox/*.h)
 STATIC_LDFLAGS := -linkmode external -extldflags "-static"
 export CGO_ENABLED := 1
 
-.PHONY: all build deps demo test unit vet e2e bench fuzz clean node js-test swingset
+.PHONY: all build deps demo test unit vet e2e bench fuzz clean node js-test swingset runcdiff
 
 all: build
 
@@ -48,9 +48,15 @@ vet: deps
 # short fuzz pass.
 test: build vet
 	VATRUN_E2E=0 VATRUN_BIN=$(CURDIR)/$(VATRUN) VATRUN_HOOKS_BIN=$(CURDIR)/$(HOOKS) VATRUN_TESTWORKER=$(CURDIR)/$(WORKER) $(GO) test -count=1 ./...
+	@$(MAKE) --no-print-directory runcdiff
 	@$(MAKE) --no-print-directory js-test
 	@$(MAKE) --no-print-directory swingset
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# The seccomp filter against runc's own (libcontainer/seccomp) for the same OCI profiles: its own
+# module (seccompprofiles/filter/runcdiff), so that runc's dependencies never reach bin/vatrun.
+runcdiff: deps
+	cd seccompprofiles/filter/runcdiff && $(GO) test -count=1 -tags seccomp .
 
 NODE ?= node
 node:
