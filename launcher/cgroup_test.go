@@ -102,3 +102,18 @@ func TestParentCache(t *testing.T) {
 		t.Errorf("openParent of the removed parent: %v", err)
 	}
 }
+
+// The launcher reads no environment: Parent "" is this process's own cgroup, never
+// $VATRUN_CGROUP_PARENT (the vatrun command passes that explicitly).
+func TestParentIgnoresEnvironment(t *testing.T) {
+	root := plainTree(t)
+	t.Setenv("VATRUN_CGROUP_PARENT", "/k.slice")
+	p, err := openParent(CgroupOptions{Root: root}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil && p.Path() == "/k.slice" {
+		t.Fatal("Parent \"\" opened $VATRUN_CGROUP_PARENT")
+	}
+	p, err = openParent(CgroupOptions{Root: root, Parent: "/k.slice"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil || p.Path() != "/k.slice" {
+		t.Fatalf("explicit Parent: %v, %v", p, err)
+	}
+}

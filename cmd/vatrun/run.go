@@ -175,7 +175,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	profileName := fs.String("profile", "", "sandbox profile: a built-in name (vatrun profile list) or a JSON file (required)")
 	reportFD := fs.Int("report-fd", -1, "write the JSON death report to this inherited fd (5 or above)")
 	reportFile := fs.String("report-file", "", "write the JSON death report to this file")
-	cgParent := fs.String("cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent for the worker's leaf (default: $VATRUN_CGROUP_PARENT, else vatrun's own cgroup)")
+	cgParent := cgroupParentFlag(fs, "cgroup v2 parent for the worker's leaf")
 	noCgroup := fs.Bool("no-cgroup", false, "do not use cgroups (refused by consensus profiles)")
 	name := fs.String("name", "", "worker identity for logs (e.g. the vat id)")
 	grace := fs.Duration("kill-grace", 10*time.Second, "after forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to the worker, SIGKILL it if it is still alive after this long")
