@@ -438,3 +438,44 @@ func TestKillEmptyLeafWritesNothing(t *testing.T) {
 		t.Errorf("cgroup.kill written for an empty leaf; writes: %q", w)
 	}
 }
+
+// The limit files a leaf gets, and the values written to them, exactly: nothing for "no limit"
+// (a new leaf reads "max"), page rounding left to the kernel, a cpu.max period only when given.
+func TestLeafWritesExactly(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		lim  Limits
+		want []string
+	}{
+		{"full", full, []string{"cpu.max=50000 100000", "memory.max=100000001", "memory.oom.group=1",
+			"memory.swap.max=0", "pids.max=64"}},
+		{"no limits", Limits{MemoryMax: -1, SwapMax: -1, CPUMax: "max 100000"}, []string{"memory.oom.group=1"}},
+		{"quota without period", Limits{MemoryMax: 1 << 20, SwapMax: -1, CPUMax: " 20000 "}, []string{
+			"cpu.max=20000", "memory.max=1048576", "memory.oom.group=1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			k := newFake(t, nil)
+			p, err := Open(k.root, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := len(k.writes())
+			l, err := p.NewLeaf(c.lim)
+			if err != nil {
+				t.Fatalf("NewLeaf: %v", err)
+			}
+			defer l.Remove()
+			prefix := k.rel(l.Path()) + "/"
+			var got []string
+			for _, w := range k.writes()[before:] {
+				if s, ok := strings.CutPrefix(w, prefix); ok {
+					got = append(got, s)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, c.want) {
+				t.Errorf("leaf writes %q, want %q", got, c.want)
+			}
+		})
+	}
+}
