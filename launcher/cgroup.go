@@ -36,8 +36,11 @@ type CgroupOptions struct {
 // was removed (its service stopped), recreated with another owner or emptied of controllers is
 // then detected afresh, and the launch that failed reports why. A change that does not make a leaf
 // fail (e.g. controllers delegated later) is not seen until then: a long-lived process that needs
-// it restarts.
-var parents sync.Map // string → *cgroup.Parent
+// it restarts. A parent Open refuses is not cached: each launch detects again and says why.
+var (
+	parents sync.Map   // string → *cgroup.Parent
+	openMu  sync.Mutex // one Open at a time: two first launches do not clean the same leaves at once
+)
 
 func parentKey(opts CgroupOptions) string { return opts.Root + "\x00" + opts.Parent }
 
@@ -45,6 +48,11 @@ func parentKey(opts CgroupOptions) string { return opts.Root + "\x00" + opts.Par
 func openParent(opts CgroupOptions, log *slog.Logger) (*cgroup.Parent, error) {
 	key := parentKey(opts)
 	if p, ok := parents.Load(key); ok {
+		return p.(*cgroup.Parent), nil
+	}
+	openMu.Lock()
+	defer openMu.Unlock()
+	if p, ok := parents.Load(key); ok { // opened while this launch waited
 		return p.(*cgroup.Parent), nil
 	}
 	p, err := cgroup.Open(opts.Root, opts.Parent)
@@ -58,9 +66,8 @@ func openParent(opts CgroupOptions, log *slog.Logger) (*cgroup.Parent, error) {
 		log.Warn("cleaning stale worker cgroups", "parent", p.Path(), "err", p.CleanErr)
 		return p, nil // not cached: the next launch tries again
 	}
-	// Two first launches may race: both open (cleaning is idempotent), the first stored wins.
-	q, _ := parents.LoadOrStore(key, p)
-	return q.(*cgroup.Parent), nil
+	parents.Store(key, p)
+	return p, nil
 }
 
 type cgroupLeaf struct {

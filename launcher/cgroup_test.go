@@ -117,3 +117,38 @@ func TestParentIgnoresEnvironment(t *testing.T) {
 		t.Fatalf("explicit Parent: %v, %v", p, err)
 	}
 }
+
+// Launches that start together open the parent once: they share one Parent, and the stale leaf
+// is cleaned by one of them without a race (no CleanErr, so the entry is cached).
+func TestParentOpenedOnceConcurrently(t *testing.T) {
+	root := plainTree(t)
+	staleDir(t, root, "vatrun-4194305-1-1")
+	opts := CgroupOptions{Root: root, Parent: "/k.slice"}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	got := make(chan any, 8)
+	for range 8 {
+		go func() {
+			p, err := openParent(opts, log)
+			if err != nil {
+				got <- err
+				return
+			}
+			got <- p
+		}()
+	}
+	var first any
+	for range 8 {
+		p := <-got
+		if err, ok := p.(error); ok {
+			t.Fatalf("openParent: %v", err)
+		}
+		if first == nil {
+			first = p
+		} else if p != first {
+			t.Errorf("two launches opened the parent separately (%p, %p)", first, p)
+		}
+	}
+	if p, ok := parents.Load(parentKey(opts)); !ok || p != first {
+		t.Errorf("cached %v, want the shared parent", p)
+	}
+}
