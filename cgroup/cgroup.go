@@ -40,7 +40,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
 
 	"github.com/vatrun/vatrun/report"
@@ -221,34 +220,29 @@ func (l *Leaf) Path() string { return l.dir }
 
 // setup writes the limits, reads them back, and opens the fd.
 //
-// Writing goes through containerd's cgroup2.Manager (Update), which works on a fake tree too.
-// "No limit" is not written: containerd writes -1 as "-1", which memory.max refuses, and a new
-// leaf already reads "max"; the read-back checks that.
+// Each limit is one write(2) to an existing control file (tree.write), in the order cpu.max,
+// memory.swap.max, memory.max, memory.oom.group, pids.max. "No limit" is not written: a new leaf
+// already reads "max" (memory.max refuses "-1"); the read-back checks that.
 func (l *Leaf) setup(lim Limits) error {
-	yes := true
-	res := &cgroup2.Resources{Memory: &cgroup2.Memory{OOMGroup: &yes}}
+	type write struct{ file, value string }
+	var writes []write
 	files := []string{"memory.max", "memory.swap.max", "memory.oom.group"} // read back
-	written := []string{"memory.oom.group"}
-	if lim.MemoryMax >= 0 {
-		res.Memory.Max = &lim.MemoryMax
-		written = append(written, "memory.max")
+	if lim.cpuQuota() {
+		writes = append(writes, write{"cpu.max", strings.Join(strings.Fields(lim.CPUMax), " ")})
+		files = append(files, "cpu.max")
 	}
 	if lim.SwapMax >= 0 {
-		res.Memory.Swap = &lim.SwapMax
-		written = append(written, "memory.swap.max")
+		writes = append(writes, write{"memory.swap.max", strconv.FormatInt(lim.SwapMax, 10)})
 	}
-	if lim.cpuQuota() {
-		res.CPU = &cgroup2.CPU{Max: cgroup2.CPUMax(strings.Join(strings.Fields(lim.CPUMax), " "))}
-		files = append(files, "cpu.max")
-		written = append(written, "cpu.max")
+	if lim.MemoryMax >= 0 {
+		writes = append(writes, write{"memory.max", strconv.FormatInt(lim.MemoryMax, 10)})
 	}
+	writes = append(writes, write{"memory.oom.group", "1"})
 	if lim.PidsMax > 0 {
-		res.Pids = &cgroup2.Pids{Max: lim.PidsMax}
+		writes = append(writes, write{"pids.max", strconv.FormatInt(lim.PidsMax, 10)})
 		files = append(files, "pids.max")
-		written = append(written, "pids.max")
 	}
-	// Manager's write creates a missing file (harmless on cgroupfs, which refuses, but silent on
-	// a fake tree), so say clearly which control file this kernel lacks before writing.
+	// Say clearly which control file this kernel lacks before writing any.
 	for _, f := range files {
 		if _, err := os.Stat(filepath.Join(l.dir, f)); err != nil {
 			hint := ""
@@ -258,16 +252,9 @@ func (l *Leaf) setup(lim Limits) error {
 			return fmt.Errorf("cgroup %s: %s missing%s: %w", l.cg, f, hint, err)
 		}
 	}
-	m, err := cgroup2.Load(l.cg, cgroup2.WithMountpoint(l.t.root))
-	if err != nil {
-		return fmt.Errorf("cgroup %s: load: %w", l.cg, err)
-	}
-	if err := m.Update(res); err != nil {
-		return fmt.Errorf("cgroup %s: write limits: %w", l.cg, err)
-	}
-	for _, f := range written {
-		if err := l.t.written(filepath.Join(l.dir, f)); err != nil {
-			return fmt.Errorf("cgroup %s: write %s: %w", l.cg, f, err)
+	for _, w := range writes {
+		if err := l.t.write(filepath.Join(l.dir, w.file), w.value); err != nil {
+			return fmt.Errorf("cgroup %s: write %q to %s: %w", l.cg, w.value, w.file, err)
 		}
 	}
 	page := int64(os.Getpagesize())

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 
-	cgroups "github.com/containerd/cgroups/v3"
 	"golang.org/x/sys/unix"
 )
 
@@ -139,22 +138,13 @@ func gone(parent, dir string) (problem, fix string) {
 }
 
 // mode tells how cgroups are mounted at t.root. For the real /sys/fs/cgroup (or any real cgroup2
-// mount) it is containerd's cgroups.Mode(), the host's answer; that function cannot look at another
-// directory, so a fake tree is judged by its layout: a unified root has cgroup.controllers, a
-// hybrid one has unified/cgroup.controllers.
+// mount) it is hostMode, the host's answer; a fake tree is judged by its layout: a unified root
+// has cgroup.controllers, a hybrid one has unified/cgroup.controllers.
 func mode(t tree) string {
 	if t.root == defaultRoot || t.real {
 		// A real cgroup2 mount counts only when the host is unified: in hybrid mode the cgroup2
 		// mount (/sys/fs/cgroup/unified) has no memory, cpu or pids controller to give.
-		switch cgroups.Mode() {
-		case cgroups.Unified:
-			return ModeUnified
-		case cgroups.Hybrid:
-			return ModeHybrid
-		case cgroups.Legacy:
-			return ModeLegacy
-		}
-		return ModeUnavailable
+		return hostMode()
 	}
 	if exists(filepath.Join(t.root, "cgroup.controllers")) {
 		return ModeUnified
@@ -166,6 +156,24 @@ func mode(t tree) string {
 		return ModeLegacy
 	}
 	return ModeUnavailable
+}
+
+// hostMode reads the host's cgroup mode with statfs(2) alone: /sys/fs/cgroup is a cgroup2
+// filesystem (unified); or it is something else (a tmpfs of v1 hierarchies) with a cgroup2
+// filesystem at /sys/fs/cgroup/unified (hybrid) or without (legacy); or it cannot be looked at
+// (unavailable).
+func hostMode() string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(defaultRoot, &st); err != nil {
+		return ModeUnavailable
+	}
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return ModeUnified
+	}
+	if err := unix.Statfs(filepath.Join(defaultRoot, "unified"), &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return ModeHybrid
+	}
+	return ModeLegacy
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
