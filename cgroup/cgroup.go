@@ -1,10 +1,27 @@
 // Package cgroup gives every vatrun worker its own cgroup v2 leaf with the profile's limits,
 // reads the leaf's evidence after the worker's death, and tears it down.
 //
-// The launcher's order: CleanStale once at start; per worker Create before the fork, FD as
-// SysProcAttr.CgroupFD (UseCgroupFD, CLONE_INTO_CGROUP); after the wait Evidence, then Kill and
-// Remove (Remove also kills, so a deferred Remove covers every error path). Detect is the
-// read-only host check behind `vatrun check` and the refusal of consensus profiles.
+// There is one way in, in this order, as the launcher does it:
+//
+//  1. Open(root, parent), once per parent: detect the host's mode, the parent's controllers,
+//     writability and delegation (refusals wrap ErrUnusable, as an *UnusableError saying the
+//     problem and its fix), then kill and remove the leaves a vatrun that died left under the
+//     parent (Parent.Removed lists them). Nothing else is written.
+//  2. Parent.NewLeaf(limits), per worker, before the fork: enable the needed controllers in the
+//     parent (moving vatrun's own cgroup's processes into <parent>/vatrun-supervisor first when
+//     vatrun runs in the parent), create the leaf, write the limits and read them back, and open
+//     the directory fd: Leaf.FD as SysProcAttr.CgroupFD (UseCgroupFD, CLONE_INTO_CGROUP).
+//  3. After the worker's wait: Leaf.Evidence, then Leaf.Kill and Leaf.Remove (Remove also kills,
+//     so a deferred Remove covers every error path).
+//
+// Detect is the read-only host check behind `vatrun check`: the detection of step 1 without the
+// cleaning, and it never fails (Host.Problem says why cgroup v2 cannot be used).
+//
+// The parent "" means this process's own cgroup (from /proc/self/cgroup; its parent when the
+// process already sits in <parent>/vatrun-supervisor), what systemd's Delegate=yes hands a
+// service. The package reads no environment variable: the vatrun command turns
+// $VATRUN_CGROUP_PARENT into the parent it passes, and a Go program that wants that variable
+// honoured reads it itself (before this API change, "" fell back to it implicitly).
 //
 // Only a unified host (cgroup v2 alone at /sys/fs/cgroup) is used; the parent cgroup must be
 // delegated to vatrun's user (systemd Delegate=yes). Root is never required.
@@ -17,14 +34,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
 
 	"github.com/vatrun/vatrun/report"
@@ -97,56 +112,97 @@ type Leaf struct {
 	removed bool
 }
 
-// Create makes a new leaf under parent (see Detect for root and parent), enabling the needed
-// controllers in the parent first (moving vatrun's own cgroup's processes into
-// <parent>/vatrun-supervisor when vatrun runs in the parent), writes the limits, reads each back
-// and compares, and opens the directory fd for CLONE_INTO_CGROUP. A refusal wraps ErrUnusable and
-// says what, where and how to fix. On error nothing is left behind.
-func Create(root, parent string, lim Limits) (*Leaf, error) {
-	if err := lim.validate(); err != nil {
-		return nil, err
-	}
+// Parent is a parent cgroup opened by Open: what detection found there, and the stale leaves
+// Open removed. Its NewLeaf may be called from several goroutines, for as long as the parent
+// exists; a Parent never detects or cleans again (open the parent again for that).
+type Parent struct {
+	// Host is what Open's detection found (Problem is always "": Open refuses otherwise).
+	Host Host
+	// Removed lists the cgroup paths of the stale leaves Open killed and removed.
+	Removed []string
+	// CleanErr says which stale leaves Open could not remove (nil when it removed them all). It
+	// does not stop leaves being made; a caller may log it and open the parent again later.
+	CleanErr error
+
+	t  tree
+	mu sync.Mutex // serialises preparing the parent (enabling controllers, moving processes)
+}
+
+// UnusableError is a refusal: cgroup v2 cannot be used under this parent. Host says what was
+// found, Host.Problem why it cannot be used and Host.Fix what to do. It wraps ErrUnusable.
+type UnusableError struct{ Host Host }
+
+func (e *UnusableError) Error() string {
+	return fmt.Sprintf("%v: %s\nfix: %s", ErrUnusable, e.Host.Problem, e.Host.Fix)
+}
+
+func (e *UnusableError) Unwrap() error { return ErrUnusable }
+
+// always lists the controllers every leaf needs: memory (its events are the OOM evidence, and
+// memory.oom.group is always written). The others are checked per leaf, by NewLeaf.
+var always = []string{"memory"}
+
+// Open opens the parent under which worker leaves are made: it detects, reading only, whether
+// vatrun can make leaves there (root "" means /sys/fs/cgroup; a non-empty root is for tests, a
+// directory laid out like a cgroup2 tree; parent "" means this process's own cgroup, see the
+// package doc), refusing with an *UnusableError that names the problem and the fix; then it kills
+// and removes the leaves under parent left by a vatrun that is gone (Parent.Removed; see
+// cleanStale), once, here. Leaves of live owners and anything not named like a leaf are left alone.
+func Open(root, parent string) (*Parent, error) {
 	t := newTree(root)
-	h := detect(t, parent, lim.controllers())
-	if err := h.err(); err != nil {
-		return nil, err
+	h := detect(t, parent, always)
+	if h.Problem != "" {
+		return nil, &UnusableError{Host: h}
 	}
-	return h.create(t, lim)
+	p := &Parent{Host: h, t: t}
+	p.Removed, p.CleanErr = cleanStale(t, h.Parent)
+	return p, nil
 }
 
-// NewLeaf is Create under the parent Detect found in h, without detecting again: a launcher that
-// has just called Detect (to decide whether cgroups are usable at all) saves reading the host a
-// second time on every launch. h must come from Detect and have no Problem.
-func (h Host) NewLeaf(lim Limits) (*Leaf, error) {
+// Path is the parent's cgroup path ("/system.slice/kernel.service").
+func (p *Parent) Path() string { return p.Host.Parent }
+
+// NewLeaf makes a new worker leaf under the parent with lim: it checks that the parent offers the
+// controllers lim needs and still exists, enables them in the parent's cgroup.subtree_control
+// (moving the processes of vatrun's own cgroup into <parent>/vatrun-supervisor first when vatrun
+// runs in the parent), creates the leaf, writes the limits, reads each back and compares, and
+// opens the directory fd for CLONE_INTO_CGROUP. A refusal is an *UnusableError (a parent that
+// lacks a controller, has gone, or holds foreign processes); on any error nothing is left behind.
+func (p *Parent) NewLeaf(lim Limits) (*Leaf, error) {
 	if err := lim.validate(); err != nil {
 		return nil, err
 	}
-	if err := h.err(); err != nil {
-		return nil, err
-	}
-	if h.Parent == "" || h.Mountpoint == "" {
-		return nil, fmt.Errorf("%w: NewLeaf needs a Host from Detect", ErrUnusable)
-	}
-	for _, c := range lim.controllers() {
-		if !slices.Contains(h.Controllers, c) {
-			return nil, fmt.Errorf("%w: cgroup parent %s lacks the %s controller", ErrUnusable, h.Parent, c)
-		}
-	}
-	return h.create(newTree(h.Mountpoint), lim)
-}
-
-func (h Host) create(t tree, lim Limits) (*Leaf, error) {
+	h := p.Host
 	need := lim.controllers()
-	if err := prepareParent(t, h.Parent, h.Self, need); err != nil {
+	if missing := missingOf(h.Controllers, need); len(missing) > 0 {
+		h.Problem, h.Fix = lacksControllers(p.t, h.Parent, strings.Join(h.Controllers, " "), missing)
+		return nil, &UnusableError{Host: h}
+	}
+	dir := p.t.dir(h.Parent)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		h.Problem, h.Fix = gone(h.Parent, dir)
+		return nil, &UnusableError{Host: h}
+	}
+	if h.Problem, h.Fix = internalProcs(p.t, h.Parent, h.Self, need); h.Problem != "" {
+		return nil, &UnusableError{Host: h}
+	}
+	p.mu.Lock()
+	err := prepareParent(p.t, h.Parent, h.Self, need)
+	p.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	name, err := leafName()
 	if err != nil {
 		return nil, err
 	}
-	l := &Leaf{t: t, cg: path.Join(h.Parent, name), fd: -1, pids: lim.PidsMax > 0}
-	l.dir = t.dir(l.cg)
-	if err := t.mkdir(l.dir); err != nil {
+	l := &Leaf{t: p.t, cg: path.Join(h.Parent, name), fd: -1, pids: lim.PidsMax > 0}
+	l.dir = p.t.dir(l.cg)
+	if err := p.t.mkdir(l.dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) { // the parent went away since the check above
+			h.Problem, h.Fix = gone(h.Parent, dir)
+			return nil, &UnusableError{Host: h}
+		}
 		return nil, fmt.Errorf("cgroup %s: create leaf: %w", l.cg, err)
 	}
 	if err := l.setup(lim); err != nil {
@@ -164,34 +220,29 @@ func (l *Leaf) Path() string { return l.dir }
 
 // setup writes the limits, reads them back, and opens the fd.
 //
-// Writing goes through containerd's cgroup2.Manager (Update), which works on a fake tree too.
-// "No limit" is not written: containerd writes -1 as "-1", which memory.max refuses, and a new
-// leaf already reads "max"; the read-back checks that.
+// Each limit is one write(2) to an existing control file (tree.write), in the order cpu.max,
+// memory.swap.max, memory.max, memory.oom.group, pids.max. "No limit" is not written: a new leaf
+// already reads "max" (memory.max refuses "-1"); the read-back checks that.
 func (l *Leaf) setup(lim Limits) error {
-	yes := true
-	res := &cgroup2.Resources{Memory: &cgroup2.Memory{OOMGroup: &yes}}
+	type write struct{ file, value string }
+	var writes []write
 	files := []string{"memory.max", "memory.swap.max", "memory.oom.group"} // read back
-	written := []string{"memory.oom.group"}
-	if lim.MemoryMax >= 0 {
-		res.Memory.Max = &lim.MemoryMax
-		written = append(written, "memory.max")
+	if lim.cpuQuota() {
+		writes = append(writes, write{"cpu.max", strings.Join(strings.Fields(lim.CPUMax), " ")})
+		files = append(files, "cpu.max")
 	}
 	if lim.SwapMax >= 0 {
-		res.Memory.Swap = &lim.SwapMax
-		written = append(written, "memory.swap.max")
+		writes = append(writes, write{"memory.swap.max", strconv.FormatInt(lim.SwapMax, 10)})
 	}
-	if lim.cpuQuota() {
-		res.CPU = &cgroup2.CPU{Max: cgroup2.CPUMax(strings.Join(strings.Fields(lim.CPUMax), " "))}
-		files = append(files, "cpu.max")
-		written = append(written, "cpu.max")
+	if lim.MemoryMax >= 0 {
+		writes = append(writes, write{"memory.max", strconv.FormatInt(lim.MemoryMax, 10)})
 	}
+	writes = append(writes, write{"memory.oom.group", "1"})
 	if lim.PidsMax > 0 {
-		res.Pids = &cgroup2.Pids{Max: lim.PidsMax}
+		writes = append(writes, write{"pids.max", strconv.FormatInt(lim.PidsMax, 10)})
 		files = append(files, "pids.max")
-		written = append(written, "pids.max")
 	}
-	// Manager's write creates a missing file (harmless on cgroupfs, which refuses, but silent on
-	// a fake tree), so say clearly which control file this kernel lacks before writing.
+	// Say clearly which control file this kernel lacks before writing any.
 	for _, f := range files {
 		if _, err := os.Stat(filepath.Join(l.dir, f)); err != nil {
 			hint := ""
@@ -201,16 +252,9 @@ func (l *Leaf) setup(lim Limits) error {
 			return fmt.Errorf("cgroup %s: %s missing%s: %w", l.cg, f, hint, err)
 		}
 	}
-	m, err := cgroup2.Load(l.cg, cgroup2.WithMountpoint(l.t.root))
-	if err != nil {
-		return fmt.Errorf("cgroup %s: load: %w", l.cg, err)
-	}
-	if err := m.Update(res); err != nil {
-		return fmt.Errorf("cgroup %s: write limits: %w", l.cg, err)
-	}
-	for _, f := range written {
-		if err := l.t.written(filepath.Join(l.dir, f)); err != nil {
-			return fmt.Errorf("cgroup %s: write %s: %w", l.cg, f, err)
+	for _, w := range writes {
+		if err := l.t.write(filepath.Join(l.dir, w.file), w.value); err != nil {
+			return fmt.Errorf("cgroup %s: write %q to %s: %w", l.cg, w.value, w.file, err)
 		}
 	}
 	page := int64(os.Getpagesize())
@@ -380,7 +424,7 @@ func (l *Leaf) Kill() error {
 }
 
 // Remove kills what is left (see Kill), removes the leaf, and closes the fd. It is idempotent:
-// defer it right after Create.
+// defer it right after NewLeaf.
 func (l *Leaf) Remove() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -507,7 +551,7 @@ func removeTree(t tree, cg, dir string) error {
 var seq atomic.Uint64
 
 // leafName is vatrun-<pid>-<start>-<seq>: the owner's pid and its start time (clock ticks after
-// boot, /proc/PID/stat field 22), so CleanStale can tell a dead owner from a reused pid.
+// boot, /proc/PID/stat field 22), so Open can tell a dead owner from a reused pid.
 func leafName() (string, error) {
 	start, err := startTime(os.Getpid())
 	if err != nil {

@@ -20,11 +20,20 @@ import (
 
 var full = Limits{MemoryMax: 100_000_001, SwapMax: 0, CPUMax: "50000 100000", PidsMax: 64}
 
+// openLeaf is the launcher's way in: Open the parent, then NewLeaf.
+func openLeaf(root, parent string, lim Limits) (*Leaf, error) {
+	p, err := Open(root, parent)
+	if err != nil {
+		return nil, err
+	}
+	return p.NewLeaf(lim)
+}
+
 func mustCreate(t *testing.T, k *fakeKernel, lim Limits) *Leaf {
 	t.Helper()
-	l, err := Create(k.root, "", lim)
+	l, err := openLeaf(k.root, "", lim)
 	if err != nil {
-		t.Fatalf("Create: %v", err)
+		t.Fatalf("Open+NewLeaf: %v", err)
 	}
 	t.Cleanup(func() { _ = l.Remove() })
 	return l
@@ -155,18 +164,22 @@ func TestCreateCPUQuotaWithoutPeriod(t *testing.T) {
 
 func TestCreateReadBackMismatch(t *testing.T) {
 	k := newFake(t, func(k *fakeKernel) { k.clamp["memory.max"] = "max" })
-	_, err := Create(k.root, "", Limits{MemoryMax: 100 << 20})
+	_, err := openLeaf(k.root, "", Limits{MemoryMax: 100 << 20})
 	want := `memory.max reads back "max", want "104857600"`
 	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("Create error = %v, want it to contain %s", err, want)
+		t.Fatalf("NewLeaf error = %v, want it to contain %s", err, want)
 	}
 	if got := leaves(t, k); !slices.Equal(got, []string{"vatrun-supervisor"}) {
-		t.Errorf("leaf left behind after failed Create: %v", got)
+		t.Errorf("leaf left behind after failed NewLeaf: %v", got)
 	}
 }
 
 func TestCreateRejectsBadLimits(t *testing.T) {
 	k := newFake(t, nil)
+	p, err := Open(k.root, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, lim := range []Limits{
 		{MemoryMax: 0},
 		{MemoryMax: -2},
@@ -175,8 +188,8 @@ func TestCreateRejectsBadLimits(t *testing.T) {
 		{MemoryMax: -1, CPUMax: "lots"},
 		{MemoryMax: -1, CPUMax: "1000 0"},
 	} {
-		if _, err := Create(k.root, "", lim); err == nil || !strings.HasPrefix(err.Error(), "cgroup limits: ") {
-			t.Errorf("Create(%+v) error = %v, want a limits error", lim, err)
+		if _, err := p.NewLeaf(lim); err == nil || !strings.HasPrefix(err.Error(), "cgroup limits: ") {
+			t.Errorf("NewLeaf(%+v) error = %v, want a limits error", lim, err)
 		}
 	}
 	if len(k.writes()) != 0 {
@@ -330,7 +343,7 @@ func TestRemoveNestedCgroups(t *testing.T) {
 	}
 }
 
-func TestCleanStale(t *testing.T) {
+func TestOpenCleansStale(t *testing.T) {
 	k := newFake(t, nil)
 	live := mustCreate(t, k, full) // this process owns it: kept
 	start, err := startTime(os.Getpid())
@@ -345,10 +358,14 @@ func TestCleanStale(t *testing.T) {
 	if err := k.Write(k.path(parentCG+"/"+dead+"/cgroup.procs"), strconv.Itoa(deadPid)); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := CleanStale(k.root, "")
+	p, err := Open(k.root, "")
 	if err != nil {
-		t.Fatalf("CleanStale: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
+	if p.CleanErr != nil {
+		t.Fatalf("Open: CleanErr %v", p.CleanErr)
+	}
+	removed := p.Removed
 	slices.Sort(removed)
 	wantRemoved := []string{parentCG + "/" + dead, parentCG + "/" + reused}
 	slices.Sort(wantRemoved)
@@ -378,50 +395,6 @@ func TestParseLeafName(t *testing.T) {
 	pid, start, _ := parseLeafName("vatrun-12-345-6")
 	if pid != 12 || start != 345 {
 		t.Errorf("parseLeafName = %d, %d", pid, start)
-	}
-}
-
-// NewLeaf creates the same leaf as Create from the Host Detect found, without detecting again,
-// and refuses a Host that has a problem or did not come from Detect.
-func TestNewLeafFromDetect(t *testing.T) {
-	k := newFake(t, nil)
-	h := Detect(k.root, "")
-	if h.Problem != "" {
-		t.Fatalf("Detect: %s", h.Problem)
-	}
-	l, err := h.NewLeaf(full)
-	if err != nil {
-		t.Fatalf("NewLeaf: %v", err)
-	}
-	rel := k.rel(l.Path())
-	if got := k.get(t, rel+"/memory.max"); got != strconv.FormatInt(full.MemoryMax/4096*4096, 10) {
-		t.Errorf("memory.max = %q", got)
-	}
-	if got := k.get(t, rel+"/pids.max"); got != "64" {
-		t.Errorf("pids.max = %q", got)
-	}
-	if err := l.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(l.Path()); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("leaf still there after Remove: %v", err)
-	}
-
-	bad := h
-	bad.Problem, bad.Fix = "the parent is gone", "recreate it"
-	if _, err := bad.NewLeaf(full); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "the parent is gone") {
-		t.Errorf("NewLeaf on a Host with a problem: %v", err)
-	}
-	if _, err := (Host{}).NewLeaf(full); !errors.Is(err, ErrUnusable) {
-		t.Errorf("NewLeaf on a zero Host: %v", err)
-	}
-	noPids := h
-	noPids.Controllers = []string{"memory", "cpu"}
-	if _, err := noPids.NewLeaf(full); !errors.Is(err, ErrUnusable) || !strings.Contains(err.Error(), "pids") {
-		t.Errorf("NewLeaf without the pids controller: %v", err)
-	}
-	if _, err := h.NewLeaf(Limits{MemoryMax: 0}); err == nil || !strings.Contains(err.Error(), "memory max") {
-		t.Errorf("NewLeaf with memory max 0: %v", err)
 	}
 }
 
@@ -463,5 +436,46 @@ func TestKillEmptyLeafWritesNothing(t *testing.T) {
 	}
 	if w := k.writes(); slices.Contains(w, rel+"/cgroup.kill=1") {
 		t.Errorf("cgroup.kill written for an empty leaf; writes: %q", w)
+	}
+}
+
+// The limit files a leaf gets, and the values written to them, exactly: nothing for "no limit"
+// (a new leaf reads "max"), page rounding left to the kernel, a cpu.max period only when given.
+func TestLeafWritesExactly(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		lim  Limits
+		want []string
+	}{
+		{"full", full, []string{"cpu.max=50000 100000", "memory.max=100000001", "memory.oom.group=1",
+			"memory.swap.max=0", "pids.max=64"}},
+		{"no limits", Limits{MemoryMax: -1, SwapMax: -1, CPUMax: "max 100000"}, []string{"memory.oom.group=1"}},
+		{"quota without period", Limits{MemoryMax: 1 << 20, SwapMax: -1, CPUMax: " 20000 "}, []string{
+			"cpu.max=20000", "memory.max=1048576", "memory.oom.group=1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			k := newFake(t, nil)
+			p, err := Open(k.root, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := len(k.writes())
+			l, err := p.NewLeaf(c.lim)
+			if err != nil {
+				t.Fatalf("NewLeaf: %v", err)
+			}
+			defer l.Remove()
+			prefix := k.rel(l.Path()) + "/"
+			var got []string
+			for _, w := range k.writes()[before:] {
+				if s, ok := strings.CutPrefix(w, prefix); ok {
+					got = append(got, s)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, c.want) {
+				t.Errorf("leaf writes %q, want %q", got, c.want)
+			}
+		})
 	}
 }

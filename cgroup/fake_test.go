@@ -227,15 +227,6 @@ func (k *fakeKernel) Write(file, data string) error {
 	return nil
 }
 
-// Written canonicalises a limit file written with a plain write (by cgroup2.Manager).
-func (k *fakeKernel) Written(file string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	rel := k.rel(file)
-	k.log = append(k.log, rel+"="+k.read(rel))
-	return k.written(rel)
-}
-
 func (k *fakeKernel) written(rel string) error {
 	name := filepath.Base(rel)
 	if v, ok := k.clamp[name]; ok {

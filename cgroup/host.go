@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 
-	cgroups "github.com/containerd/cgroups/v3"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,9 +22,6 @@ const (
 	ModeUnavailable = "unavailable" // no cgroup filesystem at all
 )
 
-// ParentEnv names the environment variable that sets the parent cgroup when the caller passes "".
-const ParentEnv = "VATRUN_CGROUP_PARENT"
-
 // SupervisorLeaf is the leaf, beside the workers' leaves, that vatrun moves its own cgroup's
 // processes into before enabling controllers there (cgroup v2 lets a non-root cgroup either hold
 // processes or delegate controllers to children, not both).
@@ -34,7 +30,8 @@ const SupervisorLeaf = "vatrun-supervisor"
 // required lists every controller vatrun may need; memory is always used (evidence, oom.group).
 var required = []string{"memory", "pids", "cpu"}
 
-// ErrUnusable is wrapped by every refusal: cgroup v2 cannot be used here (see Host.Problem/Fix).
+// ErrUnusable is wrapped by every refusal (an *UnusableError): cgroup v2 cannot be used here
+// (see Host.Problem/Fix).
 var ErrUnusable = errors.New("cgroup v2 unusable")
 
 // Test hooks: where vatrun's own cgroup is read from, and the access(2) check.
@@ -55,20 +52,13 @@ type Host struct {
 	Fix         string   // how to fix Problem
 }
 
-// Detect reports whether vatrun can create worker leaves under parent, reading only. root ""
-// means /sys/fs/cgroup (a non-empty root is for tests: a directory laid out like a cgroup2 tree);
-// parent "" means $VATRUN_CGROUP_PARENT, else vatrun's own cgroup (its parent when vatrun already
-// sits in <parent>/vatrun-supervisor).
+// Detect reports whether vatrun can create worker leaves under parent, reading only: Open's
+// detection, without the cleaning, judged for every controller vatrun may need (memory, pids,
+// cpu). root "" means /sys/fs/cgroup (a non-empty root is for tests: a directory laid out like a
+// cgroup2 tree); parent "" means this process's own cgroup (its parent when the process already
+// sits in <parent>/vatrun-supervisor). No environment variable is read.
 func Detect(root, parent string) Host {
 	return detect(newTree(root), parent, required)
-}
-
-// err turns a Host's Problem into a refusal.
-func (h Host) err() error {
-	if h.Problem == "" {
-		return nil
-	}
-	return fmt.Errorf("%w: %s\nfix: %s", ErrUnusable, h.Problem, h.Fix)
 }
 
 func detect(t tree, parent string, need []string) Host {
@@ -80,12 +70,10 @@ func detect(t tree, parent string, need []string) Host {
 		return h
 	}
 	if parent == "" {
-		parent = os.Getenv(ParentEnv)
-	}
-	if parent == "" {
 		if selfErr != nil {
 			h.Problem = fmt.Sprintf("cannot tell which cgroup vatrun runs in to use it as the parent: %v", selfErr)
-			h.Fix = "pass --cgroup-parent PATH (or set " + ParentEnv + "), a cgroup path inside " + t.root
+			h.Fix = "pass --cgroup-parent PATH (or set $VATRUN_CGROUP_PARENT for the vatrun command; " +
+				"CgroupOptions.Parent in the Go API), a cgroup path inside " + t.root
 			return h
 		}
 		parent = self
@@ -109,18 +97,10 @@ func detect(t tree, parent string, need []string) Host {
 	h.Controllers = strings.Fields(ctl)
 	why := unwritable(dir)
 	h.Writable = why == ""
-	var missing []string
-	for _, c := range need {
-		if !slices.Contains(h.Controllers, c) {
-			missing = append(missing, c)
-		}
-	}
+	missing := missingOf(h.Controllers, need)
 	switch {
 	case len(missing) > 0:
-		h.Problem = fmt.Sprintf("cgroup parent %s lacks the %s controller(s): its cgroup.controllers lists %q",
-			parent, strings.Join(missing, ", "), ctl)
-		h.Fix = fmt.Sprintf("enable them for the parent: systemd's Delegate=yes does (or, as root, write "+
-			"'+memory +pids +cpu' to %s); %s", filepath.Join(filepath.Dir(dir), "cgroup.subtree_control"), delegateFix())
+		h.Problem, h.Fix = lacksControllers(t, parent, ctl, missing)
 	case !h.Writable:
 		h.Problem = fmt.Sprintf("cgroup parent %s is not writable by uid %d: %s", parent, os.Geteuid(), why)
 		h.Fix = delegateFix()
@@ -130,23 +110,41 @@ func detect(t tree, parent string, need []string) Host {
 	return h
 }
 
+// missingOf lists the controllers of need that are not in have.
+func missingOf(have, need []string) []string {
+	var missing []string
+	for _, c := range need {
+		if !slices.Contains(have, c) {
+			missing = append(missing, c)
+		}
+	}
+	return missing
+}
+
+// lacksControllers is the refusal of a parent whose cgroup.controllers (ctl) lacks missing.
+func lacksControllers(t tree, parent, ctl string, missing []string) (problem, fix string) {
+	return fmt.Sprintf("cgroup parent %s lacks the %s controller(s): its cgroup.controllers lists %q",
+			parent, strings.Join(missing, ", "), ctl),
+		fmt.Sprintf("enable them for the parent: systemd's Delegate=yes does (or, as root, write "+
+			"'+memory +pids +cpu' to %s); %s", filepath.Join(filepath.Dir(t.dir(parent)), "cgroup.subtree_control"), delegateFix())
+}
+
+// gone is the refusal of a parent that was opened but no longer exists.
+func gone(parent, dir string) (problem, fix string) {
+	return fmt.Sprintf("cgroup parent %s no longer exists (%s was removed after vatrun opened it, "+
+			"e.g. its service was stopped or restarted)", parent, dir),
+		"open the parent again (the launcher does at the next launch); if it keeps vanishing, " +
+			"pass a --cgroup-parent that lives as long as the workers, such as the kernel service's own cgroup"
+}
+
 // mode tells how cgroups are mounted at t.root. For the real /sys/fs/cgroup (or any real cgroup2
-// mount) it is containerd's cgroups.Mode(), the host's answer; that function cannot look at another
-// directory, so a fake tree is judged by its layout: a unified root has cgroup.controllers, a
-// hybrid one has unified/cgroup.controllers.
+// mount) it is hostMode, the host's answer; a fake tree is judged by its layout: a unified root
+// has cgroup.controllers, a hybrid one has unified/cgroup.controllers.
 func mode(t tree) string {
 	if t.root == defaultRoot || t.real {
 		// A real cgroup2 mount counts only when the host is unified: in hybrid mode the cgroup2
 		// mount (/sys/fs/cgroup/unified) has no memory, cpu or pids controller to give.
-		switch cgroups.Mode() {
-		case cgroups.Unified:
-			return ModeUnified
-		case cgroups.Hybrid:
-			return ModeHybrid
-		case cgroups.Legacy:
-			return ModeLegacy
-		}
-		return ModeUnavailable
+		return hostMode()
 	}
 	if exists(filepath.Join(t.root, "cgroup.controllers")) {
 		return ModeUnified
@@ -158,6 +156,24 @@ func mode(t tree) string {
 		return ModeLegacy
 	}
 	return ModeUnavailable
+}
+
+// hostMode reads the host's cgroup mode with statfs(2) alone: /sys/fs/cgroup is a cgroup2
+// filesystem (unified); or it is something else (a tmpfs of v1 hierarchies) with a cgroup2
+// filesystem at /sys/fs/cgroup/unified (hybrid) or without (legacy); or it cannot be looked at
+// (unavailable).
+func hostMode() string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(defaultRoot, &st); err != nil {
+		return ModeUnavailable
+	}
+	if st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return ModeUnified
+	}
+	if err := unix.Statfs(filepath.Join(defaultRoot, "unified"), &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return ModeHybrid
+	}
+	return ModeLegacy
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
@@ -187,7 +203,7 @@ func delegateFix() string {
 	return "run vatrun (or the kernel that starts it) as a systemd service that owns its cgroup:\n" +
 		"[Service]\nDelegate=yes\nUser=" + name + "\n" +
 		"then vatrun's default parent is the service's own cgroup; or pass --cgroup-parent " +
-		"(or " + ParentEnv + ") naming a cgroup whose directory, cgroup.procs and " +
+		"(or $VATRUN_CGROUP_PARENT) naming a cgroup whose directory, cgroup.procs and " +
 		"cgroup.subtree_control this user owns"
 }
 

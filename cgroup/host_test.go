@@ -14,26 +14,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// wantRefusal checks that Create refuses with ErrUnusable and every text in want, writing
-// nothing, and that Detect reports the same problem.
+// wantRefusal checks that Open or NewLeaf refuses with an *UnusableError (wrapping ErrUnusable)
+// holding every text in want, writing nothing, and that Detect reports the same problem.
 func wantRefusal(t *testing.T, k *fakeKernel, root, parent string, lim Limits, want ...string) Host {
 	t.Helper()
 	before := len(k.writes())
-	_, err := Create(root, parent, lim)
-	if !errors.Is(err, ErrUnusable) {
-		t.Fatalf("Create error = %v, want ErrUnusable", err)
+	_, err := openLeaf(root, parent, lim)
+	var ue *UnusableError
+	if !errors.Is(err, ErrUnusable) || !errors.As(err, &ue) {
+		t.Fatalf("Open+NewLeaf error = %v, want an *UnusableError", err)
 	}
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {
-			t.Errorf("Create error lacks %q:\n%v", w, err)
+			t.Errorf("Open+NewLeaf error lacks %q:\n%v", w, err)
 		}
 	}
 	if w := k.writes()[before:]; len(w) != 0 {
-		t.Errorf("refused Create wrote %q", w)
+		t.Errorf("refused Open+NewLeaf wrote %q", w)
 	}
 	h := Detect(root, parent)
-	if !strings.Contains(err.Error(), h.Problem) || !strings.Contains(err.Error(), h.Fix) || h.Problem == "" {
-		t.Errorf("Detect Problem/Fix %q / %q not the Create refusal %q", h.Problem, h.Fix, err)
+	if ue.Host.Problem != h.Problem || ue.Host.Fix != h.Fix || h.Problem == "" {
+		t.Errorf("Detect Problem/Fix %q / %q not the refusal's %q / %q", h.Problem, h.Fix, ue.Host.Problem, ue.Host.Fix)
 	}
 	return h
 }
@@ -62,12 +63,17 @@ func TestDetectParentChoice(t *testing.T) {
 	if h := Detect(k.root, ""); h.Parent != parentCG || h.Problem != "" {
 		t.Errorf("self in supervisor: Parent %q Problem %q, want %q and none", h.Parent, h.Problem, parentCG)
 	}
-	t.Setenv(ParentEnv, "/system.slice")
-	if h := Detect(k.root, ""); h.Parent != "/system.slice" {
-		t.Errorf("with $%s: Parent %q", ParentEnv, h.Parent)
+	if h := Detect(k.root, "/system.slice"); h.Parent != "/system.slice" {
+		t.Errorf("explicit parent: Parent %q, want /system.slice", h.Parent)
 	}
-	if h := Detect(k.root, parentCG); h.Parent != parentCG {
-		t.Errorf("explicit parent beats $%s: Parent %q", ParentEnv, h.Parent)
+	// The library reads no environment: "" is this process's own cgroup, whatever
+	// $VATRUN_CGROUP_PARENT says (only the vatrun command reads it).
+	t.Setenv("VATRUN_CGROUP_PARENT", "/system.slice")
+	if h := Detect(k.root, ""); h.Parent != parentCG {
+		t.Errorf("Detect with $VATRUN_CGROUP_PARENT set: Parent %q, want own cgroup %q", h.Parent, parentCG)
+	}
+	if p, err := Open(k.root, ""); err != nil || p.Path() != parentCG {
+		t.Errorf("Open with $VATRUN_CGROUP_PARENT set: %v, %v; want own cgroup %q", p, err, parentCG)
 	}
 }
 
@@ -101,10 +107,11 @@ func TestRefuseControllerMissing(t *testing.T) {
 	if !slices.Equal(h.Controllers, []string{"cpu", "memory"}) {
 		t.Errorf("Controllers = %q", h.Controllers)
 	}
-	// A profile without a pids limit does not need the controller.
-	l, err := Create(k.root, "", Limits{MemoryMax: 1 << 20, CPUMax: "1000 10000"})
+	// A profile without a pids limit does not need the controller: the parent opens (Open needs
+	// only memory), and NewLeaf makes the leaf.
+	l, err := openLeaf(k.root, "", Limits{MemoryMax: 1 << 20, CPUMax: "1000 10000"})
 	if err != nil {
-		t.Fatalf("Create without pids limit: %v", err)
+		t.Fatalf("NewLeaf without pids limit: %v", err)
 	}
 	if err := l.Remove(); err != nil {
 		t.Fatal(err)
@@ -133,9 +140,6 @@ func TestRefuseNotUnified(t *testing.T) {
 	h = wantRefusal(t, k, gone, "", full, "no cgroup filesystem is mounted at "+gone, "mount -t cgroup2")
 	if h.Mode != ModeUnavailable {
 		t.Errorf("Mode = %q, want unavailable", h.Mode)
-	}
-	if _, err := CleanStale(hybrid, ""); !errors.Is(err, ErrUnusable) {
-		t.Errorf("CleanStale on hybrid: %v, want ErrUnusable", err)
 	}
 }
 

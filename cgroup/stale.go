@@ -10,21 +10,16 @@ import (
 	"strings"
 )
 
-// CleanStale kills and removes the leaves under parent (see Detect for root and parent) left by
-// a vatrun that is gone: a leaf's name holds its owner's pid and start time, and the owner is gone
-// when that pid no longer exists or belongs to a process started at another time. Leaves of
-// live owners, and anything not named like a leaf, are left alone. Every vatrun sharing a parent
-// must share the pid namespace (pids are compared as seen here). The launcher calls it at start.
-// It returns the cgroup paths removed.
-func CleanStale(root, parent string) (removed []string, err error) {
-	t := newTree(root)
-	h := detect(t, parent, nil)
-	if err := h.err(); err != nil {
-		return nil, err
-	}
-	ents, err := os.ReadDir(t.dir(h.Parent))
+// cleanStale kills and removes the leaves under parent left by a vatrun that is gone (Open calls
+// it once): a leaf's name holds its owner's pid and start time, and the owner is gone when that
+// pid no longer exists or belongs to a process started at another time. Leaves of live owners,
+// and anything not named like a leaf, are left alone. Every vatrun sharing a parent must share the
+// pid namespace (pids are compared as seen here). It returns the cgroup paths removed, and what it
+// could not remove.
+func cleanStale(t tree, parent string) (removed []string, err error) {
+	ents, err := os.ReadDir(t.dir(parent))
 	if err != nil {
-		return nil, fmt.Errorf("cgroup %s: list: %w", h.Parent, err)
+		return nil, fmt.Errorf("cgroup %s: list stale leaves: %w", parent, err)
 	}
 	var errs []error
 	for _, e := range ents {
@@ -32,7 +27,7 @@ func CleanStale(root, parent string) (removed []string, err error) {
 		if !e.IsDir() || !ok || ownerAlive(pid, start) {
 			continue
 		}
-		cg := path.Join(h.Parent, e.Name())
+		cg := path.Join(parent, e.Name())
 		dir := t.dir(cg)
 		if err := kill(t, cg, dir); err != nil {
 			errs = append(errs, err)

@@ -21,11 +21,9 @@ const defaultRoot = "/sys/fs/cgroup"
 type kernelSim interface {
 	// Mkdir populates dir, just created with os.Mkdir, with the files the kernel would create.
 	Mkdir(dir string) error
-	// Write performs a write of data to a control file as the kernel would (it may fail).
+	// Write performs a write of data to a control file as the kernel would (it may fail, round a
+	// limit to a page, or act: move a pid, enable a controller, kill).
 	Write(file, data string) error
-	// Written canonicalises a limit file that something else (cgroup2.Manager) wrote with a
-	// plain write, as the kernel would have at write time (page rounding, rejecting bad values).
-	Written(file string) error
 }
 
 // sim is set by tests only.
@@ -75,14 +73,6 @@ func (t tree) write(file, data string) error {
 	}
 	_, err = f.WriteString(data)
 	return errors.Join(err, f.Close())
-}
-
-// written tells a fake tree's kernel that file was written behind its back.
-func (t tree) written(file string) error {
-	if !t.real && sim != nil {
-		return sim.Written(file)
-	}
-	return nil
 }
 
 // rmdir removes one empty cgroup directory. On a real cgroup2fs a cgroup directory holding only its

@@ -56,16 +56,11 @@ func (s Source) cgroupMount() (mode, mount string) {
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// cgroupParent is the cgroup whose files are probed: the Source's, $VATRUN_CGROUP_PARENT, or this
-// process's own (from /proc/self/cgroup).
+// cgroupParent is the cgroup whose files are probed: the Source's, or this process's own (from
+// /proc/self/cgroup). No environment variable is read.
 func (s Source) cgroupParent() string {
 	if s.CgroupParent != "" {
 		return s.CgroupParent
-	}
-	if s.real() {
-		if p := os.Getenv("VATRUN_CGROUP_PARENT"); p != "" {
-			return p
-		}
 	}
 	x, err := s.read("/proc/self/cgroup")
 	if err != nil {

@@ -106,7 +106,7 @@ type Source struct {
 	// Root prefixes every /proc and /sys path ("" = the real /).
 	Root string
 	// CgroupParent is the cgroup (a path such as "/vatrun.slice") whose files are probed for
-	// cgroup features; "" means $VATRUN_CGROUP_PARENT, else this process's own cgroup.
+	// cgroup features; "" means this process's own cgroup (no environment variable is read).
 	CgroupParent string
 	// Test hooks; nil means the real host.
 	Uname             func() (release, machine string, err error)
@@ -193,7 +193,9 @@ var (
 	hostDigest string
 )
 
-// Host gathers this host's facts once per process and returns them (shared: do not modify).
+// Host gathers this host's facts once per process and returns them (shared: do not modify). It
+// is Gather(Source{}): cgroup features are looked for from this process's own cgroup, whatever
+// cgroup parent its workers use, so every report of a process and its `vatrun check` agree.
 func Host() Facts {
 	hostOnce.Do(func() {
 		hostFacts = Gather(Source{})

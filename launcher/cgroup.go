@@ -1,9 +1,9 @@
 package launcher
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 
 	"github.com/vatrun/vatrun/cgroup"
@@ -14,8 +14,9 @@ import (
 // CgroupOptions says where the worker's cgroup v2 leaf goes.
 type CgroupOptions struct {
 	// Parent is the cgroup (path inside the cgroup2 mount, e.g. /system.slice/kernel.service)
-	// under which each worker gets its own leaf. "" means $VATRUN_CGROUP_PARENT, else the cgroup
-	// vatrun runs in (what systemd's Delegate=yes hands a service).
+	// under which each worker gets its own leaf. "" means the cgroup this process runs in (what
+	// systemd's Delegate=yes hands a service). No environment variable is read: the vatrun command
+	// passes $VATRUN_CGROUP_PARENT here; a Go kernel that wants it reads it itself.
 	Parent string
 	// Root is the cgroup2 mountpoint; "" means /sys/fs/cgroup.
 	Root string
@@ -23,9 +24,48 @@ type CgroupOptions struct {
 	Disable bool
 }
 
-// cleanedParents holds the parents (mountpoint NUL path) whose stale leaves this process has
-// removed.
-var cleanedParents sync.Map
+// parents caches the cgroup parents this process has opened (cgroup.Open: detection, then the
+// stale leaves removed), keyed by Root NUL Parent as given, so a Go kernel launching many workers
+// detects and cleans once per parent, not once per launch.
+//
+// An entry is dropped, so that the next launch opens the parent again, when cleaning its stale
+// leaves failed (they are tried again then) and when making a leaf under it fails: a parent that
+// was removed (its service stopped), recreated with another owner or emptied of controllers is
+// then detected afresh, and the launch that failed reports why. A change that does not make a leaf
+// fail (e.g. controllers delegated later) is not seen until then: a long-lived process that needs
+// it restarts. A parent Open refuses is not cached: each launch detects again and says why.
+var (
+	parents sync.Map   // string → *cgroup.Parent
+	openMu  sync.Mutex // one Open at a time: two first launches do not clean the same leaves at once
+)
+
+func parentKey(opts CgroupOptions) string { return opts.Root + "\x00" + opts.Parent }
+
+// openParent returns the cached parent for opts, opening it at the first launch.
+func openParent(opts CgroupOptions, log *slog.Logger) (*cgroup.Parent, error) {
+	key := parentKey(opts)
+	if p, ok := parents.Load(key); ok {
+		return p.(*cgroup.Parent), nil
+	}
+	openMu.Lock()
+	defer openMu.Unlock()
+	if p, ok := parents.Load(key); ok { // opened while this launch waited
+		return p.(*cgroup.Parent), nil
+	}
+	p, err := cgroup.Open(opts.Root, opts.Parent)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Removed) > 0 {
+		log.Info("removed stale worker cgroups left by a vatrun that died", "removed", p.Removed)
+	}
+	if p.CleanErr != nil {
+		log.Warn("cleaning stale worker cgroups", "parent", p.Path(), "err", p.CleanErr)
+		return p, nil // not cached: the next launch tries again
+	}
+	parents.Store(key, p)
+	return p, nil
+}
 
 type cgroupLeaf struct {
 	leaf *cgroup.Leaf
@@ -66,32 +106,24 @@ func setupCgroup(spec Spec, p *plan.Plan) (*cgroupLeaf, []string, error) {
 		}
 		return nil, []string{"cgroup evidence unavailable: cgroups disabled (--no-cgroup)"}, nil
 	}
-	parent := opts.Parent
-	if parent == "" {
-		parent = os.Getenv("VATRUN_CGROUP_PARENT")
-	}
-	host := cgroup.Detect(opts.Root, parent)
-	if host.Problem != "" {
-		if p.Consensus || parent != "" {
-			return nil, nil, fmt.Errorf("%w: %s\nfix: %s", ErrSetup, host.Problem, host.Fix)
+	refuse := func(err error) (*cgroupLeaf, []string, error) {
+		var ue *cgroup.UnusableError
+		if !errors.As(err, &ue) {
+			return nil, nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
-		return nil, []string{"cgroup evidence unavailable: " + host.Problem}, nil
-	}
-	// Leaves are left behind only by a process that died: clean them at this process's first
-	// launch under the parent (every `vatrun run` is such a first launch; a Go kernel's own leaves
-	// are removed as its workers die).
-	key := host.Mountpoint + "\x00" + host.Parent
-	if _, done := cleanedParents.LoadOrStore(key, true); !done {
-		if removed, err := cgroup.CleanStale(opts.Root, host.Parent); err != nil {
-			cleanedParents.Delete(key) // try again at the next launch
-			spec.Logger.Warn("cleaning stale worker cgroups", "parent", host.Parent, "err", err)
-		} else if len(removed) > 0 {
-			spec.Logger.Info("removed stale worker cgroups left by a vatrun that died", "removed", removed)
+		if p.Consensus || opts.Parent != "" {
+			return nil, nil, fmt.Errorf("%w: %s\nfix: %s", ErrSetup, ue.Host.Problem, ue.Host.Fix)
 		}
+		return nil, []string{"cgroup evidence unavailable: " + ue.Host.Problem}, nil
 	}
-	leaf, err := host.NewLeaf(p.Cgroup)
+	parent, err := openParent(opts, spec.Logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		return refuse(err)
+	}
+	leaf, err := parent.NewLeaf(p.Cgroup)
+	if err != nil {
+		parents.CompareAndDelete(parentKey(opts), parent) // open it afresh at the next launch
+		return refuse(err)
 	}
 	return &cgroupLeaf{leaf: leaf}, nil, nil
 }

@@ -113,7 +113,7 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 	c := newCmdline("vatrun check", "usage: vatrun check [--profile NAME|PATH] [--worker PATH] [--json] | vatrun check --compare A.json B.json", stderr)
 	fs := c.fs
 	profileName := fs.String("profile", "consensus", "profile to judge this host against (built-in name or JSON file)")
-	cgParent := fs.String("cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent to check (default: $VATRUN_CGROUP_PARENT, else vatrun's own cgroup)")
+	cgParent := cgroupParentFlag(fs, "cgroup v2 parent to check")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	workerPath := fs.String("worker", "", "also compute the worker digest of this executable (what a profile's pins.workerDigest names)")
 	compare := fs.Bool("compare", false, "compare two `vatrun check --json` outputs: vatrun check --compare A.json B.json (exit 1 when a fact that can change a worker's outcome differs)")

@@ -66,7 +66,7 @@ func kernelMain(args []string, stdout, stderr io.Writer) (code int) {
 	pin := fs.String("pin-digest", "", "consensus mode: the profile digest every validator runs (required)")
 	allowNonConsensus := fs.Bool("allow-nonconsensus-profile", false, "consensus mode with a profile that is not a consensus profile (demo on a host without cgroup v2)")
 	workerPath := fs.String("worker", "", "worker executable (default: vatrun-testworker next to vatrun)")
-	cgParent := fs.String("cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent for the workers' leaves")
+	cgParent := cgroupParentFlag(fs, "cgroup v2 parent for the workers' leaves")
 	noCgroup := fs.Bool("no-cgroup", false, "do not use cgroups (refused by consensus profiles)")
 	var steps multiFlag
 	fs.Var(&steps, "step", "a step (repeatable; see above)")

@@ -174,7 +174,7 @@ func parseRun(c *cmdline, args []string) (o runOptions, code int, ok bool) {
 	fs.StringVar(&o.profile, "profile", "", "sandbox profile: a built-in name (vatrun profile list) or a JSON file (required)")
 	fs.IntVar(&o.reportFD, "report-fd", -1, "write the JSON death report to this inherited fd (5 or above)")
 	fs.StringVar(&o.reportFile, "report-file", "", "write the JSON death report to this file")
-	fs.StringVar(&o.cgParent, "cgroup-parent", os.Getenv("VATRUN_CGROUP_PARENT"), "cgroup v2 parent for the worker's leaf (default: $VATRUN_CGROUP_PARENT, else vatrun's own cgroup)")
+	cgParent := cgroupParentFlag(fs, "cgroup v2 parent for the worker's leaf")
 	fs.BoolVar(&o.noCgroup, "no-cgroup", false, "do not use cgroups (refused by consensus profiles)")
 	fs.StringVar(&o.name, "name", "", "worker identity for logs (e.g. the vat id)")
 	fs.DurationVar(&o.grace, "kill-grace", 10*time.Second, "after forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to the worker, SIGKILL it if it is still alive after this long")
@@ -196,6 +196,7 @@ func parseRun(c *cmdline, args []string) (o runOptions, code int, ok bool) {
 		return o, code, false
 	}
 	o.worker = fs.Args()
+	o.cgParent = *cgParent
 	given := c.given()
 	switch {
 	case o.profile == "":

@@ -1,6 +1,6 @@
 package vm
 
-// The cgroup package against the real kernel: a leaf made by cgroup.Create (limits written and
+// The cgroup package against the real kernel: a leaf made by cgroup.Open + NewLeaf (limits written and
 // read back), a child cloned into it (CLONE_INTO_CGROUP) and OOM-killed under memory.max, the
 // evidence read after its death, pids.max hit by a fork loop, Kill of a live leaf, and Remove.
 
@@ -39,13 +39,17 @@ func helperForkLoop([]string) int {
 
 func cgroupPackage(t *testing.T, who string) {
 	start := time.Now()
-	if _, err := cgroup.CleanStale("", ""); err != nil {
-		t.Fatalf("CleanStale: %v", err)
+	p, err := cgroup.Open("", "")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if p.CleanErr != nil {
+		t.Fatalf("Open: cleaning stale leaves: %v", p.CleanErr)
 	}
 	const mem = 32<<20 + 123
-	l, err := cgroup.Create("", "", cgroup.Limits{MemoryMax: mem, SwapMax: 0, CPUMax: "50000 100000", PidsMax: 32})
+	l, err := p.NewLeaf(cgroup.Limits{MemoryMax: mem, SwapMax: 0, CPUMax: "50000 100000", PidsMax: 32})
 	if err != nil {
-		t.Fatalf("Create: %v", err)
+		t.Fatalf("NewLeaf: %v", err)
 	}
 	defer l.Remove()
 	page := int64(os.Getpagesize())
@@ -79,9 +83,9 @@ func cgroupPackage(t *testing.T, who string) {
 		t.Errorf("leaf left after Remove: %v", err)
 	}
 
-	l2, err := cgroup.Create("", "", cgroup.Limits{MemoryMax: -1, SwapMax: -1, PidsMax: 8})
+	l2, err := p.NewLeaf(cgroup.Limits{MemoryMax: -1, SwapMax: -1, PidsMax: 8})
 	if err != nil {
-		t.Fatalf("Create: %v", err)
+		t.Fatalf("NewLeaf: %v", err)
 	}
 	defer l2.Remove()
 	// The fork loop's Go runtime may itself die when it cannot make a thread: either way pids.max
