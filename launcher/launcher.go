@@ -191,27 +191,13 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		stdout, stderr = nil, nil
 	}
 
-	cg, warnings, err := setupCgroup(spec, pl)
+	cfg, cg, limits, warnings, err := prepareSandbox(spec, pl)
 	if err != nil {
 		return nil, err
 	}
 	cgFD := -1
 	if cg != nil {
 		cgFD = cg.fd()
-	}
-	cfg, err := pl.Sandbox(cg != nil, spec.MountSources)
-	if err != nil {
-		if cg != nil {
-			cg.teardown(log)
-		}
-		return nil, err
-	}
-	limits := pl.Enforcement(cg != nil)
-	if cg == nil {
-		// Info, not a warning on every launch: the report says it too (limitsEnforced,
-		// warnings), and `vatrun check` tells an operator once.
-		log.Info("no cgroup v2 leaf: the profile's limits hold only as far as rlimits and seccomp can hold them",
-			"worker", spec.Name, "memory", limits["memory"], "pids", limits["pids"], "cpuMax", limits["cpuMax"])
 	}
 	started := time.Now()
 	proc, err := sandbox.Start(sandbox.Spec{
@@ -263,6 +249,31 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		}()
 	}
 	return w, nil
+}
+
+// prepareSandbox makes the worker's cgroup leaf (or says why there is none) and the init stage's
+// config for this launch, and says what holds each limit. On error nothing is left behind.
+func prepareSandbox(spec Spec, pl *plan.Plan) (sandbox.Config, *cgroupLeaf, map[string]string, []string, error) {
+	log := spec.Logger
+	cg, warnings, err := setupCgroup(spec, pl)
+	if err != nil {
+		return sandbox.Config{}, nil, nil, nil, err
+	}
+	cfg, err := pl.Sandbox(cg != nil, spec.MountSources)
+	if err != nil {
+		if cg != nil {
+			cg.teardown(log)
+		}
+		return sandbox.Config{}, nil, nil, nil, err
+	}
+	limits := pl.Enforcement(cg != nil)
+	if cg == nil {
+		// Info, not a warning on every launch: the report says it too (limitsEnforced,
+		// warnings), and `vatrun check` tells an operator once.
+		log.Info("no cgroup v2 leaf: the profile's limits hold only as far as rlimits and seccomp can hold them",
+			"worker", spec.Name, "memory", limits["memory"], "pids", limits["pids"], "cpuMax", limits["cpuMax"])
+	}
+	return cfg, cg, limits, warnings, nil
 }
 
 // Pid is the pid vatrun waits for: the init stage when the worker has its own pid namespace

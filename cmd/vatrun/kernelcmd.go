@@ -97,35 +97,16 @@ func kernelMain(args []string, stdout, stderr io.Writer) (code int) {
 	if err != nil {
 		return fail(kernelExitUsage, "%v", err)
 	}
-	pol := policy.Config{
-		Mode:                policy.Mode(*mode),
-		Retries:             *retries,
-		MaxExternalRestarts: *maxExternal,
-		Backoff:             policy.Backoff{Base: *base, Factor: policy.DefaultBackoff.Factor, Cap: *capD, Jitter: policy.DefaultBackoff.Jitter},
-	}
-	switch *onFault {
-	case "restart":
-	case "halt":
-		pol.HaltOnFault = true
-	default:
-		return fail(kernelExitUsage, "--solo-policy %q: want restart or halt", *onFault)
-	}
-	if err := pol.Validate(); err != nil {
+	pol, err := kernelPolicy(*mode, *onFault, *retries, *maxExternal, *base, *capD)
+	if err != nil {
 		return fail(kernelExitUsage, "%v", err)
 	}
 	if pol.Mode == policy.Consensus && !prof.Consensus && !*allowNonConsensus {
 		return fail(kernelExitUsage, "consensus mode with profile %q, which is not a consensus profile (no mandatory cgroup v2, worker output not discarded); use --profile consensus, or --allow-nonconsensus-profile for a demo", prof.Name)
 	}
-	wp := *workerPath
-	if wp == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fail(kernelExitUsage, "finding the default worker next to vatrun: %v (give --worker PATH)", err)
-		}
-		wp = filepath.Join(filepath.Dir(exe), "vatrun-testworker")
-	}
-	if _, err := launcher.ResolvePath(wp); err != nil {
-		return fail(kernelExitUsage, "%v (give --worker PATH)", err)
+	wp, err := kernelWorker(*workerPath)
+	if err != nil {
+		return fail(kernelExitUsage, "%v", err)
 	}
 	var output *os.File
 	if pol.Mode == policy.Solo {
@@ -228,4 +209,37 @@ func runStep(ctx context.Context, k *kernel.Kernel, step string, stdout io.Write
 		return nil
 	}
 	return err
+}
+
+// kernelPolicy is the crash policy the flags ask for, validated.
+func kernelPolicy(mode, onFault string, retries, maxExternal int, base, capD time.Duration) (policy.Config, error) {
+	pol := policy.Config{
+		Mode:                policy.Mode(mode),
+		Retries:             retries,
+		MaxExternalRestarts: maxExternal,
+		Backoff:             policy.Backoff{Base: base, Factor: policy.DefaultBackoff.Factor, Cap: capD, Jitter: policy.DefaultBackoff.Jitter},
+	}
+	switch onFault {
+	case "restart":
+	case "halt":
+		pol.HaltOnFault = true
+	default:
+		return pol, fmt.Errorf("--solo-policy %q: want restart or halt", onFault)
+	}
+	return pol, pol.Validate()
+}
+
+// kernelWorker is the worker executable: --worker, else vatrun-testworker next to vatrun.
+func kernelWorker(path string) (string, error) {
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", fmt.Errorf("finding the default worker next to vatrun: %v (give --worker PATH)", err)
+		}
+		path = filepath.Join(filepath.Dir(exe), "vatrun-testworker")
+	}
+	if _, err := launcher.ResolvePath(path); err != nil {
+		return "", fmt.Errorf("%v (give --worker PATH)", err)
+	}
+	return path, nil
 }

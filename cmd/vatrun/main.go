@@ -6,7 +6,7 @@
 //	vatrun check [--profile NAME|PATH] [--json]
 //	vatrun kernel ...   (the reference kernel)
 //
-// Exit codes of vatrun itself are listed in exitcodes.go and the README.
+// Exit codes of vatrun itself are the exit* constants below, and the README lists them.
 package main
 
 import (
