@@ -3,6 +3,7 @@ package runclient
 import (
 	"bufio"
 	"encoding/json"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,15 +19,17 @@ import (
 // write end and the reply pipe's reader, once the worker said "ready".
 func start(t *testing.T, c *Cmd) (*os.File, *bufio.Reader) {
 	t.Helper()
-	cmdR, cmdW, _ := os.Pipe()
-	replyR, replyW, _ := os.Pipe()
-	t.Cleanup(func() { cmdW.Close(); replyR.Close() })
-	c.ExtraFiles = []*os.File{cmdR, replyW}
+	pipes, err := workerio.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pipes.Close)
+	cmdW, replyR := pipes.Commands, pipes.Results
+	c.ExtraFiles = pipes.WorkerFiles()
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmdR.Close()
-	replyW.Close()
+	pipes.CloseWorkerEnds()
 	t.Cleanup(func() { c.Process.Kill() })
 	br := bufio.NewReader(replyR)
 	if line, err := br.ReadString(','); err != nil || line != "5:ready," {

@@ -148,18 +148,17 @@ func startVatrunWorker(t *testing.T, worker string, o procOpts) *vatrunProc {
 
 func unsandboxedProbe(t *testing.T, bin string, asNobody bool, probe string) string {
 	t.Helper()
-	cmdR, cmdW := pipe(t)
-	replyR, replyW := pipe(t)
+	pipes := workerPipes(t)
+	cmdW, replyR := pipes.Commands, pipes.Results
 	cmd := exec.Command(bin)
-	cmd.ExtraFiles = []*os.File{cmdR, replyW}
+	cmd.ExtraFiles = pipes.WorkerFiles()
 	if asNobody {
 		nobody(cmd)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmdR.Close()
-	replyW.Close()
+	pipes.CloseWorkerEnds()
 	fmt.Fprintf(cmdW, "%d:%s,", len(probe), probe)
 	cmdW.Close()
 	got, err := readNetstring(bufio.NewReader(replyR), replyR, 5*time.Second)

@@ -91,19 +91,18 @@ func TestSetupSeccompRejected(t *testing.T) {
 		{"jump out of the program", append(bpf(unix.BPF_JMP|unix.BPF_JA, 5), bpf(unix.BPF_RET|unix.BPF_K, unix.SECCOMP_RET_ALLOW)...)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cmdR, cmdW := pipe(t)
-			replyR, replyW := pipe(t)
-			_ = cmdW
+			pipes := workerPipes(t)
+			replyR := pipes.Results
 			before := len(proctree.Children(os.Getpid()))
 			proc, err := sandbox.Start(sandbox.Spec{
 				Config: sandbox.Config{Namespaces: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET,
 					UserNS: os.Geteuid() != 0, DropCaps: true, Hostname: "vat", BPF: c.prog},
 				Path:       worker,
 				Args:       []string{"worker", "--ready"},
-				ExtraFiles: []*os.File{cmdR, replyW},
+				ExtraFiles: pipes.WorkerFiles(),
 				CgroupFD:   -1,
 			})
-			replyW.Close()
+			pipes.CloseWorkerEnds()
 			var se *sandbox.SetupError
 			if !errors.As(err, &se) {
 				if proc != nil {

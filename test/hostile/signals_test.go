@@ -37,16 +37,15 @@ func TestEarlySIGTERMStillReports(t *testing.T) {
 	launchtest.Sweep(n, 2, func(i int) {
 		dir := t.TempDir()
 		rf := dir + "/report.json"
-		cmdR, cmdW, _ := os.Pipe()
-		replyR, replyW, _ := os.Pipe()
+		pipes := workerPipes(t)
+		cmdW, replyR := pipes.Commands, pipes.Results
 		cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker)
-		cmd.ExtraFiles = []*os.File{cmdR, replyW}
+		cmd.ExtraFiles = pipes.WorkerFiles()
 		if err := cmd.Start(); err != nil {
 			t.Error(err)
 			return
 		}
-		cmdR.Close()
-		replyW.Close()
+		pipes.CloseWorkerEnds()
 		// The moment vatrun has started the sandbox (its init stage exists), before the
 		// worker's exec: the worker will be started and stopped, and reported.
 		for deadline := time.Now().Add(5 * time.Second); len(proctree.Children(cmd.Process.Pid)) == 0 && time.Now().Before(deadline); {
@@ -106,15 +105,14 @@ func TestEarlySIGTERMWindow(t *testing.T) {
 	for i := range 100 {
 		d := time.Duration(i%5) * time.Millisecond
 		rf := t.TempDir() + "/r.json"
-		cmdR, cmdW := pipe(t)
-		replyR, replyW := pipe(t)
+		pipes := workerPipes(t)
+		cmdW, replyR := pipes.Commands, pipes.Results
 		cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker, "--sleep-at-start", marker)
-		cmd.ExtraFiles = []*os.File{cmdR, replyW}
+		cmd.ExtraFiles = pipes.WorkerFiles()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		cmdR.Close()
-		replyW.Close()
+		pipes.CloseWorkerEnds()
 		time.Sleep(d)
 		cmd.Process.Signal(syscall.SIGTERM)
 		code, signaled, _ := testbin.ExitOf(cmd.Wait())

@@ -43,18 +43,17 @@ func TestNoTerminalInjection(t *testing.T) {
 	}
 	defer slave.Close()
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
-	cmdR, cmdW := pipe(t)
-	replyR, replyW := pipe(t)
+	pipes := workerPipes(t)
+	cmdW, replyR := pipes.Commands, pipes.Results
 	// dev allows ioctl, so only the session stands between the worker and the terminal.
 	cmd := exec.Command(bin, "run", "--profile", "dev", "--no-cgroup", "--", worker)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	cmd.ExtraFiles = []*os.File{cmdR, replyW}
+	cmd.ExtraFiles = pipes.WorkerFiles()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cmdR.Close()
-	replyW.Close()
+	pipes.CloseWorkerEnds()
 	go func() { // drain what the terminal shows, so nothing blocks on it
 		buf := make([]byte, 4096)
 		for {

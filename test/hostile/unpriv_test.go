@@ -39,7 +39,7 @@ func TestUnprivileged(t *testing.T) {
 	cmd := exec.Command(copyPath, "-test.v", "-test.count=1", "-test.run", "^Test(LaunchStorm|Kill|Report|Setup|Consensus|Escape)")
 	cmd.Dir = dir
 	cmd.Env = []string{"VATRUN_UNPRIV_CHILD=1", "PATH=/usr/bin:/bin",
-		"VATRUN_BIN=" + testbin.Vatrun(t), "VATRUN_TESTWORKER=" + testbin.Worker(t)}
+		"VATRUN_BIN=" + testbin.Vatrun(t), "VATRUN_HOOKS_BIN=" + testbin.VatrunHooks(t), "VATRUN_TESTWORKER=" + testbin.Worker(t)}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
