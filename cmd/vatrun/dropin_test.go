@@ -162,7 +162,7 @@ func TestDropInSnapshotPipes(t *testing.T) {
 	// data" to fd 7 in xsnap; here the test worker's `probe:fds` proves they are open, and a
 	// closed fd 8 (no snapshot to load) stays closed.
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
-	pipes := workerPipes(t)
+	pipes := testbin.WorkerPipes(t)
 	cmdW, replyR := pipes.Commands, pipes.Results
 	_, save := pipe(t)
 	cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--", worker)
@@ -413,7 +413,7 @@ func TestRunNoCapabilitiesNoTerminal(t *testing.T) {
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
 	for _, profile := range []string{"xsnap", "dev"} {
 		t.Run(profile, func(t *testing.T) {
-			pipes := workerPipes(t)
+			pipes := testbin.WorkerPipes(t)
 			cmdW, replyR := pipes.Commands, pipes.Results
 			cmd := exec.Command(setpriv, "--inh-caps", "+net_admin,+sys_admin,+sys_ptrace", "--ambient-caps", "+net_admin,+sys_admin,+sys_ptrace",
 				bin, "run", "--profile", profile, "--no-cgroup", "--", worker)

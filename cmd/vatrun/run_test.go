@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/vatrun/vatrun/internal/proctree"
-	"github.com/vatrun/vatrun/launcher/workerio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +45,7 @@ type harness struct {
 func newHarness(t *testing.T, runArgs []string, workerArgs ...string) *harness {
 	t.Helper()
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
-	pipes := workerPipes(t)
+	pipes := testbin.WorkerPipes(t)
 	cmdW, replyR := pipes.Commands, pipes.Results
 	reportR, reportW := pipe(t)
 	args := append([]string{"run", "--log-level", "warn", "--report-fd", "5"}, runArgs...)
@@ -68,17 +67,6 @@ func newHarness(t *testing.T, runArgs []string, workerArgs ...string) *harness {
 		}
 	})
 	return h
-}
-
-// workerPipes makes the worker's fd 3/4 pipes, closed when the test ends.
-func workerPipes(t *testing.T) *workerio.Pipes {
-	t.Helper()
-	p, err := workerio.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
 }
 
 func pipe(t *testing.T) (*os.File, *os.File) {

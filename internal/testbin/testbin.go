@@ -5,6 +5,7 @@ package testbin
 
 import (
 	"errors"
+	"github.com/vatrun/vatrun/launcher/workerio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +115,17 @@ func Worker(t testing.TB) string {
 		t.Fatalf("test worker: %v", wkrErr)
 	}
 	return worker
+}
+
+// WorkerPipes makes a worker's fd 3/4 pipes (workerio), closed when the test ends.
+func WorkerPipes(t testing.TB) *workerio.Pipes {
+	t.Helper()
+	p, err := workerio.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
 
 // ExitOf turns cmd.Wait's error into a shell-style status: the exit code, or 128+N with

@@ -148,7 +148,7 @@ func startVatrunWorker(t *testing.T, worker string, o procOpts) *vatrunProc {
 
 func unsandboxedProbe(t *testing.T, bin string, asNobody bool, probe string) string {
 	t.Helper()
-	pipes := workerPipes(t)
+	pipes := testbin.WorkerPipes(t)
 	cmdW, replyR := pipes.Commands, pipes.Results
 	cmd := exec.Command(bin)
 	cmd.ExtraFiles = pipes.WorkerFiles()

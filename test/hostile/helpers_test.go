@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/vatrun/vatrun/internal/proctree"
-	"github.com/vatrun/vatrun/launcher/workerio"
 	"io"
 	"os"
 	"os/exec"
@@ -61,7 +60,7 @@ func startVatrun(t *testing.T, o procOpts) *vatrunProc {
 	if o.worker != "" {
 		worker = o.worker
 	}
-	pipes := workerPipes(t)
+	pipes := testbin.WorkerPipes(t)
 	cmdW, replyR := pipes.Commands, pipes.Results
 	errR, errW := pipe(t)
 	args := append([]string{"run", "--log-level", "warn"}, o.runArgs...)
@@ -201,17 +200,6 @@ func (p *vatrunProc) exit() int {
 	}
 	p.t.Fatal(err)
 	return -1
-}
-
-// workerPipes makes the worker's fd 3/4 pipes, closed when the test ends.
-func workerPipes(t *testing.T) *workerio.Pipes {
-	t.Helper()
-	p, err := workerio.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
 }
 
 func pipe(t *testing.T) (*os.File, *os.File) {

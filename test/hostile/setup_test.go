@@ -91,7 +91,7 @@ func TestSetupSeccompRejected(t *testing.T) {
 		{"jump out of the program", append(bpf(unix.BPF_JMP|unix.BPF_JA, 5), bpf(unix.BPF_RET|unix.BPF_K, unix.SECCOMP_RET_ALLOW)...)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			pipes := workerPipes(t)
+			pipes := testbin.WorkerPipes(t)
 			replyR := pipes.Results
 			before := len(proctree.Children(os.Getpid()))
 			proc, err := sandbox.Start(sandbox.Spec{

@@ -37,7 +37,7 @@ func TestEarlySIGTERMStillReports(t *testing.T) {
 	launchtest.Sweep(n, 2, func(i int) {
 		dir := t.TempDir()
 		rf := dir + "/report.json"
-		pipes := workerPipes(t)
+		pipes := testbin.WorkerPipes(t)
 		cmdW, replyR := pipes.Commands, pipes.Results
 		cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker)
 		cmd.ExtraFiles = pipes.WorkerFiles()
@@ -105,7 +105,7 @@ func TestEarlySIGTERMWindow(t *testing.T) {
 	for i := range 100 {
 		d := time.Duration(i%5) * time.Millisecond
 		rf := t.TempDir() + "/r.json"
-		pipes := workerPipes(t)
+		pipes := testbin.WorkerPipes(t)
 		cmdW, replyR := pipes.Commands, pipes.Results
 		cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker, "--sleep-at-start", marker)
 		cmd.ExtraFiles = pipes.WorkerFiles()

@@ -43,7 +43,7 @@ func TestNoTerminalInjection(t *testing.T) {
 	}
 	defer slave.Close()
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
-	pipes := workerPipes(t)
+	pipes := testbin.WorkerPipes(t)
 	cmdW, replyR := pipes.Commands, pipes.Results
 	// dev allows ioctl, so only the session stands between the worker and the terminal.
 	cmd := exec.Command(bin, "run", "--profile", "dev", "--no-cgroup", "--", worker)
