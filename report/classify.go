@@ -57,6 +57,8 @@ var rules = []rule{
 		"SIGABRT"},
 	{"seccompKill", seccompKill, CauseSandboxViolation, ClassSandboxViolation, seccompKillDetail,
 		"SIGSYS (seccomp kill)"},
+	{"selfSignalPossible", selfSignalPossible, CauseSignal, ClassUnknown, selfSignalDetail,
+		"SIGTERM, SIGINT, SIGHUP, SIGQUIT or SIGKILL under a profile that lets the worker signal itself (it may have chosen its own death)"},
 	{"externalSignal", externalSignal, CauseExternalSignal, ClassExternal, externalSignalDetail,
 		"SIGTERM, SIGINT, SIGHUP, SIGQUIT from outside"},
 	{"strayKill", strayKill, CauseKilled, ClassExternal, strayKillDetail,
@@ -149,6 +151,13 @@ func memoryFault(ev Evidence) bool { return diedBy(ev, syscall.SIGSEGV, syscall.
 func aborted(ev Evidence) bool { return diedBy(ev, syscall.SIGABRT) }
 
 func seccompKill(ev Evidence) bool { return diedBy(ev, syscall.SIGSYS) }
+
+// selfSignalPossible: a death the worker could have dealt itself, so that it would pass for an
+// external one (a kernel halts or gives a vat unlimited restarts on those): under a profile that
+// lets it signal itself, it is unknown, never external.
+func selfSignalPossible(ev Evidence) bool {
+	return ev.SelfSignals && diedBy(ev, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGKILL)
+}
 
 func externalSignal(ev Evidence) bool {
 	return diedBy(ev, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
@@ -255,6 +264,11 @@ func strayKillDetail(ev Evidence) string {
 	return "killed by SIGKILL from outside vatrun, with no OOM, CPU-limit or pids-limit evidence"
 }
 
+func selfSignalDetail(ev Evidence) string {
+	return fmt.Sprintf("killed by %s%s, from outside the sandbox or from the worker itself: its profile lets it signal itself, so the death is not taken as external",
+		signalName(ev.Signal), coreNote(ev))
+}
+
 func otherSignalDetail(ev Evidence) string {
 	return fmt.Sprintf("killed by %s, which no limit explains%s", signalName(ev.Signal), coreNote(ev))
 }
@@ -328,10 +342,11 @@ func signalSource(cause Cause, ev Evidence) string {
 	case CauseAbort:
 		return SourceAbort
 	case CauseExternalSignal, CauseKilled:
-		if ev.SelfSignals {
+		return SourceOutside
+	case CauseSignal:
+		if selfSignalPossible(ev) {
 			return SourceOutsideOrSelf
 		}
-		return SourceOutside
 	}
 	return SourceUnknown
 }

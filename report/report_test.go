@@ -60,6 +60,12 @@ func TestClassify(t *testing.T) {
 		detail string // a substring the detail must contain
 	}{
 		// At least one case per rule of the table (classify.go).
+		{"SIGKILL the worker may have sent itself", with(signaled(syscall.SIGKILL), func(ev *Evidence) { ev.SelfSignals = true }),
+			CauseSignal, ClassUnknown, "not taken as external"},
+		{"SIGTERM the worker may have sent itself", with(signaled(syscall.SIGTERM), func(ev *Evidence) { ev.SelfSignals = true }),
+			CauseSignal, ClassUnknown, "from outside the sandbox or from the worker itself"},
+		{"OOM kill under a permissive profile stays an OOM kill", with(withCgroup(signaled(syscall.SIGKILL), oomGrew), func(ev *Evidence) { ev.SelfSignals = true }),
+			CauseOOMLimit, ClassResourceExhaustion, "memory.max"},
 		{"exit 0", exited(0), CauseExited, ClassClean, "exited with code 0"},
 		{"metering fault 11", exited(11), CauseMeteringFault, ClassDeterministic, "code 11 (not enough memory)"},
 		{"metering fault 12", exited(12), CauseMeteringFault, ClassDeterministic, "stack overflow"},

@@ -478,6 +478,22 @@ func TestRunWorkerCannotChooseItsClassification(t *testing.T) {
 		}
 		wantDeath(t, h.finish(), 0, report.CauseExited, report.ClassClean)
 	})
+	// Where the profile lets the worker signal itself (dev), a death it could have dealt itself is
+	// not taken as external (which a solo kernel restarts, and halts on after a budget): unknown.
+	for _, c := range []struct {
+		cmd string
+		sig syscall.Signal
+	}{{"selfkill:9", syscall.SIGKILL}, {"selfkill:15", syscall.SIGTERM}} {
+		t.Run("dev/"+c.cmd+" is not external", func(t *testing.T) {
+			h := newHarness(t, []string{"--profile", "dev", "--no-cgroup"})
+			h.send(c.cmd)
+			res := h.await()
+			wantDeath(t, res, 128+int(c.sig), report.CauseSignal, report.ClassUnknown)
+			if res.report != nil && !strings.Contains(res.report.SignalSource, "the worker itself") {
+				t.Errorf("signalSource %q, want it to say the worker itself may have sent it", res.report.SignalSource)
+			}
+		})
+	}
 	t.Run("xsnap/abort still works", func(t *testing.T) {
 		h := newHarness(t, []string{"--profile", "xsnap", "--no-cgroup"})
 		h.send("abort")
