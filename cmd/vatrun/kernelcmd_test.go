@@ -12,7 +12,7 @@ import (
 
 func runKernel(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(testbin.Vatrun(t), append([]string{"kernel", "--worker", testbin.Worker(t), "--no-cgroup", "--profile", "dev"}, args...)...)
+	cmd := exec.Command(testbin.Vatrun(t), append([]string{"kernel", "--worker", testbin.Worker(t), "--no-cgroup", "--profile", "solo"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	switch {
@@ -27,7 +27,7 @@ func runKernel(t *testing.T, args ...string) (int, string) {
 
 func TestKernelCommandHaltsAndResumes(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "k.db")
-	digest, err := exec.Command(testbin.Vatrun(t), "profile", "digest", "dev").Output()
+	digest, err := exec.Command(testbin.Vatrun(t), "profile", "digest", "solo").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
