@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Phase-by-phase timeline of `vatrun run --profile xsnap --no-cgroup -- WORKER` on the real binary:
+# uprobes on vatrun's own functions (the same binary is the init stage, so its C constructor is
+# probed in both processes) plus sched exec/fork/exit and exit_group, recorded with perf over N
+# runs; bench/tools/phases.py turns the trace into a table of medians. Needs root and perf
+# (Debian: linux-perf); mounts tracefs if it is not mounted; removes its probes at the end.
+# Usage: bench/tools/phases.sh [N] [WORKER]   (run from the repository; after make build)
+# Wall times include uprobe overhead (~µs per probe hit); page faults: add PF=1 (every fault is
+# recorded, which slows the run: use it for the fault column, not the times).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+n=${1:-40}
+worker=$(realpath "${2:-bin/vatrun-bench-true}")
+bin=$PWD/bin/vatrun
+[ -d /sys/kernel/tracing/events ] || mount -t tracefs nodev /sys/kernel/tracing
+tmp=$(mktemp -d)
+trap 'perf probe -q -d "probe_vatrun:*" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+perf probe -q -d 'probe_vatrun:*' 2>/dev/null || true
+while read -r name fn; do
+	perf probe -q -x "$bin" --add "$name=$fn"
+done <<'PROBES'
+p01_ctor vr_init_constructor
+p02_cgoinit x_cgo_init
+p03_schedinit runtime.schedinit
+p04_rtmain runtime.main
+p05_earlysig github.com/vatrun/vatrun/cmd/vatrun/internal/earlysig.init.0
+p06_main main.main
+p07_load github.com/vatrun/vatrun/seccompprofiles.Load
+p09_launch github.com/vatrun/vatrun/launcher.Launch
+p11_stagecfg github.com/vatrun/vatrun/launcher.stageConfig
+p13_cgroup github.com/vatrun/vatrun/launcher.setupCgroup
+p14_sbstart github.com/vatrun/vatrun/sandbox.Start
+p16_build github.com/vatrun/vatrun/report.Build
+p17_write main.(*reportSink).write
+p18_exit os.Exit
+PROBES
+cat >"$tmp/loop.sh" <<LOOP
+#!/bin/sh
+for i in \$(seq $n); do "$bin" run --profile xsnap --no-cgroup -- "$worker" || exit 1; done
+LOOP
+chmod +x "$tmp/loop.sh"
+pf=()
+[ "${PF:-0}" = 1 ] && pf=(-e page-faults -c 1)
+perf record -q -o "$tmp/perf.data" -e 'probe_vatrun:*' -e sched:sched_process_exec -e sched:sched_process_fork \
+	-e sched:sched_process_exit "${pf[@]}" -e raw_syscalls:sys_enter --filter 'id == 231' -- "$tmp/loop.sh" >/dev/null
+perf script -i "$tmp/perf.data" -F pid,tid,time,event,trace 2>/dev/null >"$tmp/trace.txt"
+python3 bench/tools/phases.py "$tmp/trace.txt"
