@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,8 +23,14 @@ import (
 
 type options struct {
 	vatrun, testWorker, trueBin, sysloop string
+	noop, phases                         string
 	runs, warm, deathRuns, nsRuns        int
 	concurrent                           int
+	stepRuns, stormN, stormRounds        int
+	idleDur                              time.Duration
+	xsnapRuns, kernelRuns                int
+	repo                                 string
+	phaseTable                           string
 	sysIters, sysLaunches                int
 	tputDur                              time.Duration
 	concs                                []int
@@ -48,17 +55,27 @@ func parseOptions() (*options, error) {
 	flag.StringVar(&o.testWorker, "testworker", "bin/vatrun-testworker", "the C test worker")
 	flag.StringVar(&o.trueBin, "true", "bin/vatrun-bench-true", "the static /bin/true-like worker (bench/csrc/true.c)")
 	flag.StringVar(&o.sysloop, "sysloop", "bin/vatrun-bench-sysloop", "the syscall loop (bench/csrc/sysloop.c)")
+	flag.StringVar(&o.noop, "noop", "bin/vatrun-bench-noop", "a static cgo Go no-op linked like vatrun (bench/noop): the Go runtime's start")
+	flag.StringVar(&o.phases, "phases", "bin/vatrun-bench-phases", "cold step timer (bench/phases)")
 	flag.IntVar(&o.runs, "runs", 500, "spawn samples per launcher and worker")
 	flag.IntVar(&o.warm, "warm", 10, "warm-up runs per launcher (not counted)")
 	flag.IntVar(&o.deathRuns, "death-runs", 200, "death-notice samples per launcher")
 	flag.IntVar(&o.nsRuns, "ns-runs", 150, "samples per namespace variant")
 	flag.IntVar(&o.concurrent, "concurrent", 200, "idle workers for the memory figures")
+	flag.IntVar(&o.stepRuns, "step-runs", 100, "fresh processes timing the cold steps of a launch")
+	flag.IntVar(&o.stormN, "storm", 100, "concurrent launches per storm")
+	flag.IntVar(&o.stormRounds, "storm-rounds", 5, "storms per launcher (interleaved)")
+	flag.DurationVar(&o.idleDur, "idle", 10*time.Second, "window over which idle workers' supervisors are watched for CPU use")
+	flag.IntVar(&o.xsnapRuns, "xsnap-runs", 30, "real xsnap worker runs per mode (start, one evaluate, close)")
+	flag.IntVar(&o.kernelRuns, "kernel-runs", 3, "runs of test/swingset's baseline scenario (plain and vatrun each)")
+	flag.StringVar(&o.phaseTable, "phase-table", "", "markdown phase table from bench/tools/phases.sh (scripts/bench.sh makes it when perf is installed), included as is")
+	flag.StringVar(&o.repo, "repo", ".", "the repository (for bench/xsnap.mjs, js/ and test/swingset)")
 	flag.IntVar(&o.sysIters, "sys-iters", 50000, "system calls per round of the syscall loop")
 	flag.IntVar(&o.sysLaunches, "sys-launches", 5, "launches of the syscall loop per mode")
 	flag.DurationVar(&o.tputDur, "tput", 10*time.Second, "duration of each throughput run")
 	concs := flag.String("conc", "2,4,8", "throughput concurrencies")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown output (\"-\": stdout)")
-	only := flag.String("only", "", "comma-separated sections to run: spawn,ns,death,mem,seccomp,tput (default all)")
+	only := flag.String("only", "", "comma-separated sections to run: spawn,ns,death,mem,seccomp,storm,xsnap,tput (default all)")
 	flag.BoolVar(&o.crunHelper, "crun-helper", false, "internal: crun runs, in a private mount namespace")
 	flag.StringVar(&o.command, "command", "", "the command line to print as the way to reproduce")
 	flag.StringVar(&o.vmResults, "vm-results", "", "results.log of a VM run of TestBenchSpawn (scripts/bench.sh makes it): spawn figures with cgroups")
@@ -78,7 +95,8 @@ func parseOptions() (*options, error) {
 		}
 	}
 	o.vatrun, o.testWorker, o.trueBin, o.sysloop = abs(o.vatrun), abs(o.testWorker), abs(o.trueBin), abs(o.sysloop)
-	for _, p := range []string{o.vatrun, o.testWorker, o.trueBin, o.sysloop} {
+	o.noop, o.phases, o.repo = abs(o.noop), abs(o.phases), abs(o.repo)
+	for _, p := range []string{o.vatrun, o.testWorker, o.trueBin, o.sysloop, o.noop, o.phases} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("%v (run make bench, or scripts/bench.sh, which builds it)", err)
 		}
@@ -143,6 +161,12 @@ func run(o *options) int {
 			return fail("spawn", err)
 		}
 	}
+	if o.want("spawn") {
+		logf("cold steps: %d fresh processes", o.stepRuns)
+		if res.steps, err = benchSteps(o, o.stepRuns); err != nil {
+			return fail("steps", err)
+		}
+	}
 	if o.vmResults != "" {
 		if res.vm, err = readVMResults(o.vmResults); err != nil {
 			return fail("vm", err)
@@ -172,6 +196,29 @@ func run(o *options) int {
 		logf("seccomp: %d launches per mode", o.sysLaunches)
 		if res.seccomp, err = benchSeccomp(o, profs); err != nil {
 			return fail("seccomp", err)
+		}
+	}
+	if o.want("storm") {
+		logf("launch storms: %d concurrent launches, %d storms per launcher", o.stormN, o.stormRounds)
+		var bw func([]string) []string
+		var bpf string
+		if p, err := exec.LookPath("bwrap"); err == nil {
+			f, cleanup, err := writeBPF(bwrapFilter(profs["xsnap"]))
+			if err != nil {
+				return fail("storm", err)
+			}
+			defer cleanup()
+			bpf = f
+			bw = func(w []string) []string { return append(append([]string{p}, bwrapIsolation(w)...), w...) }
+		}
+		if res.storm, err = benchStorm(o, bw, bpf); err != nil {
+			return fail("storm", err)
+		}
+	}
+	if o.want("xsnap") {
+		logf("real xsnap worker: %d runs per mode", o.xsnapRuns)
+		if res.xsnap, err = benchXsnap(o); err != nil {
+			return fail("xsnap", err)
 		}
 	}
 	if o.want("tput") {

@@ -85,6 +85,7 @@ type memResult struct {
 	goDelta                     int64 // KiB of this process's RSS for goN idle workers via the Go API
 	goInits                     procMem
 	goGoroutines                int
+	idle                        *idleResult
 }
 
 func benchMem(o *options, prof *seccompprofiles.Profile) (*memResult, error) {
@@ -124,6 +125,13 @@ func benchMem(o *options, prof *seccompprofiles.Profile) (*memResult, error) {
 		runs = append(runs, r)
 	}
 	time.Sleep(500 * time.Millisecond)
+	if o.idleDur > 0 {
+		logf("memory: watching %d idle supervisors for %v", len(runs), o.idleDur)
+		if res.idle, err = watchIdle(runs, o.idleDur); err != nil {
+			stopAll()
+			return nil, err
+		}
+	}
 	for _, r := range runs {
 		m, _ := readMem(r.proc.Pid)
 		res.vatrunSum.add(m)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/vatrun/vatrun/launcher"
@@ -85,6 +86,10 @@ type extMode struct {
 	extra func() (files []*os.File, done func() error, err error)
 	// okExit is the exit code a clean run ends with (0).
 	okExit int
+	// faults collects each sample's page faults: the launcher's and those of every descendant
+	// it waited for (wait4's rusage: the init stage and the worker of a sandbox), so the
+	// figure covers the whole launch tree.
+	faults []int64
 }
 
 // sample runs one worker through m and times it.
@@ -143,6 +148,9 @@ func (m *extMode) sample(k kind, worker []string) (time.Duration, error) {
 	}
 	if st.ExitCode() != m.okExit {
 		return 0, fmt.Errorf("%s %v: %v", m.name, argv, st)
+	}
+	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
+		m.faults = append(m.faults, ru.Minflt+ru.Majflt)
 	}
 	return d, nil
 }

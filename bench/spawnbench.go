@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vatrun/vatrun/sandbox"
@@ -14,8 +15,11 @@ import (
 type spawnRow struct {
 	name, cmd  string
 	true, ping dist
-	skipped    string
-	breakdown  bool // a part of another row, not a peer
+	// faultsTrue, faultsPing: page faults per launch (the launcher and every process it waited
+	// for); nil when not measurable (the Go API's are in the bench process itself).
+	faultsTrue, faultsPing []int64
+	skipped                string
+	breakdown              bool // a part of another row, not a peer
 }
 
 type spawnResult struct {
@@ -35,21 +39,23 @@ func (r *spawnResult) row(name string) *spawnRow {
 const (
 	rowPlain   = "plain fork/exec (Go os.StartProcess)"
 	rowUnshare = "unshare -fpmiun"
-	rowBwrap   = "bwrap, same minimal root"
+	rowBwrap   = "bwrap, same isolation"
 	rowCrun    = "crun run (--cgroup-manager=disabled)"
 	rowRunc    = "runc run"
 	rowGo      = "vatrun Go API (launcher.Launch)"
 	rowRun     = "vatrun run (whole process)"
 	rowVM      = "vatrun with cgroups (VM)"
 	rowStart   = "  of which: vatrun process start (vatrun profile digest xsnap)"
+	rowNoop    = "  of which: Go runtime start (static cgo no-op)"
+	rowHelp    = "  of which: Go runtime + vatrun's package inits (vatrun help)"
 )
 
 func benchSpawn(o *options, xsnap *seccompprofiles.Profile) (*spawnResult, error) {
 	res := &spawnResult{}
-	// bwrap's own pid-1 process runs under the filter too, and the xsnap allowlist has no wait4:
-	// bwrap gets the dev profile's filter (a denylist) instead.
-	dev, _ := seccompprofiles.Builtin("dev")
-	bpfFile, cleanup, err := writeBPF(dev)
+	// bwrap's own pid-1 process runs under the filter too and must wait4 for the worker, which
+	// the xsnap allowlist refuses (EPERM: "init wait(): Operation not permitted"): bwrap gets the
+	// xsnap program plus one rule allowing wait4, compiled by the same libseccomp.
+	bpfFile, cleanup, err := writeBPF(bwrapFilter(xsnap))
 	if err != nil {
 		return nil, err
 	}
@@ -75,27 +81,12 @@ func benchSpawn(o *options, xsnap *seccompprofiles.Profile) (*spawnResult, error
 	} else {
 		add(&spawnRow{name: rowUnshare, skipped: "unshare (util-linux) not installed"}, nil, false, false)
 	}
-	// bwrap gets the same isolation as vatrun's minimal root: a tmpfs root holding only what
-	// sandbox.WorkerRoot makes visible (the worker, the library dirs, ld.so.cache), a private /dev,
-	// a fresh /proc, a read-only root, a new session, no capabilities, all namespaces.
-	bwrapArgs := func(w []string) []string {
-		args := []string{"--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--tmpfs", "/"}
-		mounts, _ := sandbox.WorkerRoot(w[0])
-		for _, m := range mounts {
-			switch m.Kind {
-			case sandbox.MountRO:
-				args = append(args, "--ro-bind", m.Source, m.Target)
-			case sandbox.MountSymlink:
-				args = append(args, "--symlink", m.Source, m.Target)
-			}
-		}
-		return append(args, "--dev", "/dev", "--proc", "/proc", "--remount-ro", "/", "--hostname", "vat", "--seccomp", "5", "--")
-	}
+	bwrapArgs := bwrapIsolation
 	if p, err := exec.LookPath("bwrap"); err == nil {
 		if out, err := exec.Command(p, "--version").Output(); err == nil {
 			res.bwrapVer = strings.TrimSpace(string(out))
 		}
-		add(&spawnRow{name: rowBwrap, cmd: "bwrap " + strings.Join(bwrapArgs([]string{o.trueBin}), " ") + " WORKER 5<dev.bpf"},
+		add(&spawnRow{name: rowBwrap, cmd: "bwrap " + strings.Join(bwrapArgs([]string{o.trueBin}), " ") + " WORKER 5<xsnap+wait4.bpf"},
 			&extMode{name: "bwrap", argv: func(w []string) []string { return append(append([]string{p}, bwrapArgs(w)...), w...) },
 				extra: openForChild(bpfFile)}, true, true)
 	} else {
@@ -109,6 +100,10 @@ func benchSpawn(o *options, xsnap *seccompprofiles.Profile) (*spawnResult, error
 			extra: reportPipe}, true, true)
 	add(&spawnRow{name: rowStart, cmd: "vatrun profile digest xsnap", breakdown: true},
 		&extMode{name: "vatrun start", argv: func([]string) []string { return []string{o.vatrun, "profile", "digest", "xsnap"} }}, true, false)
+	add(&spawnRow{name: rowHelp, cmd: "vatrun help", breakdown: true},
+		&extMode{name: "vatrun help", argv: func([]string) []string { return []string{o.vatrun, "help"} }}, true, false)
+	add(&spawnRow{name: rowNoop, cmd: "vatrun-bench-noop (bench/noop: package main, import \"C\", os.Exit(0); linked like vatrun)", breakdown: true},
+		&extMode{name: "go noop", argv: func([]string) []string { return []string{o.noop} }}, true, false)
 
 	for _, k := range []kind{kindTrue, kindPing} {
 		var ss []sampler
@@ -132,6 +127,16 @@ func benchSpawn(o *options, xsnap *seccompprofiles.Profile) (*spawnResult, error
 				r.true = got[r.name]
 			} else {
 				r.ping = got[r.name]
+			}
+		}
+		for _, m := range modes {
+			if em, ok := m.s.(*extMode); ok {
+				if k == kindTrue {
+					m.row.faultsTrue = em.faults
+				} else {
+					m.row.faultsPing = em.faults
+				}
+				em.faults = nil
 			}
 		}
 	}
@@ -213,6 +218,35 @@ func benchNamespaces(o *options, xsnap *seccompprofiles.Profile) (*nsResult, err
 		nv.d = got[nv.name]
 	}
 	return res, nil
+}
+
+// bwrapIsolation is bwrap's arguments for the same isolation as vatrun's minimal root: a tmpfs
+// root holding only what sandbox.WorkerRoot makes visible (the worker, the library dirs,
+// ld.so.cache), a private /dev, a fresh /proc, a read-only root, a new session, no capabilities,
+// all namespaces, and the seccomp program on fd 5.
+func bwrapIsolation(w []string) []string {
+	args := []string{"--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--tmpfs", "/"}
+	mounts, _ := sandbox.WorkerRoot(w[0])
+	for _, m := range mounts {
+		switch m.Kind {
+		case sandbox.MountRO:
+			args = append(args, "--ro-bind", m.Source, m.Target)
+		case sandbox.MountSymlink:
+			args = append(args, "--symlink", m.Source, m.Target)
+		}
+	}
+	return append(args, "--dev", "/dev", "--proc", "/proc", "--remount-ro", "/", "--hostname", "vat", "--seccomp", "5", "--")
+}
+
+// bwrapFilter is p's seccomp section plus a rule allowing wait4, which bwrap's own pid 1 needs
+// under the filter; the worker gets the same program.
+func bwrapFilter(p *seccompprofiles.Profile) *seccompprofiles.Profile {
+	q := *p
+	sc := *p.Seccomp
+	sc.Syscalls = append(slices.Clone(sc.Syscalls), seccompprofiles.SeccompSyscall{Names: []string{"wait4"}, Action: "SCMP_ACT_ALLOW"})
+	q.Seccomp = &sc
+	q.Name = p.Name + "+wait4"
+	return &q
 }
 
 // writeBPF compiles p's filter into a temporary file, for bwrap's --seccomp FD; cleanup removes it.

@@ -31,7 +31,17 @@ func (d dist) quantile(q float64) time.Duration {
 }
 
 func (d dist) median() time.Duration { return d.quantile(0.5) }
-func (d dist) p99() time.Duration    { return d.quantile(0.99) }
+
+// medianInt is the nearest-rank median of xs (0 when empty).
+func medianInt(xs []int64) int64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[(len(s)+1)/2-1]
+}
+func (d dist) p99() time.Duration { return d.quantile(0.99) }
 
 // ms formats a duration in milliseconds with 3 significant-ish digits.
 func ms(d time.Duration) string {

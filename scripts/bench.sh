@@ -12,6 +12,11 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v crun >/dev/null || need+=(crun)
+# The phase-by-phase trace of `vatrun run` (bench/tools/phases.sh): perf with uprobes.
+command -v perf >/dev/null || need+=(linux-perf)
+# The real xsnap worker and the SwingSet kernel (test/swingset/setup.sh builds them): Node.js.
+command -v node >/dev/null || need+=(nodejs npm)
+command -v c++ >/dev/null || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -eq 0 ]; then
 		echo "bench: installing ${need[*]}" >&2
@@ -27,16 +32,42 @@ make --no-print-directory build
 mkdir -p bin
 gcc -O2 -Wall -Wextra -static -o bin/vatrun-bench-true bench/csrc/true.c
 gcc -O2 -Wall -Wextra -static -o bin/vatrun-bench-sysloop bench/csrc/sysloop.c
+# Linked like bin/vatrun (static, cgo): the Go runtime's start, and the cold steps of a launch.
+for t in noop phases; do
+	CGO_ENABLED=1 go build -trimpath -tags osusergo,netgo -ldflags '-linkmode external -extldflags "-static"' \
+		-o bin/vatrun-bench-$t ./bench/$t
+done
 # Linked like bin/vatrun (static, cgo): it is also the init stage of its own Go API runs.
 CGO_ENABLED=1 go build -trimpath -tags osusergo,netgo -ldflags '-linkmode external -extldflags "-static"' \
 	-o bin/vatrun-bench ./bench
+
+# The real xsnap worker (npm @agoric/xsnap, built from C) and the SwingSet kernel for section 7.
+if ! ./test/swingset/setup.sh >"${TMPDIR:-/tmp}/vatrun-bench-setup.log" 2>&1; then
+	tail -5 "${TMPDIR:-/tmp}/vatrun-bench-setup.log" >&2
+	echo "bench: test/swingset/setup.sh failed: the xsnap section says so" >&2
+fi
+
+# The phase-by-phase timeline of `vatrun run` (perf, uprobes: root only), before the other runs.
+phase=()
+ptable="${TMPDIR:-/tmp}/vatrun-bench-phases.md"
+if [ "$(id -u)" -eq 0 ] && command -v perf >/dev/null && python3 -c '' 2>/dev/null; then
+	echo "bench: phase timeline of vatrun run (bench/tools/phases.sh 60)" >&2
+	if ./bench/tools/phases.sh 60 >"$ptable" 2>"$ptable.err"; then
+		phase=(-phase-table "$ptable")
+	else
+		echo "bench: bench/tools/phases.sh failed: $(tail -1 "$ptable.err")" >&2
+	fi
+fi
 
 # The cgroup figures come from the e2e VM (the host's cgroups are off limits): boot it once for
 # TestBenchSpawn, before the host runs, so the two never compete for the CPUs.
 vm=()
 vmdir=$(mktemp -d)
 trap 'rm -rf "$vmdir"' EXIT
-if ./test/e2e/setup.sh >"$vmdir/setup.log" 2>&1; then
+if [ "${VATRUN_BENCH_VM:-1}" = 0 ]; then
+	echo "bench: VATRUN_BENCH_VM=0: no VM run" >&2
+	vm=(-vm-skipped "this run skipped the VM (VATRUN_BENCH_VM=0); make bench runs it")
+elif ./test/e2e/setup.sh >"$vmdir/setup.log" 2>&1; then
 	echo "bench: spawn latency with cgroups in the e2e VM (TestBenchSpawn)" >&2
 	if ! VATRUN_E2E=1 VATRUN_E2E_RUN='^TestBench' VATRUN_E2E_OUT="$vmdir/out" ./test/e2e/run.sh -run TestVM >"$vmdir/go-test.log" 2>&1; then
 		cat "$vmdir/go-test.log" >&2
@@ -56,4 +87,4 @@ if [ "$(nproc)" -gt 2 ] && command -v taskset >/dev/null; then
 fi
 cmd=("${pin[@]}" bin/vatrun-bench -out BENCHMARKS.md "$@")
 echo "bench: ${cmd[*]}" >&2
-"${cmd[@]}" -command "${cmd[*]}" "${vm[@]}"
+"${cmd[@]}" -command "${cmd[*]}" "${vm[@]}" "${phase[@]}"

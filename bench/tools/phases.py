@@ -3,61 +3,70 @@
 
 Reads `perf script -F pid,tid,time,event,trace` output of runs of
 `vatrun run --profile xsnap --no-cgroup -- WORKER` recorded with uprobes on the vatrun binary,
-sched_process_{exec,fork,exit}, page-faults (-c 1) and raw_syscalls:sys_enter. Prints, per phase,
-the median duration (µs) and the median page faults taken in it, over all complete runs."""
+sched_process_{exec,fork,exit} and raw_syscalls:sys_enter. Prints, per phase, the median duration
+(µs) over all complete runs of TIMES_TRACE and the median page faults taken in the phase in
+FAULTS_TRACE (a recording that also has page-faults -c 1; its times are not used).
+Usage: phases.py TIMES_TRACE [FAULTS_TRACE]"""
 import re
 import statistics
 import sys
 
 line_re = re.compile(r'^\s*(\d+)/(\d+)\s+([\d.]+):\s+(\S+):\s*(.*)$')
-events = []
-for line in open(sys.argv[1]):
-    m = line_re.match(line)
-    if m:
-        pid, tid, t, ev, rest = int(m[1]), int(m[2]), float(m[3]), m[4], m[5]
-        events.append((t, pid, tid, ev, rest))
-events.sort()
+supervisor = '/bin/vatrun'
 
-supervisor = sys.argv[2] if len(sys.argv) > 2 else '/bin/vatrun'
-runs = []
-cur = None
-for t, pid, tid, ev, rest in events:
-    if ev == 'sched:sched_process_exec' and rest.startswith('filename=') and rest.split()[0].endswith(supervisor):
-        cur = {'S': pid, 'marks': {'exec': t}, 'pf': [], 'I': None, 'W': None}
-        runs.append(cur)
-        continue
-    if cur is None:
-        continue
-    mk = cur['marks']
-    if ev == 'page-faults':
-        cur['pf'].append((t, pid))
-        continue
-    if pid == cur['S']:
-        if ev.startswith('probe_vatrun:'):
-            name = ev.split(':')[1].split('_', 1)[1]
-            mk.setdefault(name, t)
-        elif ev == 'sched:sched_process_fork' and 'stage_fork' not in mk and 'sbstart' in mk:
-            child = int(re.search(r'child_pid=(\d+)', rest)[1])
-            mk.setdefault('clone_probe' if 'clone_probe' not in mk else 'stage_fork', t)
-            if 'stage_fork' in mk:
-                cur['I'] = child
-        elif ev == 'sched:sched_process_exit' and 'group_dead=true' in rest:
-            mk['sup_gone'] = t
-    elif pid == cur['I']:
-        if ev == 'sched:sched_process_exec':
-            mk['stage_exec'] = t
-        elif ev.startswith('probe_vatrun:p01'):
-            mk['stage_ctor'] = t
-        elif ev == 'sched:sched_process_fork':
-            mk['worker_fork'] = t
-            cur['W'] = int(re.search(r'child_pid=(\d+)', rest)[1])
-        elif ev == 'sched:sched_process_exit':
-            mk['stage_exit'] = t
-    elif pid == cur['W']:
-        if ev == 'sched:sched_process_exec':
-            mk['worker_exec'] = t
-        elif ev == 'sched:sched_process_exit':
-            mk['worker_exit'] = t
+
+def parse(path):
+    events = []
+    for line in open(path):
+        m = line_re.match(line)
+        if m:
+            events.append((float(m[3]), int(m[1]), int(m[2]), m[4], m[5]))
+    events.sort()
+    return runs_of(events)
+
+
+def runs_of(events):
+    runs = []
+    cur = None
+    for t, pid, tid, ev, rest in events:
+        if ev == 'sched:sched_process_exec' and rest.startswith('filename=') and rest.split()[0].endswith(supervisor):
+            cur = {'S': pid, 'marks': {'exec': t}, 'pf': [], 'I': None, 'W': None}
+            runs.append(cur)
+            continue
+        if cur is None:
+            continue
+        mk = cur['marks']
+        if ev == 'page-faults':
+            cur['pf'].append((t, pid))
+            continue
+        if pid == cur['S']:
+            if ev.startswith('probe_vatrun:'):
+                name = ev.split(':')[1].split('_', 1)[1]
+                mk.setdefault(name, t)
+            elif ev == 'sched:sched_process_fork' and 'stage_fork' not in mk and 'sbstart' in mk:
+                child = int(re.search(r'child_pid=(\d+)', rest)[1])
+                mk.setdefault('clone_probe' if 'clone_probe' not in mk else 'stage_fork', t)
+                if 'stage_fork' in mk:
+                    cur['I'] = child
+            elif ev == 'sched:sched_process_exit' and 'group_dead=true' in rest:
+                mk['sup_gone'] = t
+        elif pid == cur['I']:
+            if ev == 'sched:sched_process_exec':
+                mk['stage_exec'] = t
+            elif ev.startswith('probe_vatrun:p01'):
+                mk['stage_ctor'] = t
+            elif ev == 'sched:sched_process_fork':
+                mk['worker_fork'] = t
+                cur['W'] = int(re.search(r'child_pid=(\d+)', rest)[1])
+            elif ev == 'sched:sched_process_exit':
+                mk['stage_exit'] = t
+        elif pid == cur['W']:
+            if ev == 'sched:sched_process_exec':
+                mk['worker_exec'] = t
+            elif ev == 'sched:sched_process_exit':
+                mk['worker_exit'] = t
+    return runs
+
 
 phases = [
     ('exec', 'ctor', 'exec of the 13 MB static binary → first C constructor', 'S'),
@@ -84,20 +93,26 @@ phases = [
     ('write', 'exit', 'report JSON + write, cleanup', 'S'),
     ('exit', 'sup_gone', 'os.Exit → process gone (threads torn down)', 'S'),
 ]
-ok = [r for r in runs if all(a in r['marks'] and b in r['marks'] for a, b, _, _ in phases)]
-print(f'runs: {len(runs)}, complete: {len(ok)}')
+def complete(runs):
+    return [r for r in runs if all(a in r['marks'] and b in r['marks'] for a, b, _, _ in phases)]
+
+
+ok = complete(parse(sys.argv[1]))
+fok = complete(parse(sys.argv[2])) if len(sys.argv) > 2 else []
 print('| phase | what | median µs | p25–p75 µs | page faults (median) |')
 print('|---|---|---:|---:|---:|')
 tot = []
 for a, b, what, who in phases:
     ds, pfs = [], []
     for r in ok:
+        ds.append((r['marks'][b] - r['marks'][a]) * 1e6)
+    for r in fok:
         ta, tb = r['marks'][a], r['marks'][b]
-        ds.append((tb - ta) * 1e6)
-        procs = {r[who]} if who != 'W' else {r['W']}
-        pfs.append(sum(1 for t, p in r['pf'] if ta <= t < tb and (p in procs)))
+        pfs.append(sum(1 for t, p in r['pf'] if ta <= t < tb and p == r[who]))
     q = statistics.quantiles(ds, n=4) if len(ds) > 1 else [ds[0]] * 3
-    print(f'| {a} → {b} | {what} | {statistics.median(ds):.0f} | {q[0]:.0f}–{q[2]:.0f} | {statistics.median(pfs):.0f} |')
+    pf = f'{statistics.median(pfs):.0f}' if pfs else '–'
+    print(f'| {a} → {b} | {what} | {statistics.median(ds):.0f} | {q[0]:.0f}–{q[2]:.0f} | {pf} |')
 whole = [(r['marks']['sup_gone'] - r['marks']['exec']) * 1e6 for r in ok]
-pf_all = [len([1 for t, p in r['pf'] if p in (r['S'], r['I'], r['W'])]) for r in ok]
-print(f'| exec → gone | whole run | {statistics.median(whole):.0f} | | {statistics.median(pf_all):.0f} |')
+pf_all = [len([1 for t, p in r['pf'] if p in (r['S'], r['I'], r['W'])]) for r in fok]
+pf = f'{statistics.median(pf_all):.0f}' if pf_all else '–'
+print(f'| exec → gone | whole run ({len(ok)} runs) | {statistics.median(whole):.0f} | | {pf} |')

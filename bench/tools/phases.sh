@@ -5,8 +5,8 @@
 # runs; bench/tools/phases.py turns the trace into a table of medians. Needs root and perf
 # (Debian: linux-perf); mounts tracefs if it is not mounted; removes its probes at the end.
 # Usage: bench/tools/phases.sh [N] [WORKER]   (run from the repository; after make build)
-# Wall times include uprobe overhead (~µs per probe hit); page faults: add PF=1 (every fault is
-# recorded, which slows the run: use it for the fault column, not the times).
+# Wall times include uprobe overhead (~µs per probe hit); the page-fault column comes from a second
+# recording that traces every fault (which slows it: its times are not used).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-40}
@@ -39,9 +39,12 @@ cat >"$tmp/loop.sh" <<LOOP
 for i in \$(seq $n); do "$bin" run --profile xsnap --no-cgroup -- "$worker" || exit 1; done
 LOOP
 chmod +x "$tmp/loop.sh"
-pf=()
-[ "${PF:-0}" = 1 ] && pf=(-e page-faults -c 1)
-perf record -q -o "$tmp/perf.data" -e 'probe_vatrun:*' -e sched:sched_process_exec -e sched:sched_process_fork \
-	-e sched:sched_process_exit "${pf[@]}" -e raw_syscalls:sys_enter --filter 'id == 231' -- "$tmp/loop.sh" >/dev/null
-perf script -i "$tmp/perf.data" -F pid,tid,time,event,trace 2>/dev/null >"$tmp/trace.txt"
-python3 bench/tools/phases.py "$tmp/trace.txt"
+# Two recordings: times (no fault tracing), then page faults (every fault traced, times unused).
+for kind in times faults; do
+	pf=()
+	[ "$kind" = faults ] && pf=(-e page-faults -c 1)
+	perf record -q -o "$tmp/$kind.data" -e 'probe_vatrun:*' -e sched:sched_process_exec -e sched:sched_process_fork \
+		-e sched:sched_process_exit "${pf[@]}" -e raw_syscalls:sys_enter --filter 'id == 231' -- "$tmp/loop.sh" >/dev/null
+	perf script -i "$tmp/$kind.data" -F pid,tid,time,event,trace 2>/dev/null >"$tmp/$kind.txt"
+done
+python3 bench/tools/phases.py "$tmp/times.txt" "$tmp/faults.txt"
