@@ -146,7 +146,7 @@ func (r *results) targets() [][4]string {
 	}
 	if st := r.storm; st != nil && len(st.rounds["bwrap"]) > 0 {
 		wall := func(x stormRound) int64 { return int64(x.wall) }
-		rss := func(x stormRound) int64 { return x.maxRSS }
+		rss := func(x stormRound) int64 { return x.peakMem }
 		wr := float64(st.med("vatrun run", wall)) / float64(st.med("bwrap", wall))
 		mr := float64(st.med("vatrun run", rss)) / float64(st.med("bwrap", rss))
 		why := ""

@@ -18,14 +18,15 @@ func (r *results) moreSections(p func(string, ...any)) {
 		p("## 6. Launch storms\n\n")
 		p("%d launches of the static worker started at once (goroutines released together), until the last one is\n", st.n)
 		p("reaped; %d storms per launcher, interleaved, after one warm-up storm each; medians over the storms. Peak memory:\n", len(st.rounds[st.names[0]]))
-		p("the sum over the launches of each launch's peak RSS (wait4's ru_maxrss: the largest process of the launch's\n")
-		p("tree), an upper bound of what the storm held at once; page faults and CPU: all processes of all launches.\n\n")
-		p("| launcher | wall time | × plain | peak memory (Σ maxrss) | page faults | CPU (user+sys) |\n|---|---:|---:|---:|---:|---:|\n")
+		p("the largest sum, sampled every 10 ms, over all live processes of the storm, of their memory not backed by a\n")
+		p("file (/proc/PID/statm resident − shared: heap, stacks, data); page faults and CPU: all processes of all\n")
+		p("launches (wait4's rusage).\n\n")
+		p("| launcher | wall time | × plain | peak memory | page faults | CPU (user+sys) |\n|---|---:|---:|---:|---:|---:|\n")
 		base := st.med(st.names[0], func(x stormRound) int64 { return int64(x.wall) })
 		for _, n := range st.names {
 			w := st.med(n, func(x stormRound) int64 { return int64(x.wall) })
 			p("| %s | %s | %s | %s | %d | %s |\n", n, ms(time.Duration(w)), ratio(time.Duration(w), time.Duration(base)),
-				mib(st.med(n, func(x stormRound) int64 { return x.maxRSS })), st.med(n, func(x stormRound) int64 { return x.faults }),
+				mib(st.med(n, func(x stormRound) int64 { return x.peakMem })), st.med(n, func(x stormRound) int64 { return x.faults }),
 				ms(time.Duration(st.med(n, func(x stormRound) int64 { return int64(x.cpu) }))))
 		}
 		p("\nCommands: as in section 1 (`vatrun run --profile xsnap --no-cgroup --report-fd 5 -- WORKER`; bwrap with the same\n")

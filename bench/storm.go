@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -11,11 +13,13 @@ import (
 // stormRound is one storm: n launches started at once, each running the static worker.
 type stormRound struct {
 	wall time.Duration // first start → last exit
-	// maxRSS: the sum over the n launches of each launch tree's peak RSS (wait4's ru_maxrss:
-	// the largest process of the tree), KiB — an upper bound of what the storm held at once.
-	maxRSS int64
-	faults int64 // page faults of all n launch trees
-	cpu    time.Duration
+	// peakMem: the largest sum, over all descendants of the bench, of their memory that is not
+	// shared with a file (statm resident − shared: heap, stacks, page tables aside), sampled
+	// every 10 ms, KiB. (wait4's ru_maxrss is no use here: Linux keeps a child's maximum RSS
+	// across execve, so every child reports the RSS of the bench process it was forked from.)
+	peakMem int64
+	faults  int64 // page faults of all n launch trees
+	cpu     time.Duration
 }
 
 type stormResult struct {
@@ -59,7 +63,6 @@ func storm(n int, argv []string, extra func() ([]*os.File, func() error, error))
 				if err == nil {
 					ru := st.SysUsage().(*syscall.Rusage)
 					mu.Lock()
-					r.maxRSS += ru.Maxrss
 					r.faults += ru.Minflt + ru.Majflt
 					r.cpu += st.UserTime() + st.SystemTime()
 					mu.Unlock()
@@ -75,11 +78,81 @@ func storm(n int, argv []string, extra func() ([]*os.File, func() error, error))
 			}
 		}()
 	}
+	stop, peak := make(chan struct{}), make(chan int64)
+	go func() {
+		var hi int64
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if m := descendantsAnon(os.Getpid()); m > hi {
+				hi = m
+			}
+			select {
+			case <-stop:
+				peak <- hi
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 	t0 := time.Now()
 	close(gate)
 	wg.Wait()
 	r.wall = time.Since(t0)
+	close(stop)
+	r.peakMem = <-peak
 	return r, first
+}
+
+// descendantsAnon sums statm's resident − shared over every descendant of pid, KiB.
+func descendantsAnon(pid int) int64 {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	parent := map[int]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) > 1 {
+			parent[p], _ = strconv.Atoi(f[1])
+		}
+	}
+	isDesc := func(p int) bool {
+		for i := 0; i < 64 && p > 1; i++ {
+			p = parent[p]
+			if p == pid {
+				return true
+			}
+		}
+		return false
+	}
+	page := int64(os.Getpagesize() / 1024)
+	var sum int64
+	for p := range parent {
+		if !isDesc(p) {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/statm")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 3 {
+			continue
+		}
+		res, _ := strconv.ParseInt(f[1], 10, 64)
+		shared, _ := strconv.ParseInt(f[2], 10, 64)
+		sum += (res - shared) * page
+	}
+	return sum
 }
 
 // benchStorm: o.stormN concurrent `vatrun run` launches against as many concurrent bwrap
