@@ -423,9 +423,10 @@ func (r *results) markdown() string {
 			p("  the fast path uses the Go API (one supervisor for all its workers).\n")
 		}
 	}
-	p("- On this kind of VM a page fault costs about 10 µs, so startup cost follows the pages a process touches\n")
-	p("  (`perf stat -e page-faults`, 2026-12-02: a static C `true` 25 faults; `vatrun` doing nothing ~380; `vatrun run`\n")
-	p("  of the static worker ~700 in its three processes).\n")
+	p("- On this kind of VM a page fault costs about 10 µs, so start-up cost follows the pages a process touches: see\n")
+	p("  the page-fault columns of section 1. `vatrun run` touches several times the pages bwrap does, most of them\n")
+	p("  before any sandbox work: the Go runtime's start (heap arenas, threads), the package inits of a 13 MB binary\n")
+	p("  (containerd/cgroups alone brings protobuf, cilium/ebpf, dbus and logrus), then parsing the profile's JSON.\n")
 	p("- Death notice: the worker's exit, the init stage's wait4 wakeup, its report on the status pipe and its own exit\n")
 	p("  (it is pid 1 of the pid namespace and owns the mount, ipc, uts and net namespaces, torn down before it can be\n")
 	p("  reaped), then the supervisor's wakeup, reaping, report build and write. `vatrun run` pays the report path cold\n")
@@ -449,7 +450,8 @@ func (r *results) markdown() string {
 	if o.command != "" {
 		p("%s\n", o.command)
 	}
-	p("```\n\nSections can be run alone: `bin/vatrun-bench -only spawn,ns,death,mem,seccomp,tput -out -`; see `bin/vatrun-bench -h`.\n")
+	p("```\n\nSections can be run alone: `bin/vatrun-bench -only spawn,ns,death,mem,seccomp,storm,xsnap,tput -out -`; see `bin/vatrun-bench -h`.\n")
+	p("The phase timeline alone: `bench/tools/phases.sh 60` (root, linux-perf).\n")
 	return b.String()
 }
 
