@@ -67,7 +67,7 @@ func parseOptions() (*options, error) {
 	flag.IntVar(&o.stormRounds, "storm-rounds", 5, "storms per launcher (interleaved)")
 	flag.DurationVar(&o.idleDur, "idle", 10*time.Second, "window over which idle workers' supervisors are watched for CPU use")
 	flag.IntVar(&o.xsnapRuns, "xsnap-runs", 30, "real xsnap worker runs per mode (start, one evaluate, close)")
-	flag.IntVar(&o.kernelRuns, "kernel-runs", 3, "runs of test/swingset's baseline scenario (plain and vatrun each)")
+	flag.IntVar(&o.kernelRuns, "kernel-runs", 2, "runs of test/swingset's baseline scenario (plain and vatrun each), after one warm-up run")
 	flag.StringVar(&o.phaseTable, "phase-table", "", "markdown phase table from bench/tools/phases.sh (scripts/bench.sh makes it when perf is installed), included as is")
 	flag.StringVar(&o.repo, "repo", ".", "the repository (for bench/xsnap.mjs, js/ and test/swingset)")
 	flag.IntVar(&o.sysIters, "sys-iters", 50000, "system calls per round of the syscall loop")

@@ -49,7 +49,7 @@ func (r *results) moreSections(p func(string, ...any)) {
 			p("A SwingSet kernel (`@agoric/swingset-vat` 0.33.0, xsnap workers, heap snapshots every 5 deliveries, at most\n")
 			p("2 vats online, so workers are evicted and restarted from snapshots): `test/swingset/baseline.test.mjs` with\n")
 			p("`VATRUN_SWINGSET_PROFILES=xsnap VATRUN_SWINGSET_ONLY=baseline`, which also asserts that both modes reach the\n")
-			p("same kernel state. Per run, plain spawn first, then vatrun (not interleaved within a run); %d runs, medians (ms).\n\n", x.kernelRuns)
+			p("same kernel state. Per run, plain spawn first, then vatrun (the test's order); one warm-up run, then %d runs, medians (ms).\n\n", x.kernelRuns)
 			p("| mode | boot | %d deliveries | phase 1 | restart (reopen the store) | %d deliveries | phase 2 | workers started |\n", x.deliveries[0], x.deliveries[1])
 			p("|---|---:|---:|---:|---:|---:|---:|---:|\n")
 			for _, mode := range []string{"plain", "xsnap"} {
