@@ -116,7 +116,7 @@ func (r *results) targets() [][4]string {
 		g, ru := d.goAPI.median(), d.run.median()
 		why := ""
 		if g > 500*time.Microsecond || ru > time.Millisecond {
-			why = "init stage exit (pid 1: namespaces torn down before it is reaped) + supervisor wakeup"
+			why = "the init stage's wait4, report and exit as pid 1 (its namespaces are torn down before it can be reaped), then the supervisor's wakeup: see the phase table (worker exit → init stage gone → report)"
 		}
 		out = append(out, [4]string{"death notice ≤ 0.5 ms median (Go API), ≤ 1 ms (`vatrun run`)",
 			fmt.Sprintf("Go API %s, vatrun run %s", ms(g), ms(ru)),
@@ -359,6 +359,8 @@ func (r *results) markdown() string {
 		p("\n")
 	}
 
+	r.idleSection(p)
+
 	if s := r.seccomp; s != nil {
 		p("## 4. Seccomp cost per system call\n\n")
 		p("`bin/vatrun-bench-sysloop %d 5` (`bench/csrc/sysloop.c`) inside the sandbox through the Go API, %d launches\n", o.sysIters, o.sysLaunches)
@@ -383,8 +385,6 @@ func (r *results) markdown() string {
 		p("every system call of the process on the kernel's slower entry path, whichever sandbox installed it.\n\n")
 	}
 
-	r.moreSections(p)
-
 	if t := r.tput; t != nil {
 		p("## 5. Throughput and leaks\n\n")
 		p("Static worker, full sandbox minus cgroups, Go API: N goroutines each launch and wait in a loop for %v.\n\n", o.tputDur)
@@ -403,6 +403,8 @@ func (r *results) markdown() string {
 		p("\nLeak check: **%s** — before: %v; after: %v.\n", v, t.before, t.after)
 		p("(OS threads are reported, not compared: the Go runtime keeps the threads it created.)\n\n")
 	}
+
+	r.moreSections(p)
 
 	p("## Reading the figures\n\n")
 	if n := r.ns; n != nil && len(n.variants) == 10 {

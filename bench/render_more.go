@@ -2,8 +2,8 @@ package main
 
 import "time"
 
-// moreSections renders the idle-CPU, storm and real-xsnap figures.
-func (r *results) moreSections(p func(string, ...any)) {
+// idleSection renders the idle-CPU figures (a part of section 3).
+func (r *results) idleSection(p func(string, ...any)) {
 	if m := r.mem; m != nil && m.idle != nil {
 		id := m.idle
 		p("### CPU while the workers idle\n\n")
@@ -14,13 +14,17 @@ func (r *results) moreSections(p func(string, ...any)) {
 		p("| `vatrun run` supervisor (%d OS threads each) | %d | %d | %d | %.3f |\n", id.threads, id.sup.ticks, id.sup.vol, id.sup.invol, id.perSec(id.sup.vol+id.sup.invol))
 		p("| init stage (C, pid 1 of the sandbox) | %d | %d | %d | %.3f |\n\n", id.stage.ticks, id.stage.vol, id.stage.invol, id.perSec(id.stage.vol+id.stage.invol))
 	}
+}
+
+// moreSections renders the storm and real-xsnap figures (sections 6 and 7).
+func (r *results) moreSections(p func(string, ...any)) {
 	if st := r.storm; st != nil && len(st.names) > 0 {
 		p("## 6. Launch storms\n\n")
 		p("%d launches of the static worker started at once (goroutines released together), until the last one is\n", st.n)
 		p("reaped; %d storms per launcher, interleaved, after one warm-up storm each; medians over the storms. Peak memory:\n", len(st.rounds[st.names[0]]))
 		p("the largest sum, sampled every 10 ms, over all live processes of the storm, of their memory not backed by a\n")
 		p("file (/proc/PID/statm resident − shared: heap, stacks, data); page faults and CPU: all processes of all\n")
-		p("launches (wait4's rusage).\n\n")
+		p("launches (wait4's rusage). A static `true` lives too briefly to be sampled: the plain row's memory is ~0.\n\n")
 		p("| launcher | wall time | × plain | peak memory | page faults | CPU (user+sys) |\n|---|---:|---:|---:|---:|---:|\n")
 		base := st.med(st.names[0], func(x stormRound) int64 { return int64(x.wall) })
 		for _, n := range st.names {

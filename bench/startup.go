@@ -98,8 +98,9 @@ func (r *results) startupTable(p func(string, ...any)) {
 			p("`vatrun run --profile xsnap --no-cgroup -- bin/vatrun-bench-true` with perf (uprobes on vatrun's functions,\n")
 			p("including the C constructor of the init stage, plus the sched exec/fork/exit events) just before this run;\n")
 			p("medians per phase. The uprobes add a few µs each; page faults per phase come from a second recording with\n")
-			p("every fault traced (`PF=1`), whose times are not used.\n\n")
-			p("%s\n", strings.TrimSpace(string(b)))
+			p("every fault traced, whose times are not used. Phases overlap where threads run in parallel (the supervisor's\n")
+			p("reaper can build the report before the init stage's exit is traced: negative quartiles).\n\n")
+			p("%s\n\n", strings.TrimSpace(string(b)))
 		}
 	} else {
 		p("\nA finer, per-function timeline of one `vatrun run` (uprobes on the binary, perf) comes from\n")
