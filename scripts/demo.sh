@@ -24,12 +24,12 @@ launch() {
 	printf 'exit=%-3d reply=%-12s %s\n' "$code" "$(head -c 40 "$tmp/reply")" "$("$VATRUN" report "$tmp/report")"
 }
 
-# launch_bg NAME HOW COMMAND : starts a long-running worker, then HOW kills it
+# launch_bg NAME HOW COMMAND [PROFILE] : starts a long-running worker, then HOW kills it
 launch_bg() {
 	local name=$1 how=$2 cmd=$3
 	printf '%-28s ' "$name"
 	mkfifo "$tmp/cmd"
-	"$VATRUN" run --log-level warn --profile "$PROFILE" --report-fd 5 -- "$WORKER" --ready \
+	"$VATRUN" run --log-level warn --profile "${4:-$PROFILE}" --report-fd 5 -- "$WORKER" --ready \
 		3<"$tmp/cmd" 4>"$tmp/reply" 5>"$tmp/report" &
 	local vp=$!
 	exec 6>"$tmp/cmd"
@@ -59,9 +59,12 @@ launch "RLIMIT_CPU -> SIGXCPU" spin
 launch "recursion -> SIGSEGV" recurse
 launch "abort() -> SIGABRT" abort
 launch "ptrace -> SIGSYS" syscall:ptrace
-launch_bg "SIGTERM to the worker" worker-TERM sleep:60000
-launch_bg "stray SIGKILL to the worker" worker-KILL sleep:60000
 launch_bg "SIGTERM to vatrun" vatrun-TERM sleep:60000
+echo "-- signals from outside: the demo profile lets the worker signal itself, so they are not taken as external;"
+echo "   under the built-in solo profile (kill only with SIGABRT) they are:"
+launch_bg "SIGTERM to the worker (demo)" worker-TERM sleep:60000
+launch_bg "SIGTERM to the worker (solo)" worker-TERM sleep:60000 solo
+launch_bg "SIGKILL to the worker (solo)" worker-KILL sleep:60000 solo
 
 echo
 echo "== reference kernel, consensus mode: a worker crash halts the kernel without committing"
@@ -74,6 +77,6 @@ kern --mode consensus --allow-nonconsensus-profile --pin-digest "$pin" --step v1
 echo
 echo "== reference kernel, solo mode: an external kill restarts the worker; a crash is retried once, then the vat is terminated"
 rm -f "$db"
-kern --mode solo --backoff-base 200ms --step v1:add:1 --step signal:v1:KILL --step idle:500ms --step v1:get --step v1:abort --step v1:ping
+kern --mode solo --profile solo --backoff-base 200ms --step v1:add:1 --step signal:v1:KILL --step idle:500ms --step v1:get --step v1:abort --step v1:ping
 echo
 echo "cgroup evidence is unavailable on this host (no unified cgroup v2): see 'make e2e' for OOM, cpu.max and pids in a VM."

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
+	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 func minflt() int64 {
@@ -36,7 +37,7 @@ func main() {
 	steps := []step{
 		{"load", func() (err error) { p, err = seccompprofiles.Load(os.Args[1]); return }},
 		{"digest", func() error { p.Digest(); return nil }},
-		{"compile", func() error { _, err := p.CompileBPF(); return err }},
+		{"compile", func() error { _, _, err := filter.Compile(p); return err }},
 		{"root", func() error { _, err := sandbox.WorkerRoot(os.Args[2]); return err }},
 	}
 	startFlt := minflt()
