@@ -1,7 +1,8 @@
-// Package sandbox is the child-side stage that runs between the supervisor's clone and the
-// worker's exec. The stage itself is C (stage.c) and runs as a constructor before the Go runtime
-// starts, in any binary that links this package, when its argv[1] is Marker; this file is the Go
-// side of its wire format: the config the supervisor writes and the status messages it reads.
+// Package sandbox is where a worker is spawned: Start (start.go) clones the init stage, the
+// child-side stage that runs between the supervisor's clone and the worker's exec. The stage
+// itself is C (stage.c) and runs as a constructor before the Go runtime starts, in any binary
+// that links this package, when its argv[1] is Marker; this file is the Go side of its wire
+// format: the config the supervisor writes and the status messages it reads.
 package sandbox
 
 /*
