@@ -44,7 +44,7 @@ launch_bg() {
 	worker-KILL) kill -KILL "$worker" ;;
 	vatrun-TERM) kill -TERM "$vp" ;;
 	esac
-	wait "$vp"
+	{ wait "$vp"; } 2>/dev/null # no "Killed" job notice: the report below says it
 	local code=$?
 	exec 6>&-
 	rm -f "$tmp/cmd"
