@@ -394,3 +394,22 @@ func TestWorkerCanSignalItself(t *testing.T) {
 		t.Error("solo allows fork")
 	}
 }
+
+// The hand-written syntax checks accept and refuse what their regexps would.
+func TestSyntaxChecks(t *testing.T) {
+	for _, c := range []struct {
+		f    func(string) bool
+		in   string
+		want bool
+	}{
+		{isEnvName, "HOME", true}, {isEnvName, "_x9", true}, {isEnvName, "9x", false}, {isEnvName, "", false}, {isEnvName, "A-B", false}, {isEnvName, "A=B", false},
+		{isDigest, "sha256:" + strings.Repeat("0a", 32), true}, {isDigest, "sha256:" + strings.Repeat("0A", 32), false},
+		{isDigest, "sha256:" + strings.Repeat("0", 63), false}, {isDigest, "sha1:" + strings.Repeat("0", 64), false},
+		{isVersion, "6.1", true}, {isVersion, "5.15.0", true}, {isVersion, "6", false}, {isVersion, "6.1.2.3", false},
+		{isVersion, "6..1", false}, {isVersion, "6.1-rc1", false}, {isVersion, "v6.1", false},
+	} {
+		if got := c.f(c.in); got != c.want {
+			t.Errorf("%q: %v, want %v", c.in, got, c.want)
+		}
+	}
+}

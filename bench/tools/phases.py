@@ -69,16 +69,16 @@ def runs_of(events):
 
 
 phases = [
-    ('exec', 'ctor', 'exec of the 13 MB static binary → first C constructor', 'S'),
+    ('exec', 'ctor', 'exec of the static binary → first C constructor', 'S'),
     ('ctor', 'cgoinit', 'C constructor (inherited-fd scan) + libc → Go rt0', 'S'),
     ('cgoinit', 'schedinit', 'cgo init', 'S'),
     ('schedinit', 'rtmain', 'runtime.schedinit (heap, GOMAXPROCS from cgroup, …)', 'S'),
     ('rtmain', 'earlysig', 'runtime.main → first vatrun init (runtime/std package inits, sysmon, GC workers)', 'S'),
-    ('earlysig', 'main', 'remaining package inits (earlysig signal.Notify handoff, seccompprofiles, cgroups deps, …)', 'S'),
+    ('earlysig', 'main', 'remaining package inits (earlysig signal.Notify handoff, the other packages)', 'S'),
     ('main', 'load', 'main: flag parsing, logger', 'S'),
-    ('load', 'launch', 'profile load (built-in JSON parse + validate) + worker path resolve', 'S'),
-    ('launch', 'stagecfg', 'Launch: identity goroutine + profile digest (canonical JSON, sha256)', 'S'),
-    ('stagecfg', 'cgroup', 'stageConfig: seccomp compile (libseccomp) + rlimits', 'S'),
+    ('load', 'launch', 'profile load (a built-in: its generated literal), report sink, fds', 'S'),
+    ('launch', 'stagecfg', 'Launch → plan.Compile: profile digest (canonical JSON, sha256)', 'S'),
+    ('stagecfg', 'cgroup', 'plan compile (seccomp filter with libseccomp, rlimits) + worker path + identity goroutine', 'S'),
     ('cgroup', 'sbstart', 'cgroup decision (--no-cgroup)', 'S'),
     ('sbstart', 'clone_probe', 'sandbox.Start: worker root (ELF parse), config encode, pipes', 'S'),
     ('clone_probe', 'stage_fork', "Go's os.StartProcess: pidfd probe child + fork", 'S'),

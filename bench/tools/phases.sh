@@ -27,7 +27,7 @@ p05_earlysig github.com/vatrun/vatrun/cmd/vatrun/internal/earlysig.init.0
 p06_main main.main
 p07_load github.com/vatrun/vatrun/seccompprofiles.Load
 p09_launch github.com/vatrun/vatrun/launcher.Launch
-p11_stagecfg github.com/vatrun/vatrun/launcher.stageConfig
+p11_stagecfg github.com/vatrun/vatrun/launcher/plan.compile
 p13_cgroup github.com/vatrun/vatrun/launcher.setupCgroup
 p14_sbstart github.com/vatrun/vatrun/sandbox.Start
 p16_build github.com/vatrun/vatrun/report.Build
