@@ -95,6 +95,7 @@ func parseOptions() (*options, error) {
 		}
 	}
 	o.vatrun, o.testWorker, o.trueBin, o.sysloop = abs(o.vatrun), abs(o.testWorker), abs(o.trueBin), abs(o.sysloop)
+	vatrunPath = o.vatrun
 	o.noop, o.phases, o.repo = abs(o.noop), abs(o.phases), abs(o.repo)
 	for _, p := range []string{o.vatrun, o.testWorker, o.trueBin, o.sysloop, o.noop, o.phases} {
 		if _, err := os.Stat(p); err != nil {
@@ -248,4 +249,16 @@ func run(o *options) int {
 		return 1
 	}
 	return 0
+}
+
+// vatrunPath is the vatrun binary measured (-vatrun), for binarySize.
+var vatrunPath = "bin/vatrun"
+
+// binarySize is the measured vatrun binary's size ("7.7 MB"), for the texts that explain costs.
+func binarySize() string {
+	st, err := os.Stat(vatrunPath)
+	if err != nil {
+		return "the vatrun"
+	}
+	return fmt.Sprintf("%.1f MB", float64(st.Size())/1e6)
 }

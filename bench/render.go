@@ -126,7 +126,7 @@ func (r *results) targets() [][4]string {
 		pss := m.vatrunSum.PSS / int64(m.n)
 		why := ""
 		if pss > 1024 {
-			why = fmt.Sprintf("the Go supervisor's private memory: %s USS each (heap, stacks, runtime metadata of a 13 MB binary)", mib(m.vatrunSum.USS/int64(m.n)))
+			why = fmt.Sprintf("the Go supervisor's private memory: %s USS each (heap, stacks, runtime metadata of a %s binary)", mib(m.vatrunSum.USS/int64(m.n)), binarySize())
 		}
 		out = append(out, [4]string{"`vatrun run` per live worker ≤ 1 MiB PSS",
 			fmt.Sprintf("%s PSS (%s RSS) per supervisor at %d workers, + %s PSS per init stage; Go API: %s per worker",
@@ -427,8 +427,9 @@ func (r *results) markdown() string {
 	}
 	p("- On this kind of VM a page fault costs about 10 µs, so start-up cost follows the pages a process touches: see\n")
 	p("  the page-fault columns of section 1. `vatrun run` touches several times the pages bwrap does, most of them\n")
-	p("  before any sandbox work: the Go runtime's start (heap arenas, threads), the package inits of a 13 MB binary\n")
-	p("  (containerd/cgroups alone brings protobuf, cilium/ebpf, dbus and logrus), then parsing the profile's JSON.\n")
+	p("  before any sandbox work: the Go runtime's start (heap arenas, threads) and the package inits of a %s binary\n", binarySize())
+	p("  (the built-in profiles come from generated literals, so no JSON is parsed; containerd/cgroups, which brought\n")
+	p("  protobuf, cilium/ebpf, dbus and logrus, is gone), then the profile's digest and seccomp compile.\n")
 	p("- Death notice: the worker's exit, the init stage's wait4 wakeup, its report on the status pipe and its own exit\n")
 	p("  (it is pid 1 of the pid namespace and owns the mount, ipc, uts and net namespaces, torn down before it can be\n")
 	p("  reaped), then the supervisor's wakeup, reaping, report build and write. `vatrun run` pays the report path cold\n")
