@@ -46,27 +46,30 @@ type Plan struct {
 	// not know here: their rules are ignored, as runc does); logged at every launch.
 	Warnings []string
 
-	stage       sandbox.Config // everything but per-launch mounts and the cgroup stand-ins
-	mounts      []seccompprofiles.MountPoint
-	tmp         seccompprofiles.Size
-	exits       map[int]report.ExitMeaning
-	withCgroup  map[string]string
-	noCgroup    map[string]string
-	standIns    []sandbox.Rlimit // rlimits that stand in for cgroup limits when there is no leaf
-	userNSError error            // set when the profile forbids the user namespace it needs here
+	stage      sandbox.Config // everything but per-launch mounts and the cgroup stand-ins
+	mounts     []seccompprofiles.MountPoint
+	tmp        seccompprofiles.Size
+	exits      map[int]report.ExitMeaning
+	withCgroup map[string]string
+	noCgroup   map[string]string
+	standIns   []sandbox.Rlimit // rlimits that stand in for cgroup limits when there is no leaf
+	userNS     seccompprofiles.UserNS
 }
 
-var cache sync.Map // profile digest → *Plan
+var cache sync.Map // profile digest NUL name → *Plan
 
-// Compile returns p's plan: from the cache when a profile with the same digest was compiled by
-// this process before, else compiled now (the seccomp filter with libseccomp) and cached.
+// Compile returns p's plan: from the cache when a profile with the same digest and name was
+// compiled by this process before, else compiled now (the seccomp filter with libseccomp) and
+// cached. The name is part of the key although not of the digest: two profiles that differ only
+// in name shape the same sandbox, but each report and log line must name its own.
 func Compile(p *seccompprofiles.Profile) (*Plan, error) {
 	if p == nil {
 		return nil, fmt.Errorf("%w: no profile", ErrConfig)
 	}
 	digest := p.Digest()
+	key := digest + "\x00" + p.Name
 	if digest != "" {
-		if v, ok := cache.Load(digest); ok {
+		if v, ok := cache.Load(key); ok {
 			return v.(*Plan), nil
 		}
 	}
@@ -75,7 +78,7 @@ func Compile(p *seccompprofiles.Profile) (*Plan, error) {
 		return nil, err
 	}
 	if digest != "" { // no canonical form: never share a cache entry
-		v, _ := cache.LoadOrStore(digest, pl)
+		v, _ := cache.LoadOrStore(key, pl)
 		pl = v.(*Plan)
 	}
 	return pl, nil
@@ -105,7 +108,7 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 		},
 		mounts: append([]seccompprofiles.MountPoint(nil), p.Mounts...),
 		tmp:    p.Tmp,
-		exits:  exitMeanings(p.ExitCodes),
+		exits:  exitMeanings(p.ExitMeanings()),
 	}
 	pl.stage = sandbox.Config{DropCaps: true, Hostname: "vat"}
 	for _, f := range []struct {
@@ -116,16 +119,7 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 			pl.stage.Namespaces |= f.flag
 		}
 	}
-	switch ns.User {
-	case seccompprofiles.UserAlways:
-		pl.stage.UserNS = true
-	case seccompprofiles.UserNever:
-		if pl.stage.Namespaces != 0 && !hasCapSysAdmin() {
-			pl.userNSError = fmt.Errorf("%w: profile %q asks for namespaces and forbids a user namespace (\"user\": \"never\"), but vatrun runs without CAP_SYS_ADMIN; set \"user\": \"auto\" or run as root", ErrConfig, p.Name)
-		}
-	default:
-		pl.stage.UserNS = pl.stage.Namespaces != 0 && !hasCapSysAdmin()
-	}
+	pl.userNS = ns.User
 	for _, r := range p.Rlimits() {
 		pl.stage.Rlimits = append(pl.stage.Rlimits, sandbox.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
 		if r.Resource == unix.RLIMIT_CPU {
@@ -146,15 +140,10 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 	return pl, nil
 }
 
-// exitMeanings keys the profile's exit codes by number. Keys that are not exit codes (Validate
-// rejects them) are skipped.
-func exitMeanings(codes map[string]seccompprofiles.ExitCode) map[int]report.ExitMeaning {
+// exitMeanings turns the profile's exit codes (by number) into the death report's evidence.
+func exitMeanings(codes map[int]seccompprofiles.ExitCode) map[int]report.ExitMeaning {
 	out := make(map[int]report.ExitMeaning, len(codes))
-	for k, v := range codes {
-		code, err := strconv.Atoi(k)
-		if err != nil || code < 0 || code > 255 {
-			continue
-		}
+	for code, v := range codes {
 		out[code] = report.ExitMeaning{Meaning: v.Meaning, MeteringFault: v.MeteringFault}
 	}
 	return out
@@ -181,10 +170,19 @@ func (pl *Plan) Enforcement(cgroup bool) map[string]string {
 // rlimits and filter, plus the rlimits standing in for the cgroup when there is none, and the
 // minimal root's entries for the profile's mounts, whose host sources (by target) the run gives.
 func (pl *Plan) Sandbox(cgroup bool, sources map[string]string) (sandbox.Config, error) {
-	if pl.userNSError != nil {
-		return sandbox.Config{}, pl.userNSError
-	}
 	cfg := pl.stage
+	// Whether the worker needs a user namespace depends on this process's capabilities at this
+	// launch (a Go kernel may drop CAP_SYS_ADMIN after its first launch), not on the profile alone.
+	switch pl.userNS {
+	case seccompprofiles.UserAlways:
+		cfg.UserNS = true
+	case seccompprofiles.UserNever:
+		if cfg.Namespaces != 0 && !hasCapSysAdmin() {
+			return sandbox.Config{}, fmt.Errorf("%w: profile %q asks for namespaces and forbids a user namespace (\"user\": \"never\"), but vatrun runs without CAP_SYS_ADMIN; set \"user\": \"auto\" or run as root", ErrConfig, pl.Name)
+		}
+	default:
+		cfg.UserNS = cfg.Namespaces != 0 && !hasCapSysAdmin()
+	}
 	cfg.Rlimits = append([]sandbox.Rlimit(nil), pl.stage.Rlimits...)
 	if !cgroup {
 		cfg.Rlimits = append(cfg.Rlimits, pl.standIns...)

@@ -178,3 +178,27 @@ func TestMountSources(t *testing.T) {
 		}
 	}
 }
+
+// Two profiles that differ only in name have one digest (the name does not shape the sandbox),
+// but each plan keeps its own name: reports and logs must not name the other profile.
+func TestSameDigestOtherName(t *testing.T) {
+	a, b := builtin(t, "xsnap"), builtin(t, "xsnap")
+	b.Name = "xsnap-renamed"
+	if a.Digest() != b.Digest() {
+		t.Fatal("renaming changed the digest")
+	}
+	pa, err := Compile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := Compile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pa.Name != "xsnap" || pb.Name != "xsnap-renamed" {
+		t.Errorf("plan names %q and %q, want xsnap and xsnap-renamed", pa.Name, pb.Name)
+	}
+	if pa.Digest != pb.Digest {
+		t.Errorf("digests %s and %s differ", pa.Digest, pb.Digest)
+	}
+}
