@@ -4,8 +4,6 @@ package main
 // helper right before the worker's execve) and the profile building live in seccompprofiles/learn.
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
 	"github.com/vatrun/vatrun/seccompprofiles/learn"
 )
@@ -29,25 +30,15 @@ written but the worker did not exit 0 (it covers only what ran); 125 on usage er
 
 // learnMain is `vatrun profile learn`.
 func learnMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("vatrun profile learn", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c := newCmdline("vatrun profile learn", learnUsage, stderr)
+	fs := c.fs
 	out := fs.String("out", "", "write the learned profile to FILE (default: stdout)")
 	baseName := fs.String("base", "xsnap", "profile (built-in name or FILE) whose limits, namespaces and exit codes the learned profile keeps")
 	name := fs.String("name", "", "name of the learned profile (default: learned-WORKER)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, learnUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitUsage
-	}
-	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "vatrun profile learn: "+format+"\n", a...)
+	if code, ok := c.parse(args); !ok {
 		return code
 	}
+	fail := c.fail
 	worker := fs.Args()
 	if len(worker) == 0 {
 		return fail(exitUsage, "no worker given: vatrun profile learn [--out FILE] -- WORKER [ARGS...]")
@@ -114,7 +105,7 @@ func learnMain(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stderr, "vatrun profile learn: worker %s; %d syscalls; profile %q written to %s, digest %s\n",
-		learn.DescribeStatus(ws), nsys, prof.Name, dest, prof.Digest())
+		sandbox.DescribeStatus(unix.WaitStatus(ws)), nsys, prof.Name, dest, prof.Digest())
 	if !ws.Exited() || ws.ExitStatus() != 0 {
 		fmt.Fprintln(stderr, "vatrun profile learn: the worker did not exit 0: the profile covers only the syscalls of what ran")
 		return 1

@@ -150,6 +150,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"github.com/vatrun/vatrun/sandbox"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -229,7 +230,7 @@ func Run(w Worker) (*Usage, syscall.WaitStatus, error) {
 	if err != nil {
 		cmd.Process.Kill()
 		ws := status()
-		return nil, ws, fmt.Errorf("learn helper (%s): %w", DescribeStatus(ws), err)
+		return nil, ws, fmt.Errorf("learn helper (%s): %w", sandbox.DescribeStatus(unix.WaitStatus(ws)), err)
 	}
 	defer unix.Close(listener)
 
@@ -310,15 +311,4 @@ func receiveListener(sock *os.File, exited <-chan struct{}) (int, error) {
 		return -1, fmt.Errorf("no seccomp listener in the helper's message (%v)", err)
 	}
 	return fds[0], nil
-}
-
-// DescribeStatus says how the worker ended, for messages ("exited 0", "killed by SIGSEGV").
-func DescribeStatus(ws syscall.WaitStatus) string {
-	switch {
-	case ws.Exited():
-		return fmt.Sprintf("exited %d", ws.ExitStatus())
-	case ws.Signaled():
-		return "killed by " + unix.SignalName(ws.Signal())
-	}
-	return fmt.Sprintf("wait status %#x", uint32(ws))
 }
