@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -151,4 +152,28 @@ func TestForgedSenderNotRelayed(t *testing.T) {
 		t.Fatalf("after a forged SIGTERM to the init stage: %q, want pong (it must not be relayed)", got)
 	}
 	finishClean(t, p)
+}
+
+// TestSelfSignalIsNotExternal: under a profile that lets the worker signal itself (dev, and the
+// default-allow demo profile), a worker that kills itself with SIGKILL, SIGTERM or tgkill tries
+// to pass for a death from outside (external: a solo kernel restarts it, then halts after its
+// budget). Its report must say signal/unknown instead, and name both possible senders.
+func TestSelfSignalIsNotExternal(t *testing.T) {
+	for _, profile := range []string{"dev", demoProfile(t)} {
+		for _, cmd := range []string{"selfkill:9", "selfkill:15", "tgkill:9"} {
+			t.Run(filepath.Base(profile)+"/"+cmd, func(t *testing.T) {
+				rf := filepath.Join(t.TempDir(), "report.json")
+				p := startVatrun(t, procOpts{runArgs: []string{"--profile", profile, "--no-cgroup", "--report-file", rf}})
+				p.send(cmd)
+				p.exit()
+				r := readReportFile(t, rf)
+				if r.Class == report.ClassExternal || r.Cause != report.CauseSignal || r.Class != report.ClassUnknown {
+					t.Errorf("a worker that signalled itself (%s) got %s/%s, want signal/unknown: %s", cmd, r.Cause, r.Class, r.OneLine())
+				}
+				if r.SignalSource != report.SourceOutsideOrSelf {
+					t.Errorf("signalSource %q, want %q", r.SignalSource, report.SourceOutsideOrSelf)
+				}
+			})
+		}
+	}
 }
