@@ -264,7 +264,9 @@ func addRule(f *libseccomp.ScmpFilter, call libseccomp.ScmpSyscall, act libsecco
 // number is above the highest one the profile names for that architecture returns ENOSYS
 // instead of the default action. Such a syscall is newer than the profile, and libcs fall back
 // to an older one on ENOSYS (clone3 to clone, faccessat2 to faccessat...), so a profile keeps
-// working on newer kernels and libcs. x32 syscalls on x86_64 bypass the stub.
+// working on newer kernels and libcs. x32 syscalls on x86_64 bypass the stub; like every syscall
+// of an architecture the profile does not list, they get the default action (EPERM when the
+// default allows), never libseccomp's KILL_THREAD.
 //
 // Compile compiles the canonical form (sorted rules, names, args and architectures), so profiles
 // with the same digest get byte-identical programs from the same libseccomp. Errors name the
