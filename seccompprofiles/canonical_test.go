@@ -12,10 +12,10 @@ import (
 // builtinDigests pins the built-in profiles. Validators compare digests, so a change here is a
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
-	"consensus": "sha256:94f893698cc768f742035d07797a3bfed05207a2722993a586d40e125f12356c",
-	"dev":       "sha256:1990d2131eb77574655a31350386d30492b172ce2a994f65436673713dc7276d",
-	"solo":      "sha256:e931d83a6bd8ef002d3ebe612069f5a2f2a554b336dafc9c85c7beadf25d6a48",
-	"xsnap":     "sha256:bd826d24eddf209d630f6d80f422f2d889d2e386bfed2e3948d95c8531a1e63a",
+	"consensus": "sha256:90d8e38302422ea6135b802112521d51a1472ba93fe44fc015814750de64f1d9",
+	"dev":       "sha256:9c8dd2cc05c8ae2e9c0d898d6705c820b920a108fb965ee66fee3e51a713def5",
+	"solo":      "sha256:0193534db18004553472ed8303ae2a43a735f2e01dc145ed6a9737b3a89cff5a",
+	"xsnap":     "sha256:67da211379131050a102ae551c3dd00b1004f234494c4e20156dce62de0ad306",
 }
 
 func TestBuiltinDigestsStable(t *testing.T) {

@@ -387,6 +387,12 @@ func TestWorkerCanSignalItself(t *testing.T) {
 	if !p.WorkerCanSignalItself() {
 		t.Error("an unrestricted tgkill lets the worker signal itself")
 	}
+	for _, name := range []string{"fcntl", "ioctl", "setitimer", "clone"} {
+		p := mustParse(t, `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["`+name+`"], "action": "SCMP_ACT_ALLOW"}]}}`)
+		if !p.WorkerCanSignalItself() {
+			t.Errorf("an unrestricted %s lets the kernel signal the worker on its behalf", name)
+		}
+	}
 	if mustParse(t, `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}`).AllowsProcessCreation() {
 		t.Error("an empty allowlist allows process creation")
 	}

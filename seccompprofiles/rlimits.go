@@ -96,9 +96,12 @@ func (p *Profile) AllowsProcessCreation() bool {
 }
 
 // WorkerCanSignalItself says whether the seccomp filter may let the worker send itself (or its
-// init stage) an arbitrary signal: true unless the default action refuses, and every rule that
-// allows kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo or pidfd_send_signal restricts
-// its arguments (the built-ins allow only SIGABRT, for abort()).
+// init stage) an arbitrary signal, or have the kernel send one on its behalf: true unless the
+// default action refuses, and every rule that allows kill, tkill, tgkill, rt_sigqueueinfo,
+// rt_tgsigqueueinfo, pidfd_send_signal, fcntl, ioctl, alarm, setitimer, timer_create, clone or
+// prctl restricts its arguments (the built-ins allow kill only with SIGABRT, for abort(), fcntl
+// without F_SETOWN/F_SETSIG/O_ASYNC, clone only with exit signal SIGCHLD or none:
+// docs/seccomp-arguments.md).
 func (p *Profile) WorkerCanSignalItself() bool {
 	s := p.Seccomp
 	if s == nil || permissive(s.DefaultAction) {
@@ -110,7 +113,11 @@ func (p *Profile) WorkerCanSignalItself() bool {
 		}
 		for _, n := range r.Names {
 			switch n {
-			case "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal":
+			case "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal",
+				// The kernel sends a signal of the worker's choosing on its behalf: fcntl and
+				// ioctl (F_SETOWN/FIOSETOWN + F_SETSIG + O_ASYNC/FIOASYNC, F_NOTIFY, leases),
+				// timers, a child's exit signal, the parent-death signal.
+				"fcntl", "fcntl64", "ioctl", "alarm", "setitimer", "timer_create", "clone", "prctl":
 				return true
 			}
 		}

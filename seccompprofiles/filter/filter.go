@@ -102,6 +102,15 @@ func scmpAction(name specs.LinuxSeccompAction, errnoRet *uint) libseccomp.ScmpAc
 	return a
 }
 
+// badArchAction is the action for a syscall of an architecture the filter does not list: the
+// default action, or ERRNO(EPERM) when the default lets syscalls through.
+func badArchAction(def specs.LinuxSeccompAction, defAct libseccomp.ScmpAction) libseccomp.ScmpAction {
+	if def == specs.ActAllow || def == specs.ActLog {
+		return libseccomp.ActErrno.SetReturnCode(int16(seccompprofiles.DefaultErrno))
+	}
+	return defAct
+}
+
 func nativeArch() archInfo {
 	native, err := libseccomp.GetNativeArch()
 	if err != nil {
@@ -145,6 +154,15 @@ func build(s *seccompprofiles.Seccomp) (*builtFilter, error) {
 			f.Release()
 		}
 	}()
+	// A syscall of an architecture the filter does not list (i386 `int $0x80`, x32 numbers on
+	// x86_64) gets the profile's default action, not libseccomp's KILL_THREAD: otherwise a worker
+	// could pick a SIGSYS death (sandbox-violation) under a profile whose default is EPERM. Under
+	// a permissive default (ALLOW, LOG) it gets EPERM instead: a foreign architecture would bypass
+	// every rule of a denylist (dev's ptrace, mount, unshare, fcntl F_SETOWN... rules).
+	badArch := badArchAction(s.DefaultAction, b.defAct)
+	if err := f.SetBadArchAction(badArch); err != nil {
+		return nil, fmt.Errorf("seccomp: libseccomp %s: setting the bad-architecture action to %v: %w", LibseccompVersion(), badArch, err)
+	}
 	// The init stage sets no_new_privs itself before loading the program.
 	if err := f.SetNoNewPrivsBit(false); err != nil {
 		return nil, fmt.Errorf("seccomp: libseccomp %s: setting the no_new_privs attribute: %w", LibseccompVersion(), err)
@@ -246,7 +264,9 @@ func addRule(f *libseccomp.ScmpFilter, call libseccomp.ScmpSyscall, act libsecco
 // number is above the highest one the profile names for that architecture returns ENOSYS
 // instead of the default action. Such a syscall is newer than the profile, and libcs fall back
 // to an older one on ENOSYS (clone3 to clone, faccessat2 to faccessat...), so a profile keeps
-// working on newer kernels and libcs. x32 syscalls on x86_64 bypass the stub.
+// working on newer kernels and libcs. x32 syscalls on x86_64 bypass the stub; like every syscall
+// of an architecture the profile does not list, they get the default action (EPERM when the
+// default allows), never libseccomp's KILL_THREAD.
 //
 // Compile compiles the canonical form (sorted rules, names, args and architectures), so profiles
 // with the same digest get byte-identical programs from the same libseccomp. Errors name the

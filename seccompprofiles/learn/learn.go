@@ -166,7 +166,9 @@ func Learn(base *seccompprofiles.Profile, u *Usage, opts LearnOptions) (*seccomp
 }
 
 // baseAllows says whether base lets syscall name through unconditionally, and otherwise returns
-// base's conditional ALLOW rules for it (each narrowed to this one name).
+// base's conditional ALLOW rules for it (each narrowed to this one name). A base whose default
+// allows and that refuses only some arguments of name (dev's fcntl F_SETOWN, ioctl FIOSETOWN)
+// counts as allowing it: an allowlist cannot say "every argument but these" in one rule.
 func baseAllows(base *seccompprofiles.Profile, name string) (bool, []seccompprofiles.SeccompSyscall) {
 	s := base.Seccomp
 	if s == nil {
@@ -178,10 +180,13 @@ func baseAllows(base *seccompprofiles.Profile, name string) (bool, []seccompprof
 		if !slices.Contains(r.Names, name) {
 			continue
 		}
-		named = true
 		if seccompprofiles.CanonicalAction(r.Action) != specs.ActAllow {
+			if len(r.Args) == 0 {
+				named = true
+			}
 			continue
 		}
+		named = true
 		if len(r.Args) == 0 {
 			return true, nil
 		}

@@ -43,6 +43,7 @@
  *   probe:write:/PATH -> ok | errno:N (creates /PATH with O_EXCL, then removes it)
  *   probe:open:/PATH, probe:openrw:/PATH -> ok | errno:N (open read-only / read-write)
  *   probe:connect:/PATH -> ok | errno:N (connect to a pathname unix socket)
+ *   args:... -> syscall arguments the seccomp filter must refuse (see cmd_args below)
  *   anything else -> error:unknown command; a bad argument -> error:bad argument
  * Children of forkbomb die with the worker (PR_SET_PDEATHSIG), so no cgroup is needed to clean up.
  * WARNING: outside a sandbox, an uncapped forkbomb runs until the host's pid limit (RLIMIT_NPROC does
@@ -704,6 +705,150 @@ static void cmd_probe(const char *what)
 	}
 }
 
+/* ---------- args: syscall arguments the filter must refuse (docs/seccomp-arguments.md) ----------
+ * Each one lets the worker make the kernel signal, block or charge someone on its behalf.
+ *   args:fasync:FD:SIG -> F_SETOWN(self), F_SETSIG(SIG) (none if SIG is 0), F_SETFL|O_ASYNC on FD:
+ *                         armed | refused:STEP:errno:N (the kernel then signals the worker on I/O)
+ *   args:lease:PATH -> F_SETLEASE F_WRLCK on PATH opened read-only -> ok | errno:N (open: open-errno:N)
+ *   args:lock:setlk|setlkw|ofd:PATH -> a read lock on PATH -> ok | errno:N (open: open-errno:N)
+ *   args:notify -> F_NOTIFY (DN_MODIFY|DN_MULTISHOT) on / -> ok | errno:N
+ *   args:pipesz -> F_SETPIPE_SZ 1 MiB on fd 3 -> ok | errno:N
+ *   args:mmap-shared-anon -> mmap MAP_SHARED|MAP_ANONYMOUS -> ok | errno:N
+ *   args:mmap-devzero -> mmap /dev/zero MAP_SHARED -> ok | errno:N (open: open-errno:N)
+ *   args:int80:NR -> i386 syscall NR (no arguments) via int $0x80 -> ret:R (R = -errno on failure)
+ *   args:x32:NR -> x32 syscall NR (no arguments) -> ret:R
+ *   args:clonesig:SIG -> clone with exit signal SIG, the child exits at once; the worker waits for
+ *                        it -> ok | errno:N
+ */
+static void args_fasync(const char *arg)
+{
+	int fd, sig, fl;
+	if (sscanf(arg, "%d:%d", &fd, &sig) != 2) {
+		reply("error:bad argument");
+		return;
+	}
+	if (fcntl(fd, F_SETOWN, getpid()) != 0) {
+		reply("refused:setown:errno:%d", errno);
+		return;
+	}
+	if (sig != 0 && fcntl(fd, F_SETSIG, sig) != 0) {
+		reply("refused:setsig:errno:%d", errno);
+		return;
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_ASYNC) != 0) {
+		reply("refused:setfl:errno:%d", errno);
+		return;
+	}
+	reply("armed");
+}
+
+static int args_open(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		reply("open-errno:%d", errno);
+	return fd;
+}
+
+static void args_reply_rc(long rc)
+{
+	if (rc < 0)
+		reply_errno(errno);
+	else
+		reply("ok");
+}
+
+static long args_raw_int80(long nr)
+{
+#if defined(__x86_64__)
+	long ret;
+	__asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr) : "memory");
+	return (int)ret; /* eax, sign-extended */
+#else
+	(void)nr;
+	return -ENOSYS;
+#endif
+}
+
+static void cmd_args(const char *what)
+{
+	int fd;
+	if (strncmp(what, "fasync:", 7) == 0) {
+		args_fasync(what + 7);
+	} else if (strncmp(what, "lease:", 6) == 0) {
+		if ((fd = args_open(what + 6, O_RDONLY)) < 0)
+			return;
+		args_reply_rc(fcntl(fd, F_SETLEASE, F_WRLCK));
+		close(fd);
+	} else if (strncmp(what, "lock:", 5) == 0) {
+		const char *kind = what + 5, *path = strchr(kind, ':');
+		int cmd;
+		struct flock fl;
+		if (path == NULL) {
+			reply("error:bad argument");
+			return;
+		}
+		if (strncmp(kind, "setlk:", 6) == 0)
+			cmd = F_SETLK;
+		else if (strncmp(kind, "setlkw:", 7) == 0)
+			cmd = F_SETLKW;
+		else if (strncmp(kind, "ofd:", 4) == 0)
+			cmd = F_OFD_SETLK;
+		else {
+			reply("error:bad argument");
+			return;
+		}
+		if ((fd = args_open(path + 1, O_RDONLY)) < 0)
+			return;
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_RDLCK;
+		fl.l_whence = SEEK_SET;
+		args_reply_rc(fcntl(fd, cmd, &fl));
+		close(fd);
+	} else if (strcmp(what, "notify") == 0) {
+		if ((fd = args_open("/", O_RDONLY | O_DIRECTORY)) < 0)
+			return;
+		args_reply_rc(fcntl(fd, F_NOTIFY, DN_MODIFY | DN_MULTISHOT));
+		close(fd);
+	} else if (strcmp(what, "pipesz") == 0) {
+		args_reply_rc(fcntl(CMD_FD, F_SETPIPE_SZ, 1 << 20));
+	} else if (strcmp(what, "mmap-shared-anon") == 0) {
+		void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		args_reply_rc(p == MAP_FAILED ? -1 : 0);
+		if (p != MAP_FAILED)
+			munmap(p, 4096);
+	} else if (strcmp(what, "mmap-devzero") == 0) {
+		if ((fd = args_open("/dev/zero", O_RDWR)) < 0)
+			return;
+		void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		args_reply_rc(p == MAP_FAILED ? -1 : 0);
+		if (p != MAP_FAILED)
+			munmap(p, 4096);
+		close(fd);
+	} else if (strncmp(what, "int80:", 6) == 0) {
+		reply("ret:%ld", args_raw_int80(atol(what + 6)));
+	} else if (strncmp(what, "x32:", 4) == 0) {
+		long r = syscall(0x40000000L | atol(what + 4));
+		reply("ret:%ld", r < 0 ? -(long)errno : r);
+	} else if (strncmp(what, "clonesig:", 9) == 0) {
+		long pid = syscall(SYS_clone, (unsigned long)atoi(what + 9), NULL, NULL, NULL, NULL);
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0) {
+			reply_errno(errno);
+			return;
+		}
+		int st;
+		while (waitpid((pid_t)pid, &st, __WALL) < 0 && errno == EINTR)
+			;
+		sleep_ms(100); /* a signal sent at the child's exit has landed by now */
+		reply("ok");
+	} else {
+		reply("error:unknown command");
+	}
+}
+
 /* ---------- dispatch ---------- */
 
 static void handle(char *msg, size_t len)
@@ -832,6 +977,8 @@ static void handle(char *msg, size_t len)
 		cmd_write_fd(2, arg, arglen);
 	} else if (arg && strcmp(msg, "probe") == 0) {
 		cmd_probe(arg);
+	} else if (arg && strcmp(msg, "args") == 0) {
+		cmd_args(arg);
 	} else {
 		reply("error:unknown command");
 	}

@@ -206,8 +206,15 @@ type probeCase struct {
 	// want is the outcome both implementations must give, per profile (absent: only that they
 	// agree).
 	want map[string]string
-	// fd: a success returns a new fd, whose number depends on what the implementation left open.
+	// fd: a success returns a new fd, whose number depends on what the implementation left open,
+	// or an address (mmap); either is spelled "fd".
 	fd bool
+	// badArch, per profile: the probe is a syscall of an architecture the profile does not list,
+	// where vatrun deliberately differs from runc. runc leaves libseccomp's bad-architecture
+	// action (KILL_THREAD: "thread killed"); vatrun gives the profile's default action (EPERM
+	// under a permissive default), so a worker cannot pick a SIGSYS death. The value is vatrun's
+	// outcome; runc's must be "thread killed".
+	badArch map[string]string
 }
 
 // normalize spells a successful fd-returning probe "fd".
@@ -266,24 +273,36 @@ func TestDifferentialAgainstRunc(t *testing.T) {
 	}
 	ppid := strconv.Itoa(os.Getpid()) + " 0"
 	enosys, eperm, eacces := errnoOut(unix.ENOSYS), errnoOut(unix.EPERM), errnoOut(unix.EACCES)
+	// The built-ins list no architecture but the native one: an i386 syscall gets their default
+	// action from vatrun (EPERM under dev's permissive default).
+	builtinBadArch := map[string]string{"xsnap": eperm, "consensus": "killed by SIGSYS", "solo": eperm, "dev": eperm}
 	cases := []probeCase{
-		{"getppid (allowed)", p64(unix.SYS_GETPPID), map[string]string{"xsnap": ppid, "solo": ppid, "dev": ppid, "consensus": ppid, custom: ppid}, false},
-		{"socket (default action; custom: errno rule EACCES)", p64(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM, 0),
-			map[string]string{"xsnap": eperm, "consensus": "killed by SIGSYS", "dev": "fd", custom: eacces}, true},
-		{"ioctl FIONREAD (argument condition fails: default)", p64(unix.SYS_IOCTL, 0, 0x541B, 0),
-			map[string]string{"xsnap": eperm, custom: eperm}, false},
-		{"mknodat (below the highest named: default)", p64(unix.SYS_MKNODAT, 0, 0, 0), map[string]string{custom: eperm}, false},
-		{"clone3 (newer than the profile)", p64(unix.SYS_CLONE3, 0, 0), map[string]string{"xsnap": enosys, "consensus": enosys, custom: enosys}, false},
-		{"io_uring_setup (newer; dev denies it by rule)", p64(unix.SYS_IO_URING_SETUP, 1, 0), map[string]string{"xsnap": enosys, "dev": eperm, custom: enosys}, false},
-		{"syscall 1000 (unassigned)", p64(1000), map[string]string{"xsnap": enosys, "consensus": enosys, "solo": enosys, custom: enosys}, false},
-		{"x32 getpid (x32 ABI, not in any profile: libseccomp kills the thread)", p64(0x40000000 | unix.SYS_GETPID),
-			map[string]string{"xsnap": "thread killed", "consensus": "thread killed", custom: "thread killed"}, false},
-		{"i386 getppid via int $0x80", "32:" + strconv.Itoa(i386Getppid), map[string]string{custom: ppid}, false},
-		{"i386 socket via int $0x80", "32:" + strconv.Itoa(i386Socket) + ":1:1:0", map[string]string{custom: i386SocketWant(t)}, false},
+		{name: "getppid (allowed)", probe: p64(unix.SYS_GETPPID), want: map[string]string{"xsnap": ppid, "solo": ppid, "dev": ppid, "consensus": ppid, custom: ppid}},
+		{name: "socket (default action; custom: errno rule EACCES)", probe: p64(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM, 0),
+			want: map[string]string{"xsnap": eperm, "consensus": "killed by SIGSYS", "dev": "fd", custom: eacces}, fd: true},
+		{name: "ioctl FIONREAD (argument condition fails: default)", probe: p64(unix.SYS_IOCTL, 0, 0x541B, 0),
+			want: map[string]string{"xsnap": eperm, custom: eperm}},
+		{name: "mknodat (below the highest named: default)", probe: p64(unix.SYS_MKNODAT, 0, 0, 0), want: map[string]string{custom: eperm}},
+		{name: "clone3 (newer than the profile)", probe: p64(unix.SYS_CLONE3, 0, 0), want: map[string]string{"xsnap": enosys, "consensus": enosys, custom: enosys}},
+		{name: "io_uring_setup (newer; dev denies it by rule)", probe: p64(unix.SYS_IO_URING_SETUP, 1, 0), want: map[string]string{"xsnap": enosys, "dev": eperm, custom: enosys}},
+		{name: "syscall 1000 (unassigned)", probe: p64(1000), want: map[string]string{"xsnap": enosys, "consensus": enosys, "solo": enosys, custom: enosys}},
+		// Argument rules (docs/seccomp-arguments.md): both implementations read the same
+		// conditions, SCMP_CMP_MASKED_EQ's value as the mask and valueTwo as the datum.
+		{name: "fcntl F_GETFL (allowed command)", probe: p64(unix.SYS_FCNTL, 1, unix.F_GETFL), want: map[string]string{"xsnap": "1 0", "consensus": "1 0", "solo": "1 0", "dev": "1 0"}},
+		{name: "fcntl F_SETOWN (refused command)", probe: p64(unix.SYS_FCNTL, 1, unix.F_SETOWN, 0), want: map[string]string{"xsnap": eperm, "consensus": "killed by SIGSYS", "solo": eperm, "dev": eperm}},
+		{name: "fcntl F_SETFL O_ASYNC (masked argument)", probe: p64(unix.SYS_FCNTL, 1, unix.F_SETFL, unix.O_ASYNC), want: map[string]string{"xsnap": eperm, "consensus": "killed by SIGSYS", "solo": eperm, "dev": eperm}},
+		{name: "mmap MAP_SHARED|MAP_ANONYMOUS (masked flags)", probe: p64(unix.SYS_MMAP, 0, 4096, unix.PROT_READ, unix.MAP_SHARED|unix.MAP_ANONYMOUS),
+			want: map[string]string{"xsnap": eperm, "consensus": "killed by SIGSYS", "solo": eperm, "dev": "fd"}, fd: true},
+		{name: "mmap MAP_PRIVATE|MAP_ANONYMOUS", probe: p64(unix.SYS_MMAP, 0, 4096, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS),
+			want: map[string]string{"xsnap": "fd", "consensus": "fd", "solo": "fd", "dev": "fd"}, fd: true},
+		{name: "x32 getpid (x32 ABI, not in any profile)", probe: p64(0x40000000 | unix.SYS_GETPID),
+			badArch: map[string]string{"xsnap": eperm, "consensus": "killed by SIGSYS", "solo": eperm, "dev": eperm, custom: eperm}},
+		{name: "i386 getppid via int $0x80", probe: "32:" + strconv.Itoa(i386Getppid), want: map[string]string{custom: ppid}, badArch: builtinBadArch},
+		{name: "i386 socket via int $0x80", probe: "32:" + strconv.Itoa(i386Socket) + ":1:1:0", want: map[string]string{custom: i386SocketWant(t)}, badArch: builtinBadArch},
 		// socketcall(SYS_SOCKET, NULL): the rule matches on the multiplexer's first argument
 		// before the kernel reads the (NULL) argument block, so EACCES from the filter either way.
-		{"i386 socketcall(SYS_SOCKET) via int $0x80", "32:" + strconv.Itoa(i386Socketcall) + ":1:0", map[string]string{custom: eacces}, false},
-		{"i386 syscall 1000 via int $0x80", "32:1000", map[string]string{custom: enosys}, false},
+		{name: "i386 socketcall(SYS_SOCKET) via int $0x80", probe: "32:" + strconv.Itoa(i386Socketcall) + ":1:0", want: map[string]string{custom: eacces}, badArch: builtinBadArch},
+		{name: "i386 syscall 1000 via int $0x80", probe: "32:1000", want: map[string]string{custom: enosys}, badArch: builtinBadArch},
 	}
 	// int $0x80 needs the kernel's i386 emulation; some (virtual) machines fault on it even with
 	// CONFIG_IA32_EMULATION. Then the i386 probes cannot run here: the foreign-architecture
@@ -308,6 +327,15 @@ func TestDifferentialAgainstRunc(t *testing.T) {
 				label = "custom"
 			}
 			t.Logf("%-9s %-52s vatrun %-18q runc %q", label, c.name, ours, theirs)
+			if want, ok := c.badArch[prof]; ok {
+				if ours != want {
+					t.Errorf("%s, %s (foreign architecture): vatrun %q, want the profile's default action %q", label, c.name, ours, want)
+				}
+				if theirs != "thread killed" {
+					t.Errorf("%s, %s (foreign architecture): runc %q, want \"thread killed\" (libseccomp's bad-architecture default)", label, c.name, theirs)
+				}
+				continue
+			}
 			if ours != theirs {
 				t.Errorf("%s, %s: vatrun %q, runc %q", label, c.name, ours, theirs)
 			}
