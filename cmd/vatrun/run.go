@@ -79,9 +79,15 @@ func openReportFD(fd int, workerFds []int) (*reportSink, error) {
 	if slices.Contains(workerFds, fd) {
 		return nil, fmt.Errorf("--report-fd %d: the profile passes fd %d to the worker (fds %v); pass the report pipe above them, e.g. fd %d (Node.js: one more stdio entry)", fd, fd, workerFds, max(workerFds[len(workerFds)-1]+1, 5))
 	}
+	// Judge the fd as the parent passed it, recorded by the C constructor before the Go runtime
+	// ran: the runtime opens (and closes) low fds of its own, e.g. to read the cgroup CPU quota,
+	// and one of those must not pass for the caller's report pipe, nor be blamed on the caller.
+	if fd < sandbox.MaxInheritedFD && !sandbox.InheritedFD(fd) {
+		return nil, fmt.Errorf("--report-fd %d is not open in vatrun (the parent did not pass fd %d): the parent must pass it (shell: %d>FILE; Node.js: stdio[%d] = 'pipe'), or use --report-file", fd, fd, fd, fd)
+	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
-		return nil, fmt.Errorf("--report-fd %d is not open in vatrun (%v): the parent must pass it (Node.js: stdio[%d] = 'pipe'), or use --report-file", fd, err, fd)
+		return nil, fmt.Errorf("--report-fd %d is not open in vatrun (%v): the parent must pass it (shell: %d>FILE; Node.js: stdio[%d] = 'pipe'), or use --report-file", fd, err, fd, fd)
 	}
 	if acc := fl & unix.O_ACCMODE; acc != unix.O_WRONLY && acc != unix.O_RDWR {
 		return nil, fmt.Errorf("--report-fd %d is open read-only: pass the write end of the report pipe", fd)
