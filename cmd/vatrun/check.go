@@ -171,7 +171,7 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		res.Problems = append(res.Problems, "seccomp: "+res.SeccompNote)
 	}
 	if res.Cgroup.Problem != "" && p.Consensus {
-		res.Problems = append(res.Problems, "cgroup v2 unusable (fix above; also in the cgroup.fix field of --json)")
+		res.Problems = append(res.Problems, "cgroup v2 unusable (fix above; also in the cgroup.Fix field of --json)")
 	}
 	res.CanRun = len(res.Problems) == 0
 
