@@ -12,9 +12,13 @@ GOFILES := $(shell find . -name '*.go' -not -path './test/e2e/.cache/*' -not -pa
 CFILES := $(wildcard sandbox/*.c sandbox/*.h)
 # vatrun is linked statically (glibc + libseccomp.a) so the same binary runs in the e2e VM.
 STATIC_LDFLAGS := -linkmode external -extldflags "-static"
+# vatrun version: the commit and git describe, for builds where Go's VCS stamping is off.
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+GIT_DESCRIBE := $(shell git describe --tags --always --dirty 2>/dev/null)
+VERSION_LDFLAGS := -X main.buildCommit=$(GIT_COMMIT) -X main.buildVersionTag=$(GIT_DESCRIBE)
 export CGO_ENABLED := 1
 
-.PHONY: all build deps demo test unit vet e2e bench fuzz clean node js-test swingset runcdiff
+.PHONY: all build deps demo test unit vet e2e bench fuzz clean node js-test swingset runcdiff install uninstall
 
 all: build
 
@@ -25,11 +29,11 @@ build: deps $(VATRUN) $(WORKER) $(HOOKS)
 
 $(VATRUN): $(GOFILES) $(CFILES) go.mod go.sum
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -tags osusergo,netgo -ldflags '$(STATIC_LDFLAGS)' -o $@ ./cmd/vatrun
+	$(GO) build -trimpath -tags osusergo,netgo -ldflags '$(STATIC_LDFLAGS) $(VERSION_LDFLAGS)' -o $@ ./cmd/vatrun
 
 $(HOOKS): $(GOFILES) $(CFILES) go.mod go.sum
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -tags osusergo,netgo,vatrun_testhooks -ldflags '$(STATIC_LDFLAGS)' -o $@ ./cmd/vatrun
+	$(GO) build -trimpath -tags osusergo,netgo,vatrun_testhooks -ldflags '$(STATIC_LDFLAGS) $(VERSION_LDFLAGS)' -o $@ ./cmd/vatrun
 
 $(WORKER): test/worker/worker.c
 	@mkdir -p $(BIN)
@@ -82,6 +86,29 @@ e2e: build node
 
 bench: build
 	@./scripts/bench.sh
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: bin/vatrun, the systemd unit (its paths rewritten to
+# PREFIX), its README, and the example profiles. Builds bin/vatrun first if needed (as root, deps
+# may be installed); `make build` as yourself, then `sudo make install`, installs what you built.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR ?= $(PREFIX)/share/vatrun
+DOCDIR ?= $(PREFIX)/share/doc/vatrun
+install: $(VATRUN)
+	install -D -m 0755 $(VATRUN) $(DESTDIR)$(BINDIR)/vatrun
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)/profiles $(DESTDIR)$(DOCDIR)/contrib/systemd
+	sed -e 's|/usr/local/bin/vatrun|$(BINDIR)/vatrun|g' -e 's|file:///usr/share/doc/vatrun/|file://$(DOCDIR)/|g' \
+	    contrib/systemd/vat-kernel.service > $(DESTDIR)$(UNITDIR)/vat-kernel.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/vat-kernel.service
+	install -m 0644 contrib/systemd/README.md $(DESTDIR)$(DOCDIR)/contrib/systemd/README.md
+	install -m 0644 examples/profiles/*.json $(DESTDIR)$(DATADIR)/profiles/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/vatrun $(DESTDIR)$(UNITDIR)/vat-kernel.service $(DESTDIR)$(DOCDIR)/contrib/systemd/README.md
+	rm -f $(addprefix $(DESTDIR)$(DATADIR)/profiles/,$(notdir $(wildcard examples/profiles/*.json)))
+	-rmdir $(DESTDIR)$(DATADIR)/profiles $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)/contrib/systemd $(DESTDIR)$(DOCDIR)/contrib $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf $(BIN)

@@ -218,7 +218,10 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 			cg.teardown(log)
 		}
 		if kind := execFailure(err); kind != nil {
-			return nil, fmt.Errorf("%w: %s: %w", kind, path, err)
+			return nil, explainExecFailure(kind, path, err)
+		}
+		if hint := execveFilterHint(spec.Profile, err); hint != "" {
+			return nil, fmt.Errorf("%w: %w; %s", ErrSetup, err, hint)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}

@@ -16,7 +16,7 @@ const cpuTolerance = 0.05
 
 // rule maps one kind of death to a cause and a class. Classify tries the rules in order and the
 // first whose match holds decides; detail builds the one-sentence explanation from the evidence.
-// doc is the rule's evidence in words: the README's classification table lists every rule, in
+// doc is the rule's evidence in words: docs/report.md's classification table lists every rule, in
 // order, as doc, cause and class (TestREADMEClassification).
 type rule struct {
 	name   string

@@ -1,8 +1,8 @@
 // Package report turns the evidence of one worker death into vatrun's JSON death report: a cause and
-// a class by the rules table in classify.go (the README's classification table, row for row).
+// a class by the rules table in classify.go (docs/report.md's classification table, row for row).
 package report
 
-// Cause says why a worker died: see rules in classify.go and the README's classification table.
+// Cause says why a worker died: see rules in classify.go and the classification table in docs/report.md.
 type Cause string
 
 const (
@@ -128,7 +128,7 @@ type LauncherDeath struct {
 	Why string
 }
 
-// Report is the one JSON object written per worker death (schema documented in the README).
+// Report is the one JSON object written per worker death (schema documented in docs/report.md).
 type Report struct {
 	// Version of the schema.
 	Version int `json:"version"`

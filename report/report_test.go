@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// xsnapCodes is the built-in xsnap profile's exit-code table (README, "Profiles").
+// xsnapCodes is the built-in xsnap profile's exit-code table (docs/profiles.md).
 var xsnapCodes = map[int]ExitMeaning{
 	0:  {Meaning: "success"},
 	1:  {Meaning: "bad usage"},

@@ -110,7 +110,7 @@ func probeSandbox(p *seccompprofiles.Profile) probeResult {
 }
 
 func checkMain(args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("vatrun check", "usage: vatrun check [--profile NAME|PATH] [--worker PATH] [--json] | vatrun check --compare A.json B.json", stderr)
+	c := newCmdline("vatrun check", "usage: vatrun check [--profile NAME|PATH] [--worker PATH] [--json] | vatrun check --compare A.json B.json", stdout, stderr)
 	fs := c.fs
 	profileName := fs.String("profile", "consensus", "profile to judge this host against (built-in name or JSON file)")
 	cgParent := cgroupParentFlag(fs, "cgroup v2 parent to check")
@@ -171,7 +171,7 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		res.Problems = append(res.Problems, "seccomp: "+res.SeccompNote)
 	}
 	if res.Cgroup.Problem != "" && p.Consensus {
-		res.Problems = append(res.Problems, "cgroup v2 unusable (fix above; also in the cgroup.fix field of --json)")
+		res.Problems = append(res.Problems, "cgroup v2 unusable (fix above; also in the cgroup.Fix field of --json)")
 	}
 	res.CanRun = len(res.Problems) == 0
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 type cmdline struct {
 	name   string // "vatrun run"
 	fs     *flag.FlagSet
+	stdout io.Writer // -h/--help: the usage goes here, exit 0
 	stderr io.Writer
 	usage  string
 	// usageCode is the exit status of a bad flag (exitUsage; the kernel command has its own).
@@ -26,11 +28,11 @@ type cmdline struct {
 	logFileHandle                *os.File
 }
 
-func newCmdline(name, usage string, stderr io.Writer) *cmdline {
-	c := &cmdline{name: name, fs: flag.NewFlagSet(name, flag.ContinueOnError), stderr: stderr, usage: usage, usageCode: exitUsage}
+func newCmdline(name, usage string, stdout, stderr io.Writer) *cmdline {
+	c := &cmdline{name: name, fs: flag.NewFlagSet(name, flag.ContinueOnError), stdout: stdout, stderr: stderr, usage: usage, usageCode: exitUsage}
 	c.fs.SetOutput(stderr)
 	c.fs.Usage = func() {
-		fmt.Fprintln(stderr, c.usage)
+		fmt.Fprintln(c.fs.Output(), c.usage)
 		c.fs.PrintDefaults()
 	}
 	return c
@@ -47,11 +49,22 @@ func (c *cmdline) logFlags(levelHelp string, file bool) {
 
 // parse parses args. ok is false when the command is over: -h (code 0) or a bad flag (the flag
 // package has said why on stderr; code usageCode).
+// Asked for (-h, --help), the usage goes to stdout; after a bad flag, to stderr.
 func (c *cmdline) parse(args []string) (code int, ok bool) {
-	if err := c.fs.Parse(args); err != nil {
+	var out bytes.Buffer
+	c.fs.SetOutput(&out)
+	err := c.fs.Parse(args)
+	c.fs.SetOutput(c.stderr)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			w := c.stdout
+			if w == nil {
+				w = c.stderr
+			}
+			io.Copy(w, &out)
 			return 0, false
 		}
+		io.Copy(c.stderr, &out)
 		return c.usageCode, false
 	}
 	return 0, true

@@ -25,9 +25,9 @@ import (
 // Exit codes of `vatrun kernel`.
 const (
 	kernelExitOK     = 0
-	kernelExitError  = 1 // store or worker start failure
-	kernelExitUsage  = 2
-	kernelExitHalted = 3 // the crash policy halted the kernel; nothing of the crank was committed
+	kernelExitError  = 1         // store or worker start failure
+	kernelExitUsage  = exitUsage // as every vatrun command (docs/cli.md)
+	kernelExitHalted = 3         // the crash policy halted the kernel; nothing of the crank was committed
 )
 
 type multiFlag []string
@@ -46,13 +46,13 @@ Steps, in order (--step repeated, or one per line in --script; # starts a commen
   idle:DURATION    let time pass with every worker idle (deaths are noticed at once)
   signal:VAT:SIG   send SIG (TERM, KILL, HUP, ...) to VAT's worker from outside the policy
 
-Exit codes: 0 done, 1 error, 2 usage, 3 halted by the crash policy (restart the kernel: it
+Exit codes: 0 done, 1 error, 125 usage, 3 halted by the crash policy (restart the kernel: it
 resumes from the last commit).
 
 Flags:`
 
 func kernelMain(args []string, stdout, stderr io.Writer) (code int) {
-	c := newCmdline("vatrun kernel", kernelUsage, stderr)
+	c := newCmdline("vatrun kernel", kernelUsage, stdout, stderr)
 	c.usageCode = kernelExitUsage
 	fs := c.fs
 	db := fs.String("db", "", "the kernel's store (bbolt file; created if missing)")

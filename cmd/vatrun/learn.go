@@ -30,7 +30,7 @@ written but the worker did not exit 0 (it covers only what ran); 125 on usage er
 
 // learnMain is `vatrun profile learn`.
 func learnMain(args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("vatrun profile learn", learnUsage, stderr)
+	c := newCmdline("vatrun profile learn", learnUsage, stdout, stderr)
 	fs := c.fs
 	out := fs.String("out", "", "write the learned profile to FILE (default: stdout)")
 	baseName := fs.String("base", "xsnap", "profile (built-in name or FILE) whose limits, namespaces and exit codes the learned profile keeps")

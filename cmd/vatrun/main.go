@@ -5,8 +5,11 @@
 //	vatrun profile list|show|validate|digest
 //	vatrun check [--profile NAME|PATH] [--json]
 //	vatrun kernel ...   (the reference kernel)
+//	vatrun report [--json] FILE|-
+//	vatrun version
 //
-// Exit codes of vatrun itself are the exit* constants below, and the README lists them.
+// Every command and subcommand takes -h/--help (usage on stdout, exit 0). Exit codes of vatrun
+// itself are the exit* constants below; docs/cli.md lists them, for every command.
 package main
 
 import (
@@ -37,14 +40,15 @@ func commands() []command {
 	return []command{
 		{"run", "run a worker in the sandbox: vatrun run --profile P [--report-fd N|--report-file F] -- WORKER [ARGS...]", runMain},
 		{"profile", "list, show, validate and digest sandbox profiles", profileMain},
-		{"report", "print a JSON death report in one readable line", reportMain},
+		{"report", "print a JSON death report as one readable line and its warnings (--json: indented)", reportMain},
 		{"check", "say what this host supports and whether a profile can run here", checkMain},
 		{"kernel", "run the reference kernel (vats, transcripts, crash policy)", kernelMain},
+		{"version", "the version, commit, libseccomp and built-in profile digests", versionMain},
 	}
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: vatrun COMMAND [FLAGS] (vatrun COMMAND -h for details)")
+	fmt.Fprintln(w, "usage: vatrun COMMAND [FLAGS] (vatrun COMMAND -h for details; vatrun --version)")
 	fmt.Fprintln(w)
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
@@ -64,6 +68,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0
+	case "-version", "--version", "-V":
+		return versionMain(args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {

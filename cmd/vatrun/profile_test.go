@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vatrun/vatrun/internal/testbin"
+	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
 // Parse no longer compiles the filter; `profile validate` does, so it still shows the names
@@ -38,10 +42,88 @@ func TestProfileValidateCompiles(t *testing.T) {
 	}
 	stdout.Reset()
 	stderr.Reset()
-	if code := profileMain([]string{"validate", big}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "the kernel accepts at most 4096") {
-		t.Errorf("too long a program: exit %d, stderr %q; want 1 and the 4096-instruction limit", code, stderr.String())
+	if code := profileMain([]string{"validate", big}, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), "the kernel accepts at most 4096") {
+		t.Errorf("too long a program: exit %d, stderr %q; want 125 and the 4096-instruction limit", code, stderr.String())
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("stdout %q, want nothing for a profile that does not compile", stdout.String())
+	}
+}
+
+// `profile show --raw` writes a file that run accepts, with the built-in's digest and name, for
+// every built-in (the plain `show` output, {name, digest, profile}, is refused: unknown field).
+func TestProfileShowRawIsAProfileFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range seccompprofiles.BuiltinNames() {
+		var stdout, stderr bytes.Buffer
+		if code := profileMain([]string{"show", "--raw", name}, &stdout, &stderr); code != 0 {
+			t.Fatalf("show --raw %s: exit %d, %s", name, code, stderr.String())
+		}
+		file := filepath.Join(dir, "my-"+name+".json")
+		if err := os.WriteFile(file, stdout.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := seccompprofiles.Load(file)
+		if err != nil {
+			t.Fatalf("show --raw %s > %s: Load refuses it: %v", name, file, err)
+		}
+		b, _ := seccompprofiles.Builtin(name)
+		if p.Digest() != b.Digest() || p.Name != name || p.Description != b.Description {
+			t.Errorf("%s: copy has digest %s name %q, want %s %q and the description", name, p.Digest(), p.Name, b.Digest(), name)
+		}
+		stdout.Reset()
+		if code := profileMain([]string{"validate", file}, &stdout, &stderr); code != 0 {
+			t.Errorf("validate the copy of %s: exit %d, %s", name, code, stderr.String())
+		}
+	}
+	// run itself, with the copy of xsnap.
+	var stdout, stderr bytes.Buffer
+	profileMain([]string{"show", "xsnap", "--raw"}, &stdout, &stderr)
+	file := filepath.Join(dir, "mine.json")
+	os.WriteFile(file, stdout.Bytes(), 0o644)
+	cmd := exec.Command(testbin.Vatrun(t), "run", "--profile", file, "--no-cgroup", "--report-file", filepath.Join(dir, "r.json"), "--", "/bin/true")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("run --profile (show --raw xsnap): %v %s", err, out)
+	}
+	r, err := os.ReadFile(filepath.Join(dir, "r.json"))
+	if err != nil || !strings.Contains(string(r), `"profile":"xsnap"`) || !strings.Contains(string(r), `"cause":"exited"`) {
+		t.Errorf("report %s (%v), want profile xsnap and cause exited", r, err)
+	}
+}
+
+// validate refuses what run refuses, with run's exit code (125) and message: a profile without a
+// seccomp section, mounts without a mount namespace.
+func TestProfileValidateRefusesWhatRunRefuses(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ name, body, msg string }{
+		{"null", "null\n", "has no seccomp section"},
+		{"no-seccomp", `{"limits": {"memory": "1G"}}`, "has no seccomp section"},
+		{"tmp-without-mountns", `{"namespaces": {"mount": false}, "tmp": "1M", "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}`, "no mount namespace"},
+	} {
+		file := filepath.Join(dir, c.name+".json")
+		if err := os.WriteFile(file, []byte(c.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		if code := profileMain([]string{"validate", file}, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), c.msg) {
+			t.Errorf("validate %s: exit %d, stderr %q; want %d and %q", c.name, code, stderr.String(), exitUsage, c.msg)
+		}
+		cmd := exec.Command(testbin.Vatrun(t), "run", "--profile", file, "--no-cgroup", "--", "/bin/true")
+		var rstderr strings.Builder
+		cmd.Stderr = &rstderr
+		err := cmd.Run()
+		if code, _, _ := testbin.ExitOf(err); code != exitUsage || !strings.Contains(rstderr.String(), c.msg) {
+			t.Errorf("run %s: %v, stderr %q; want %d and %q (validate and run must agree)", c.name, err, rstderr.String(), exitUsage, c.msg)
+		}
+	}
+}
+
+// A bad profile exits 125 from every profile subcommand, as from run.
+func TestProfileBadProfileExit125(t *testing.T) {
+	for _, sub := range []string{"show", "digest", "validate"} {
+		var stdout, stderr bytes.Buffer
+		if code := profileMain([]string{sub, "no-such-profile"}, &stdout, &stderr); code != exitUsage {
+			t.Errorf("profile %s no-such-profile: exit %d, want %d", sub, code, exitUsage)
+		}
 	}
 }

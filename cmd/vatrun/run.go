@@ -79,9 +79,15 @@ func openReportFD(fd int, workerFds []int) (*reportSink, error) {
 	if slices.Contains(workerFds, fd) {
 		return nil, fmt.Errorf("--report-fd %d: the profile passes fd %d to the worker (fds %v); pass the report pipe above them, e.g. fd %d (Node.js: one more stdio entry)", fd, fd, workerFds, max(workerFds[len(workerFds)-1]+1, 5))
 	}
+	// Judge the fd as the parent passed it, recorded by the C constructor before the Go runtime
+	// ran: the runtime opens (and closes) low fds of its own, e.g. to read the cgroup CPU quota,
+	// and one of those must not pass for the caller's report pipe, nor be blamed on the caller.
+	if fd < sandbox.MaxInheritedFD && !sandbox.InheritedFD(fd) {
+		return nil, fmt.Errorf("--report-fd %d is not open in vatrun (the parent did not pass fd %d): the parent must pass it (shell: %d>FILE; Node.js: stdio[%d] = 'pipe'), or use --report-file", fd, fd, fd, fd)
+	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
-		return nil, fmt.Errorf("--report-fd %d is not open in vatrun (%v): the parent must pass it (Node.js: stdio[%d] = 'pipe'), or use --report-file", fd, err, fd)
+		return nil, fmt.Errorf("--report-fd %d is not open in vatrun (%v): the parent must pass it (shell: %d>FILE; Node.js: stdio[%d] = 'pipe'), or use --report-file", fd, err, fd, fd)
 	}
 	if acc := fl & unix.O_ACCMODE; acc != unix.O_WRONLY && acc != unix.O_RDWR {
 		return nil, fmt.Errorf("--report-fd %d is open read-only: pass the write end of the report pipe", fd)
@@ -173,7 +179,7 @@ func parseRun(c *cmdline, args []string) (o runOptions, code int, ok bool) {
 	fs := c.fs
 	fs.StringVar(&o.profile, "profile", "", "sandbox profile: a built-in name (vatrun profile list) or a JSON file (required)")
 	fs.IntVar(&o.reportFD, "report-fd", -1, "write the JSON death report to this inherited fd (5 or above)")
-	fs.StringVar(&o.reportFile, "report-file", "", "write the JSON death report to this file")
+	fs.StringVar(&o.reportFile, "report-file", "", "write the JSON death report to this file (not -: stdout is the worker's). Without --report-fd or --report-file the report is not written: on a terminal, its one-line form goes to stderr; otherwise --log-level info logs that it was dropped")
 	cgParent := cgroupParentFlag(fs, "cgroup v2 parent for the worker's leaf")
 	fs.BoolVar(&o.noCgroup, "no-cgroup", false, "do not use cgroups (refused by consensus profiles)")
 	fs.StringVar(&o.name, "name", "", "worker identity for logs (e.g. the vat id)")
@@ -209,6 +215,10 @@ func parseRun(c *cmdline, args []string) (o runOptions, code int, ok bool) {
 		return o, c.fail(exitUsage, "--kill-grace %v: negative; give how long to wait after a forwarded stop signal, e.g. 10s", o.grace), false
 	case o.reportTimeout <= 0:
 		return o, c.fail(exitUsage, "--report-timeout %v: must be positive, e.g. 5s", o.reportTimeout), false
+	case o.reportFile == "-":
+		// stdout is the worker's stdout too (a SwingSet kernel reads it as the worker's log), so
+		// a report there could not be told from the worker's output: refused, not guessed.
+		return o, c.fail(exitUsage, "--report-file -: stdout is shared with the worker, so the report is not written there; use --report-fd N (e.g. --report-fd 5 5>report.json) or --report-file FILE"), false
 	case o.reportFD >= 0 && o.reportFile != "":
 		return o, c.fail(exitUsage, "give --report-fd or --report-file, not both"), false
 	}
@@ -216,7 +226,7 @@ func parseRun(c *cmdline, args []string) (o runOptions, code int, ok bool) {
 }
 
 func runMain(args []string, stdout, stderr io.Writer) int {
-	c := newCmdline("vatrun run", runUsage, stderr)
+	c := newCmdline("vatrun run", runUsage, stdout, stderr)
 	o, code, ok := parseRun(c, args)
 	if !ok {
 		return code
@@ -286,6 +296,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	r := supervise(w, sigs, o, log)
 	testPause("before-report", stderr)
 	werr := sink.write(r, o.reportTimeout)
+	if sink == nil {
+		noReportDestination(stderr, r, log)
+	}
 	// The report went out as soon as the death was known; exit only once the sandbox is gone
 	// (init stage reaped, cgroup leaf removed).
 	<-w.Cleaned()
@@ -302,6 +315,20 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		sandbox.DieBySignal(r.Signal)
 	}
 	return launcher.ExitStatus(r)
+}
+
+// noReportDestination says where the report went when the run had no --report-fd or
+// --report-file: nowhere. An operator at a terminal gets the one-line form on stderr; a stderr
+// that is not a terminal is shared with the worker and with whoever started vatrun (a SwingSet
+// kernel), so there it is only logged, at info level (not printed at the default warn level).
+func noReportDestination(stderr io.Writer, r report.Report, log *slog.Logger) {
+	if f, ok := stderr.(*os.File); ok {
+		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+			fmt.Fprintf(stderr, "vatrun run: report not written (no --report-fd or --report-file): %s\n", r.OneLine())
+			return
+		}
+	}
+	log.Info("report not written: no --report-fd or --report-file", "cause", string(r.Cause), "class", string(r.Class))
 }
 
 // launchFailed maps a launch error to vatrun's exit code; a sandbox that could not be set up

@@ -384,6 +384,8 @@ func TestRunBadInput(t *testing.T) {
 	os.WriteFile(badELF, []byte("\x7fELF\x02\x01\x01garbage-garbage-garbage-garbage-garbage"), 0o755)
 	missingInterp := filepath.Join(dir, "missing-interp")
 	os.WriteFile(missingInterp, []byte("#!/no/such/interpreter\n"), 0o755)
+	noExecve := filepath.Join(dir, "no-execve.json")
+	os.WriteFile(noExecve, []byte(`{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]}}`), 0o644)
 	for _, c := range []struct {
 		name string
 		args []string
@@ -406,7 +408,8 @@ func TestRunBadInput(t *testing.T) {
 		{"report fd -1", []string{"run", "--profile", "xsnap", "--report-fd", "-1", "--", worker}, exitUsage, "--report-fd -1: not a file descriptor"},
 		{"script without #!", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", noShebang}, exitNotExecutable, "exec format error"},
 		{"bad ELF", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", badELF}, exitNotExecutable, "execve"},
-		{"missing interpreter", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", missingInterp}, exitNotFound, "no such file"},
+		{"missing interpreter", []string{"run", "--profile", "xsnap", "--no-cgroup", "--", missingInterp}, exitNotFound, "worker " + missingInterp + " exists, but its #! interpreter /no/such/interpreter does not exist"},
+		{"allowlist without execve", []string{"run", "--profile", noExecve, "--no-cgroup", "--", worker}, exitSetupFailed, "the profile's seccomp filter does not allow execve"},
 		{"profile without seccomp", []string{"run", "--profile", nullProfile, "--no-cgroup", "--", worker}, exitUsage, "has no seccomp section, so the worker would run with no system call filter"},
 		{"report file in a missing dir", []string{"run", "--profile", "xsnap", "--report-file", filepath.Join(dir, "no/such/dir/r.json"), "--", worker}, exitUsage, "--report-file"},
 	} {

@@ -211,7 +211,7 @@ const (
 	LauncherError      Death = Death(report.ClassLauncherError)
 )
 
-// Deaths are the table's death keys, in the order the README lists them.
+// Deaths are the table's death keys, in the order docs/kernel.md lists them.
 var Deaths = []Death{Stopped, Deterministic, Clean, External, ResourceExhaustion, SandboxViolation, Unknown, LauncherError}
 
 // DeathOf is r's death key. A class the table does not know (a newer report, or none) is

@@ -16,7 +16,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the README's policy table from the code")
 
 const (
-	readmePath  = "../../README.md"
+	readmePath  = "../../docs/kernel.md" // the README links to it
 	tableBegin  = "<!-- policy table: generated from kernel/policy's table; go test ./kernel/policy -run TestREADMETable -update -->\n"
 	tableEnd    = "<!-- end of policy table -->\n"
 	regimeLabel = "| death | consensus mode | solo mode | solo mode, `--solo-policy halt` |\n|---|---|---|---|\n"

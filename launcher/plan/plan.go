@@ -88,7 +88,7 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 	if p.Seccomp == nil {
 		// Fail closed: a profile that forgot its filter (or a file holding just `null`) must not
 		// run the worker unfiltered; no filter has to be asked for.
-		return nil, fmt.Errorf("%w: profile %q has no seccomp section, so the worker would run with no system call filter; start from a built-in (vatrun profile show xsnap), or, to run unfiltered on purpose, write \"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}", ErrConfig, p.Name)
+		return nil, fmt.Errorf("%w: profile %q has no seccomp section, so the worker would run with no system call filter; start from a built-in (vatrun profile show --raw xsnap > my.json), or, to run unfiltered on purpose, write \"seccomp\": {\"defaultAction\": \"SCMP_ACT_ALLOW\"}", ErrConfig, p.Name)
 	}
 	ns := p.Namespaces
 	if !ns.Mount && (len(p.Mounts) > 0 || p.Tmp > 0) {

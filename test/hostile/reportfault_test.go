@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const exitReportLost = 123 // README: the worker ran and was reaped, but its report could not be written
+const exitReportLost = 123 // docs/cli.md: the worker ran and was reaped, but its report could not be written
 
 // reportLost checks the documented outcome of a report that cannot be written: exit 123, the
 // reason and the worker's own status on stderr, and no process of the sandbox left.
