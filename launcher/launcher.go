@@ -137,7 +137,14 @@ func ResolvePath(path string) (string, error) {
 	if err := unix.Access(path, unix.X_OK); err != nil || st.Mode().Perm()&0o111 == 0 {
 		return "", fmt.Errorf("%w: %s has no execute permission for this user (chmod +x it)", ErrNotExecutable, path)
 	}
-	return path, nil
+	// The file itself, not a link to it: the minimal root binds the worker at its own path, where
+	// an absolute link (a worker linked into /usr/local/bin) would point into the new root, not the
+	// host's; and the worker digest is of what runs. argv[0] stays what the caller gave.
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: resolve its links: %v", ErrNotFound, path, err)
+	}
+	return real, nil
 }
 
 // execFailure says whether the sandbox failed at the worker's own execve in a way a shell reports

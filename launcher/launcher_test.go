@@ -212,3 +212,45 @@ func TestConsensusRefusesWithoutCgroupV2(t *testing.T) {
 		t.Fatalf("refusal %q does not say how to fix it", err)
 	}
 }
+
+// A worker given as an absolute symbolic link (xsnap-worker linked into /usr/local/bin) runs: the
+// minimal root binds the file the link names, not a link that would point into the new root.
+func TestResolvePathFollowsLinks(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "worker-link")
+	target, err := filepath.Abs(testbin.Worker(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ResolvePath(link)
+	if err != nil || got != target {
+		t.Fatalf("ResolvePath(%s) = %q, %v; want %q", link, got, err, target)
+	}
+	pipes, err := workerio.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pipes.Close)
+	w, err := Launch(context.Background(), Spec{
+		Profile: profile(t, "xsnap"), Path: link, Args: []string{"worker"},
+		ExtraFiles: pipes.WorkerFiles(), Cgroup: CgroupOptions{Disable: true},
+	})
+	pipes.CloseWorkerEnds()
+	if errors.Is(err, syscall.EPERM) {
+		t.Skipf("needs namespaces (root or unprivileged user namespaces): %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Launch through %s → %s: %v", link, target, err)
+	}
+	c := &conn{cmdW: pipes.Commands, replyR: bufio.NewReader(pipes.Results)}
+	if got := c.call(t, "ping"); got != "pong" {
+		t.Fatalf("reply %q", got)
+	}
+	pipes.Commands.Close()
+	if r := w.Wait(); r.Cause != report.CauseExited {
+		t.Fatalf("report %s", r.OneLine())
+	}
+}
