@@ -12,10 +12,10 @@ import (
 // builtinDigests pins the built-in profiles. Validators compare digests, so a change here is a
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
-	"consensus": "sha256:94f893698cc768f742035d07797a3bfed05207a2722993a586d40e125f12356c",
-	"dev":       "sha256:1990d2131eb77574655a31350386d30492b172ce2a994f65436673713dc7276d",
-	"solo":      "sha256:e931d83a6bd8ef002d3ebe612069f5a2f2a554b336dafc9c85c7beadf25d6a48",
-	"xsnap":     "sha256:bd826d24eddf209d630f6d80f422f2d889d2e386bfed2e3948d95c8531a1e63a",
+	"consensus": "sha256:267b4ef1e308f748553b360e6c4ee74e878eff24f483ad41101e85d058ddfd32",
+	"dev":       "sha256:b0bb0cd6bbbc2a8fe5978251a921e86e111c761bb70bfddb50f63ef8be9c44e5",
+	"solo":      "sha256:6c04dc192456f1e752f22b7ff941d61a5c921cda7dd063d35b6d7acece5bfd66",
+	"xsnap":     "sha256:32feb0aebafc89864bae739ebf605d7756d018750d4f06faebd9a63cd8f44e4f",
 }
 
 func TestBuiltinDigestsStable(t *testing.T) {

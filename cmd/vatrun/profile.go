@@ -7,8 +7,8 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/vatrun/vatrun/launcher/plan"
 	"github.com/vatrun/vatrun/seccompprofiles"
-	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 const profileUsage = `usage:
@@ -90,16 +90,21 @@ func profileMain(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "%v\n", err)
 				return 1
 			}
-			// Compiling catches what only libseccomp knows: conflicting rules, an architecture it
-			// lacks, a program over the kernel's size limit, and names it does not know (warnings).
-			_, warnings, err := filter.Compile(p)
+			// Compiling the plan catches what only libseccomp knows (conflicting rules, an
+			// architecture it lacks, a program over the kernel's size limit, names it does not
+			// know: warnings) and limits that could fire before the engine's own meters (refused
+			// under consensus, warnings otherwise): the same check `vatrun run` makes.
+			pl, err := plan.Compile(p)
 			if err != nil {
 				fmt.Fprintf(stderr, "%v\n", err)
 				return 1
 			}
 			fmt.Fprintf(stdout, "ok %s %s\n", f, p.Digest())
-			for _, w := range warnings {
+			for _, w := range pl.Warnings {
 				fmt.Fprintf(stdout, "  warning: %s\n", w)
+			}
+			for _, w := range pl.LimitWarnings {
+				fmt.Fprintf(stdout, "  warning: limits: %s\n", w)
 			}
 		}
 		return 0
