@@ -2,11 +2,13 @@
 // Usage: node bench/xsnapmem.mjs SWINGSET_DIR N_OBJECTS [plain | vatrun:VATRUN:PROFILE[:EXTRA,ARGS]] [snapshot]
 // Starts an xsnap-worker through @agoric/xsnap's own JS API with no computron limit, evaluates a
 // vat that keeps N_OBJECTS small objects ({ i }) in an array, then (with "snapshot") writes a
-// snapshot. /proc/PID/status of the xsnap-worker is sampled every 20 ms: the highest VmRSS,
+// snapshot (its size and sha256: the same vat gives the same bytes under any sandbox).
+// /proc/PID/status of the xsnap-worker is sampled every 20 ms: the highest VmRSS,
 // VmHWM, VmData and VmPTE seen are printed with the outcome as one JSON object. Under vatrun the
 // worker is found as the xsnap-worker descendant of the vatrun process, and vatrun's report is
 // included. Wrap every run in `flock /tmp/vatrun-heavy.lock`: a run holds 2+ GB for a minute.
 import { spawn as plainSpawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,14 +69,20 @@ const exited = new Promise(resolve => child.once('exit', (code, signal) => resol
 const timer = setInterval(sample, 20);
 const out = { n, mode: modeArg.split(':')[0], profile: modeArg.split(':')[2] };
 try {
-  await w.evaluate(`globalThis.keep = []; for (let i = 0; i < ${n}; i += 1) keep.push({ i });`);
+  const r = await w.evaluate(`globalThis.keep = []; for (let i = 0; i < ${n}; i += 1) keep.push({ i });`);
+  out.meterUsage = r?.meterUsage;
   sample();
   out.kept = true;
   if (snapArg === 'snapshot') {
     let bytes = 0;
-    for await (const chunk of w.makeSnapshotStream()) bytes += chunk.length;
+    const hash = crypto.createHash('sha256');
+    for await (const chunk of w.makeSnapshotStream()) {
+      bytes += chunk.length;
+      hash.update(chunk);
+    }
     sample();
     out.snapshotBytes = bytes;
+    out.snapshotSha256 = hash.digest('hex');
   }
   await w.close();
 } catch (e) {

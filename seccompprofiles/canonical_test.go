@@ -12,10 +12,10 @@ import (
 // builtinDigests pins the built-in profiles. Validators compare digests, so a change here is a
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
-	"consensus": "sha256:267b4ef1e308f748553b360e6c4ee74e878eff24f483ad41101e85d058ddfd32",
-	"dev":       "sha256:b0bb0cd6bbbc2a8fe5978251a921e86e111c761bb70bfddb50f63ef8be9c44e5",
-	"solo":      "sha256:6c04dc192456f1e752f22b7ff941d61a5c921cda7dd063d35b6d7acece5bfd66",
-	"xsnap":     "sha256:32feb0aebafc89864bae739ebf605d7756d018750d4f06faebd9a63cd8f44e4f",
+	"consensus": "sha256:79f9ece4e8ce7f0bf8526fd436452afbcc1c951ef9a1b45c6179deff90aafd31",
+	"dev":       "sha256:914cc8aa35d34bc05ba8f0f027692d87623c9546199a665f158e9852efd980bd",
+	"solo":      "sha256:0bc618db83a7caf2c056045a65798fb67cc412597ad373148569a6b960bc8cd0",
+	"xsnap":     "sha256:79c4386c962a4c4585d0450bd1e5c42278850453ba7c11f49136120b1ae809b6",
 }
 
 func TestBuiltinDigestsStable(t *testing.T) {

@@ -172,7 +172,7 @@ func TestBuiltins(t *testing.T) {
 		"15": {Meaning: "unhandled exception"}, "16": {Meaning: "no more keys"},
 		"17": {Meaning: "too much computation (computron meter)", MeteringFault: true, Meter: MeterComputation},
 	}
-	xsnapEngine := Engine{AllocationLimit: 2 << 30, Overhead: 512 << 20, StackMargin: 128 << 10}
+	xsnapEngine := Engine{AllocationLimit: 2 << 30, Overhead: 1 << 30, StackMargin: 128 << 10}
 	want := map[string]struct {
 		consensus bool
 		defAction specs.LinuxSeccompAction
