@@ -1,12 +1,13 @@
 // What a real xsnap worker holds when its allocation meter trips (docs/limits.md).
-// Usage: node bench/xsnapmem.mjs SWINGSET_DIR N_OBJECTS [plain | vatrun:VATRUN:PROFILE[:EXTRA,ARGS]] [snapshot]
+// Usage: node bench/xsnapmem.mjs SWINGSET_DIR N [plain | vatrun:VATRUN:PROFILE[:EXTRA,ARGS]] [snapshot | spin]
 // Starts an xsnap-worker through @agoric/xsnap's own JS API with no computron limit, evaluates a
 // vat that keeps N_OBJECTS small objects ({ i }) in an array, then (with "snapshot") writes a
 // snapshot (its size and sha256: the same vat gives the same bytes under any sandbox).
 // /proc/PID/status of the xsnap-worker is sampled every 20 ms: the highest VmRSS,
 // VmHWM, VmData and VmPTE seen are printed with the outcome as one JSON object. Under vatrun the
 // worker is found as the xsnap-worker descendant of the vatrun process, and vatrun's report is
-// included. Wrap every run in `flock /tmp/vatrun-heavy.lock`: a run holds 2+ GB for a minute.
+// included. With "spin" the vat keeps nothing and computes N loop steps instead (a CPU-bound
+// delivery, timed: deliveryMs). Wrap every run in `flock /tmp/vatrun-heavy.lock`: a run holds 2+ GB for a minute.
 import { spawn as plainSpawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -69,7 +70,11 @@ const exited = new Promise(resolve => child.once('exit', (code, signal) => resol
 const timer = setInterval(sample, 20);
 const out = { n, mode: modeArg.split(':')[0], profile: modeArg.split(':')[2] };
 try {
-  const r = await w.evaluate(`globalThis.keep = []; for (let i = 0; i < ${n}; i += 1) keep.push({ i });`);
+  const tD = Date.now();
+  const r = await w.evaluate(snapArg === 'spin'
+    ? `let x = 0; for (let i = 0; i < ${n}; i += 1) x = (x * 31 + i) % 1000003; globalThis.x = x;`
+    : `globalThis.keep = []; for (let i = 0; i < ${n}; i += 1) keep.push({ i });`);
+  out.deliveryMs = Date.now() - tD;
   out.meterUsage = r?.meterUsage;
   sample();
   out.kept = true;
@@ -92,5 +97,5 @@ const ex = await exited;
 clearInterval(timer);
 await new Promise(r => setTimeout(r, 100));
 Object.assign(out, ex, { seconds: (Date.now() - t0) / 1000, peak });
-if (report) out.report = { cause: report.cause, class: report.class, exitCode: report.exitCode, phase: report.phase, detail: report.detail, memory: report.limitsEnforced?.memory };
+if (report) out.report = { cause: report.cause, class: report.class, exitCode: report.exitCode, phase: report.phase, detail: report.detail, memory: report.limitsEnforced?.memory, cgroup: report.cgroup };
 console.log(JSON.stringify(out));
