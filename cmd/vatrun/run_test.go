@@ -258,7 +258,8 @@ func TestRunExitCodes(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			wantDeath(t, run(t, "xsnap", c.cmd), c.code, c.cause, c.class)
 		})
-	}	// Without a cgroup RLIMIT_DATA holds memory, so a memory metering fault may be the rlimit's
+	}
+	// Without a cgroup RLIMIT_DATA holds memory, so a memory metering fault may be the rlimit's
 	// (docs/limits.md): unknown, and the detail says so.
 	t.Run("memory meter under RLIMIT_DATA", func(t *testing.T) {
 		h := newHarness(t, []string{"--profile", "xsnap", "--no-cgroup"})
