@@ -7,6 +7,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -134,7 +135,13 @@ const mapShared = 0x1
 // mask) holding the bit and valueTwo (the result) not, as libseccomp and runc order them, or
 // SCMP_CMP_EQ with a value without it. Conditions on one argument listed more than once are
 // alternatives (seccompprofiles/filter adds them as separate rules), so each must require it.
+//
+// On 32-bit x86 "mmap" is old_mmap, which takes its arguments in memory a filter cannot read:
+// a profile that adds SCMP_ARCH_X86 and allows mmap at all allows shared mappings there.
 func sharedMemoryPossible(p *seccompprofiles.Profile) bool {
+	if p.Seccomp != nil && slices.Contains(p.Seccomp.Architectures, specs.ArchX86) && allowsAny(p.Seccomp, nil, "mmap") {
+		return true
+	}
 	return allowsAny(p.Seccomp, privateOnly, "mmap", "mmap2") ||
 		allowsAny(p.Seccomp, nil, "shmget", "shmat", "memfd_create", "memfd_secret")
 }

@@ -101,6 +101,8 @@ func TestSharedMemoryPossible(t *testing.T) {
 		{"flags exactly MAP_PRIVATE|MAP_ANONYMOUS", mmapProfile(`, "args": [{"index": 3, "value": 34, "op": "SCMP_CMP_EQ"}]`), false},
 		{"alternatives on flags, one allowing shared", mmapProfile(`, "args": [{"index": 3, "value": 34, "op": "SCMP_CMP_EQ"}, {"index": 3, "value": 33, "op": "SCMP_CMP_EQ"}]`), true},
 		{"private flags and a prot condition together", mmapProfile(`, "args": [{"index": 3, "value": 1, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}, {"index": 2, "value": 4, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]`), false},
+		{"private-only mmap, but 32-bit x86 too (old_mmap's flags are in memory)", `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"], "syscalls": [
+			{"names": ["mmap"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 3, "value": 1, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}]}}`, true},
 		{"memfd_create allowed", `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["memfd_create"], "action": "SCMP_ACT_ALLOW"}]}}`, true},
 		{"mmap refused", `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mmap"], "action": "SCMP_ACT_ERRNO"}]}}`, false},
 	} {
