@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vatrun/vatrun/launcher/plan"
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
@@ -32,7 +33,7 @@ type crunResult struct {
 // no capabilities, no_new_privs, and the pid, mount, ipc, uts and network namespaces.
 func crunBundle(dir, rootfs string, worker []string, prof *seccompprofiles.Profile) error {
 	var rlimits []map[string]any
-	for _, r := range prof.Rlimits() {
+	for _, r := range plan.ProfileRlimits(prof) {
 		rlimits = append(rlimits, map[string]any{"type": r.Name, "soft": r.Cur, "hard": r.Max})
 	}
 	none := []string{}

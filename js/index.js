@@ -45,26 +45,18 @@ export function vatrunStdio(stdio) {
 }
 
 /**
- * Passive tracker of the xsnap protocol phase: 'startup' until the worker's first complete reply
- * on fd 4 (the kernel's first commands are its start-up), then 'in-delivery' after any write to
- * fd 3 and 'idle' after a complete reply netstring whose payload does not start with '?' (xsnap:
- * '.' result, '!' error; '?' is a query from the worker, the delivery goes on).
- * It only observes: the caller's streams see exactly the data and calls they would see without it.
+ * Incremental netstring reader: calls onStart(length, firstByte) when a netstring's payload
+ * begins (firstByte is '' for an empty payload). After bytes that are not netstrings it stops and
+ * `broken` turns true.
+ * @param {(length: number, first: string) => void} onStart
  */
-function makePhaseTracker() {
-  let phase = 'startup';
-  // Netstring reader state: 'len' (digits), 'first' (first payload byte), 'skip' (rest), 'comma'.
+function makeNetstringReader(onStart) {
+  // State: 'len' (digits), 'first' (first payload byte), 'skip' (rest), 'comma'.
   let state = 'len';
   let len = 0;
   let digits = 0;
   let remaining = 0;
-  let broken = false; // not netstrings after all: stop guessing, keep the last phase
-
-  /** @param {string} first */
-  const reply = first => {
-    if (first !== '?') phase = 'idle';
-  };
-
+  let broken = false;
   /** @param {Uint8Array} bytes */
   const feed = bytes => {
     for (let i = 0; i < bytes.length && !broken; i += 1) {
@@ -77,7 +69,7 @@ function makePhaseTracker() {
             if (digits > 15) broken = true;
           } else if (b === 0x3a && digits > 0) {
             if (len === 0) {
-              reply('');
+              onStart(0, '');
               state = 'comma';
             } else {
               remaining = len;
@@ -88,7 +80,7 @@ function makePhaseTracker() {
           }
           break;
         case 'first':
-          reply(String.fromCharCode(b));
+          onStart(len, String.fromCharCode(b));
           remaining -= 1;
           state = remaining > 0 ? 'skip' : 'comma';
           break;
@@ -110,27 +102,77 @@ function makePhaseTracker() {
       }
     }
   };
+  return {
+    feed,
+    get broken() {
+      return broken;
+    },
+  };
+}
+
+/**
+ * @param {unknown} chunk
+ * @param {unknown} encoding
+ * @returns {Uint8Array|undefined}
+ */
+function chunkBytes(chunk, encoding) {
+  if (typeof chunk === 'string') {
+    return Buffer.from(chunk, typeof encoding === 'string' ? /** @type {BufferEncoding} */ (encoding) : 'utf8');
+  }
+  if (chunk instanceof Uint8Array) return chunk;
+  return undefined;
+}
+
+/**
+ * Passive tracker of the xsnap protocol phase: 'startup' until the worker's first complete reply
+ * on fd 4 (the kernel's first commands are its start-up), then 'in-delivery' when a command
+ * starts on fd 3 and 'idle' after a complete reply netstring whose payload does not start with
+ * '?' (xsnap: '.' result, '!' error; '?' is a query from the worker, the delivery goes on).
+ * xsnap's quit command (the one-byte payload 'q', sent by close()) is no delivery: the phase
+ * stays what it was, so a worker that dies after it is reported in the phase it was in (idle
+ * after a clean run). When fd 3 carries something other than netstrings, any write counts as a
+ * delivery, as before.
+ * It only observes: the caller's streams see exactly the data and calls they would see without it.
+ */
+function makePhaseTracker() {
+  let phase = 'startup';
+  const replies = makeNetstringReader((_len, first) => {
+    if (first !== '?') phase = 'idle';
+  });
+  const commands = makeNetstringReader((len, first) => {
+    // The kernel's first commands (xsnap: the lockdown bundle, isReady) are the worker's
+    // start-up: it is 'startup' until the first reply.
+    if (phase === 'startup') return;
+    if (len === 1 && first === 'q') return; // xsnap's quit: not a delivery
+    phase = 'in-delivery';
+  });
+  let failed = false; // never let tracking disturb the stream
 
   return {
     get phase() {
       return phase;
     },
-    wrote() {
-      // The kernel's first commands (xsnap: the lockdown bundle, isReady) are the worker's
-      // start-up: it is 'startup' until the first reply.
-      if (phase !== 'startup') phase = 'in-delivery';
+    /** @param {unknown} chunk @param {unknown} encoding */
+    wrote(chunk, encoding) {
+      try {
+        const bytes = failed ? undefined : chunkBytes(chunk, encoding);
+        if (bytes) commands.feed(bytes);
+        if (!bytes || commands.broken) {
+          if (phase !== 'startup') phase = 'in-delivery';
+        }
+      } catch {
+        failed = true;
+        if (phase !== 'startup') phase = 'in-delivery';
+      }
     },
     /** @param {unknown} chunk @param {unknown} encoding */
     received(chunk, encoding) {
       try {
-        if (chunk === null || chunk === undefined) return;
-        if (typeof chunk === 'string') {
-          feed(Buffer.from(chunk, typeof encoding === 'string' ? /** @type {BufferEncoding} */ (encoding) : 'utf8'));
-        } else if (chunk instanceof Uint8Array) {
-          feed(chunk);
-        }
+        if (failed || chunk === null || chunk === undefined) return;
+        const bytes = chunkBytes(chunk, encoding);
+        if (bytes) replies.feed(bytes);
       } catch {
-        broken = true; // never let tracking disturb the stream
+        failed = true;
       }
     },
   };
@@ -150,13 +192,13 @@ function trackPhase(child, tracker) {
   }
   const origWrite = toWorker.write;
   /** @type {any} */ (toWorker).write = function write(...args) {
-    tracker.wrote();
+    tracker.wrote(args[0], typeof args[1] === 'string' ? args[1] : undefined);
     return origWrite.apply(this, args);
   };
   const origEnd = toWorker.end;
   /** @type {any} */ (toWorker).end = function end(...args) {
     if (args.length > 0 && typeof args[0] !== 'function' && args[0] !== null && args[0] !== undefined) {
-      tracker.wrote();
+      tracker.wrote(args[0], typeof args[1] === 'string' ? args[1] : undefined);
     }
     return origEnd.apply(this, args);
   };

@@ -179,6 +179,9 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	for _, w := range pl.Warnings {
 		log.Warn("seccomp filter: "+w, "profile", pl.Name)
 	}
+	for _, w := range pl.LimitWarnings {
+		log.Warn("limits: "+w, "profile", pl.Name)
+	}
 	path, err := ResolvePath(spec.Path)
 	if err != nil {
 		return nil, err
@@ -383,7 +386,7 @@ func (w *Worker) reap() {
 	ex, err := w.proc.WaitExit()
 	w.mu.Lock()
 	warnings := append([]string(nil), w.warnings...)
-	ev := report.Evidence{ExitCodes: w.plan.ExitMeanings(), SelfSignals: w.plan.SelfSignals}
+	ev := report.Evidence{ExitCodes: w.plan.ExitMeanings(), SelfSignals: w.plan.SelfSignals, MemoryStandIn: w.plan.MemoryStandIn(w.cg != nil)}
 	stops := append([]stop(nil), w.stops...)
 	phase := w.phase
 	w.mu.Unlock()

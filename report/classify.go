@@ -39,6 +39,8 @@ var rules = []rule{
 		"vatrun stopped it (kernel asked, forwarded SIGTERM, timeout)"},
 	{"exitedZero", exitedZero, CauseExited, ClassClean, exitedZeroDetail,
 		"exit 0"},
+	{"memoryStandIn", memoryStandIn, CauseMeteringFault, ClassUnknown, memoryStandInDetail,
+		"an exit code the profile maps to a memory metering fault (xsnap 11) while a stand-in rlimit (RLIMIT_DATA, no memory cgroup) held the memory limit: the engine's meter or the rlimit"},
 	{"meteringFault", meteringFault, CauseMeteringFault, ClassDeterministic, meteringFaultDetail,
 		"an exit code the profile maps to a metering fault (xsnap 11, 12, 17)"},
 	{"cgroupOOMKill", cgroupOOMKill, CauseOOMLimit, ClassResourceExhaustion, cgroupOOMKillDetail,
@@ -124,6 +126,14 @@ func stoppedByVatrun(ev Evidence) bool {
 }
 
 func exitedZero(ev Evidence) bool { return ev.Exited && ev.ExitCode == 0 }
+
+// memoryStandIn: a memory metering fault under a stand-in rlimit. The rlimit counts mappings,
+// not the engine's allocations, so an allocation it refused looks the same as the engine's meter
+// (xsnap exits 11 either way); which one fired depends on the host's allocator, not on the vat.
+func memoryStandIn(ev Evidence) bool {
+	m := ev.ExitCodes[ev.ExitCode]
+	return ev.Exited && m.MeteringFault && m.Memory && ev.MemoryStandIn != ""
+}
 
 func meteringFault(ev Evidence) bool { return ev.Exited && ev.ExitCodes[ev.ExitCode].MeteringFault }
 
@@ -213,6 +223,11 @@ func exitedZeroDetail(Evidence) string { return "the worker exited with code 0" 
 func meteringFaultDetail(ev Evidence) string {
 	return fmt.Sprintf("the worker exited with code %d (%s), which the profile maps to a metering fault",
 		ev.ExitCode, meaningOr(ev.ExitCodes[ev.ExitCode].Meaning, "no meaning given"))
+}
+
+func memoryStandInDetail(ev Evidence) string {
+	return fmt.Sprintf("the worker exited with code %d (%s), which the profile maps to a memory metering fault, but %s held the memory limit in place of a cgroup: the engine's allocation meter or %s refusing an allocation may have caused it, so it is not taken as deterministic",
+		ev.ExitCode, meaningOr(ev.ExitCodes[ev.ExitCode].Meaning, "no meaning given"), ev.MemoryStandIn, ev.MemoryStandIn)
 }
 
 func cgroupOOMKillDetail(ev Evidence) string {

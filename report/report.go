@@ -64,6 +64,9 @@ const (
 type ExitMeaning struct {
 	Meaning       string
 	MeteringFault bool
+	// Memory: the metering fault is the engine's allocation meter (xsnap 11), which a failed
+	// allocation also reports; see Evidence.MemoryStandIn.
+	Memory bool
 }
 
 // CgroupEvidence is read from the worker's cgroup leaf after the wait and before removal. Event
@@ -107,6 +110,11 @@ type Evidence struct {
 	KilledBy    string
 	KillReason  string
 	StopSignals []int
+	// MemoryStandIn names the rlimit that held the memory limit in place of a cgroup
+	// ("RLIMIT_DATA"), "" when there was none. It counts mappings, not what the engine's meter
+	// counts, so it can fail an allocation first: a memory metering fault is then not
+	// deterministic.
+	MemoryStandIn string
 	// SelfSignals: the profile may let the worker signal itself with more than SIGABRT (a
 	// permissive filter such as dev), so a signal death cannot be said to come from outside.
 	SelfSignals bool

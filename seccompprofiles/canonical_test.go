@@ -12,10 +12,10 @@ import (
 // builtinDigests pins the built-in profiles. Validators compare digests, so a change here is a
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
-	"consensus": "sha256:90d8e38302422ea6135b802112521d51a1472ba93fe44fc015814750de64f1d9",
-	"dev":       "sha256:9c8dd2cc05c8ae2e9c0d898d6705c820b920a108fb965ee66fee3e51a713def5",
-	"solo":      "sha256:0193534db18004553472ed8303ae2a43a735f2e01dc145ed6a9737b3a89cff5a",
-	"xsnap":     "sha256:67da211379131050a102ae551c3dd00b1004f234494c4e20156dce62de0ad306",
+	"consensus": "sha256:a4bcc67180fc2694677017a921e0a91277a85b2242a4b297f8fd79d77b4205ef",
+	"dev":       "sha256:fa10f7c934fbc18ef55c16031afa31f84b4841296ce2b23086ea6415948e3759",
+	"solo":      "sha256:a0c8945751d67ff05023d7162168fbe983ab85c7b20881d762dae836f403fde9",
+	"xsnap":     "sha256:095accdd0bed25e81050807c10f4c532e9d49cc9c60fb1157faf49d136aa699d",
 }
 
 func TestBuiltinDigestsStable(t *testing.T) {

@@ -42,11 +42,6 @@ func CanonicalAction(a specs.LinuxSeccompAction) specs.LinuxSeccompAction {
 	return a
 }
 
-// permissive says whether action a lets the syscall through.
-func permissive(a specs.LinuxSeccompAction) bool {
-	return a == specs.ActAllow || a == specs.ActLog
-}
-
 func knownAction(a specs.LinuxSeccompAction) bool { return slices.Contains(Actions, a) }
 
 func knownArch(a specs.Arch) bool { return slices.Contains(Architectures, a) }

@@ -33,6 +33,7 @@ import (
 //	seccomp            none (no filter)
 //	exitCodes          none
 //	pins               none          (no host fact or worker digest required)
+//	engine             none          (no engine caps stated; see docs/limits.md)
 //	consensus          false
 //
 // Inside a seccomp section, an SCMP_ACT_ERRNO action without errnoRet (or defaultErrnoRet)

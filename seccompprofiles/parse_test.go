@@ -165,21 +165,22 @@ func TestBuiltins(t *testing.T) {
 	if got := BuiltinNames(); !reflect.DeepEqual(got, []string{"consensus", "dev", "solo", "xsnap"}) {
 		t.Fatalf("BuiltinNames() = %v", got)
 	}
-	xsnapCodes := map[int]ExitCode{
-		0: {Meaning: "success"}, 1: {Meaning: "bad usage"}, 2: {Meaning: "I/O error"},
-		11: {Meaning: "not enough memory (XS allocation meter)", MeteringFault: true},
-		12: {Meaning: "stack overflow (XS stack meter)", MeteringFault: true},
-		15: {Meaning: "unhandled exception"}, 16: {Meaning: "no more keys"},
-		17: {Meaning: "too much computation (computron meter)", MeteringFault: true},
+	xsnapCodes := map[string]ExitCode{
+		"0": {Meaning: "success"}, "1": {Meaning: "bad usage"}, "2": {Meaning: "I/O error"},
+		"11": {Meaning: "not enough memory (XS allocation meter)", MeteringFault: true, Meter: MeterMemory},
+		"12": {Meaning: "stack overflow (XS stack meter)", MeteringFault: true, Meter: MeterStack},
+		"15": {Meaning: "unhandled exception"}, "16": {Meaning: "no more keys"},
+		"17": {Meaning: "too much computation (computron meter)", MeteringFault: true, Meter: MeterComputation},
 	}
+	xsnapEngine := Engine{AllocationLimit: 2 << 30, Overhead: 1 << 30, StackMargin: 128 << 10}
 	want := map[string]struct {
 		consensus bool
 		defAction specs.LinuxSeccompAction
 		limits    Limits
 	}{
-		"xsnap":     {false, "SCMP_ACT_ERRNO", Limits{Memory: 1 << 30, CPUMax: "max 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
-		"consensus": {true, "SCMP_ACT_KILL_PROCESS", Limits{Memory: 1 << 30, CPUMax: "max 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
-		"solo":      {false, "SCMP_ACT_ERRNO", Limits{Memory: 2 << 30, CPUMax: "max 100000", Pids: 64, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
+		"xsnap":     {false, "SCMP_ACT_ERRNO", Limits{Memory: 3 << 30, CPUMax: "100000 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
+		"consensus": {true, "SCMP_ACT_KILL_PROCESS", Limits{Memory: 3 << 30, CPUMax: "100000 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
+		"solo":      {false, "SCMP_ACT_ERRNO", Limits{Memory: 3 << 30, CPUMax: "100000 100000", Pids: 64, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
 		"dev":       {false, "SCMP_ACT_ALLOW", Limits{Memory: Unlimited, CPUMax: "max 100000", Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
 	}
 	for _, name := range BuiltinNames() {
@@ -194,8 +195,11 @@ func TestBuiltins(t *testing.T) {
 		if p.Consensus != w.consensus || p.Seccomp.DefaultAction != w.defAction || p.Limits != w.limits {
 			t.Errorf("%s: consensus %v default %s limits %+v; want %v %s %+v", name, p.Consensus, p.Seccomp.DefaultAction, p.Limits, w.consensus, w.defAction, w.limits)
 		}
-		if !reflect.DeepEqual(p.ExitMeanings(), xsnapCodes) {
-			t.Errorf("%s: exit meanings %v", name, p.ExitMeanings())
+		if !reflect.DeepEqual(p.ExitCodes, xsnapCodes) {
+			t.Errorf("%s: exit codes %v", name, p.ExitCodes)
+		}
+		if p.Engine == nil || *p.Engine != xsnapEngine {
+			t.Errorf("%s: engine %+v, want xsnap's %+v", name, p.Engine, xsnapEngine)
 		}
 		q, _ := Builtin(name)
 		q.Limits.Pids++
@@ -293,28 +297,6 @@ func TestLoad(t *testing.T) {
 	}
 }
 
-func TestRlimits(t *testing.T) {
-	x, _ := Builtin("xsnap")
-	want := []Rlimit{
-		{unix.RLIMIT_STACK, "RLIMIT_STACK", 8 << 20, 8 << 20},
-		{unix.RLIMIT_NOFILE, "RLIMIT_NOFILE", 64, 64},
-		{unix.RLIMIT_CORE, "RLIMIT_CORE", 0, 0},
-		{unix.RLIMIT_FSIZE, "RLIMIT_FSIZE", unix.RLIM_INFINITY, unix.RLIM_INFINITY},
-	}
-	if got := x.Rlimits(); !reflect.DeepEqual(got, want) {
-		t.Errorf("xsnap rlimits = %+v\nwant %+v", got, want)
-	}
-	p := mustParse(t, `{"limits": {"nofile": 0, "memory": "max", "stack": "max", "fileSize": "1M", "core": "max"}}`)
-	want = []Rlimit{
-		{unix.RLIMIT_STACK, "RLIMIT_STACK", unix.RLIM_INFINITY, unix.RLIM_INFINITY},
-		{unix.RLIMIT_CORE, "RLIMIT_CORE", unix.RLIM_INFINITY, unix.RLIM_INFINITY},
-		{unix.RLIMIT_FSIZE, "RLIMIT_FSIZE", 1 << 20, 1 << 20},
-	}
-	if got := p.Rlimits(); !reflect.DeepEqual(got, want) {
-		t.Errorf("rlimits without cpu and nofile = %+v\nwant %+v", got, want)
-	}
-}
-
 func TestFds(t *testing.T) {
 	if p := mustParse(t, `{}`); !reflect.DeepEqual(p.Fds, []int{3, 4}) {
 		t.Errorf("default fds = %v, want [3 4]", p.Fds)
@@ -349,18 +331,8 @@ func TestFds(t *testing.T) {
 
 func TestEnv(t *testing.T) {
 	p := mustParse(t, `{"env": ["LANG=C.UTF-8", "TZ", "EMPTY="]}`)
-	lookup := func(k string) (string, bool) {
-		v, ok := map[string]string{"TZ": "UTC", "HOME": "/root"}[k]
-		return v, ok
-	}
-	if got := p.WorkerEnv(lookup); !reflect.DeepEqual(got, []string{"LANG=C.UTF-8", "TZ=UTC", "EMPTY="}) {
-		t.Errorf("WorkerEnv = %q", got)
-	}
-	if got := mustParse(t, `{"env": ["HOME_NOT_SET"]}`).WorkerEnv(lookup); len(got) != 0 {
-		t.Errorf("a pass-through name vatrun does not have must be left out: %q", got)
-	}
-	if got := mustParse(t, `{}`).WorkerEnv(lookup); len(got) != 0 {
-		t.Errorf("default environment %q, want empty (nothing of vatrun's own)", got)
+	if !reflect.DeepEqual(p.Env, []string{"LANG=C.UTF-8", "TZ", "EMPTY="}) {
+		t.Errorf("env = %q", p.Env)
 	}
 	for src, want := range map[string]string{
 		`{"env": ["1X=a"]}`:       `env[0]: "1X=a": want NAME=value or NAME`,
@@ -373,31 +345,6 @@ func TestEnv(t *testing.T) {
 	}
 	if mustParse(t, `{"env": ["A=1"]}`).Digest() == mustParse(t, `{}`).Digest() {
 		t.Error("env is not in the digest")
-	}
-}
-
-func TestWorkerCanSignalItself(t *testing.T) {
-	for name, want := range map[string]bool{"xsnap": false, "consensus": false, "solo": false, "dev": true} {
-		b, _ := Builtin(name)
-		if got := b.WorkerCanSignalItself(); got != want {
-			t.Errorf("%s: WorkerCanSignalItself %v, want %v", name, got, want)
-		}
-	}
-	p := mustParse(t, `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["tgkill"], "action": "SCMP_ACT_ALLOW"}]}}`)
-	if !p.WorkerCanSignalItself() {
-		t.Error("an unrestricted tgkill lets the worker signal itself")
-	}
-	for _, name := range []string{"fcntl", "ioctl", "setitimer", "clone"} {
-		p := mustParse(t, `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["`+name+`"], "action": "SCMP_ACT_ALLOW"}]}}`)
-		if !p.WorkerCanSignalItself() {
-			t.Errorf("an unrestricted %s lets the kernel signal the worker on its behalf", name)
-		}
-	}
-	if mustParse(t, `{"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}`).AllowsProcessCreation() {
-		t.Error("an empty allowlist allows process creation")
-	}
-	if s, _ := Builtin("solo"); !s.AllowsProcessCreation() {
-		t.Error("solo allows fork")
 	}
 }
 
@@ -416,6 +363,47 @@ func TestSyntaxChecks(t *testing.T) {
 	} {
 		if got := c.f(c.in); got != c.want {
 			t.Errorf("%q: %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestEngineAndMeters(t *testing.T) {
+	base := mustParse(t, `{}`)
+	e := mustParse(t, `{"engine": {"allocationLimit": "2G", "overhead": "256M", "stackMargin": "128K"}}`)
+	if e.Engine == nil || *e.Engine != (Engine{AllocationLimit: 2 << 30, Overhead: 256 << 20, StackMargin: 128 << 10}) {
+		t.Fatalf("engine = %+v", e.Engine)
+	}
+	if e.Digest() == base.Digest() {
+		t.Error("the engine section is not in the digest")
+	}
+	if mustParse(t, `{"engine": {"allocationLimit": "2G", "overhead": "512M", "stackMargin": "128K"}}`).Digest() == e.Digest() {
+		t.Error("engine.overhead is not in the digest")
+	}
+	c, err := e.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back := mustParse(t, string(c)); back.Digest() != e.Digest() || !strings.Contains(string(c), `"engine":{"allocationLimit":2147483648,"overhead":268435456,"stackMargin":131072}`) {
+		t.Errorf("canonical %s does not round-trip", c)
+	}
+	m := mustParse(t, `{"exitCodes": {"11": {"meaning": "m", "meteringFault": true, "meter": "memory"}}}`)
+	if m.ExitCodes["11"].Meter != MeterMemory {
+		t.Errorf("meter = %q", m.ExitCodes["11"].Meter)
+	}
+	if m.Digest() == mustParse(t, `{"exitCodes": {"11": {"meaning": "m", "meteringFault": true}}}`).Digest() {
+		t.Error("an exit code's meter is not in the digest")
+	}
+	for src, want := range map[string]string{
+		`{"engine": {"overhead": "1M"}}`:                                                  `engine.allocationLimit: missing or 0`,
+		`{"engine": {"allocationLimit": "2G", "overhead": "max"}}`:                        `engine.overhead: "max" is not an overhead`,
+		`{"engine": {"allocationLimit": "2G", "stackMargin": "max"}}`:                     `engine.stackMargin: "max" is not a margin`,
+		`{"engine": {"allocationLimit": "2G", "stackmargin": "1K"}}`:                      `unknown field "engine.stackmargin"`,
+		`{"engine": {"allocationLimit": -5}}`:                                             `engine.allocationLimit`,
+		`{"exitCodes": {"11": {"meaning": "m", "meter": "memory"}}}`:                      `exitCodes.11.meter: only a metering fault names a meter`,
+		`{"exitCodes": {"11": {"meaning": "m", "meteringFault": true, "meter": "heap"}}}`: `exitCodes.11.meter: unknown meter "heap"`,
+	} {
+		if _, err := Parse([]byte(src), "e.json"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%s) = %v, want %q", src, err, want)
 		}
 	}
 }

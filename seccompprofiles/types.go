@@ -42,6 +42,9 @@ type Profile struct {
 	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	// ExitCodes gives the worker's own exit codes a meaning, keyed by the decimal code ("11").
 	ExitCodes map[string]ExitCode `json:"exitCodes,omitempty"`
+	// Engine states the worker engine's own deterministic caps (nil: none stated); in the digest
+	// only when set. launcher/plan refuses a consensus profile whose limits could fire before them.
+	Engine *Engine `json:"engine,omitempty"`
 	// Pins are host facts and the worker's identity the profile requires; vatrun refuses to
 	// start a worker when one does not hold. Nil (absent) means no pins; in the digest only when
 	// set, so profiles without pins keep their digests.
@@ -135,6 +138,38 @@ type ExitCode struct {
 	Meaning string `json:"meaning"`
 	// MeteringFault: the worker reports a deterministic meter overrun (xsnap 11, 12, 17).
 	MeteringFault bool `json:"meteringFault,omitempty"`
+	// Meter names the engine meter behind a metering fault: MeterMemory (xsnap 11), MeterStack
+	// (12), MeterComputation (17), MeterKeys (16); "" for none said. A memory metering fault is
+	// deterministic only when nothing else can make the engine's allocations fail first: under
+	// a stand-in rlimit (no memory cgroup) the report says the rlimit may have caused it.
+	Meter string `json:"meter,omitempty"`
+}
+
+// The engine meters an exit code's Meter can name.
+const (
+	MeterMemory      = "memory"
+	MeterStack       = "stack"
+	MeterComputation = "computation"
+	MeterKeys        = "keys"
+)
+
+// Engine is what the worker engine itself enforces, deterministically, before any limit of
+// vatrun's: vatrun's limits are a safety net for engine bugs and must never be the first thing to
+// fire (docs/limits.md). Each field is a fact about the engine build the profile is for.
+type Engine struct {
+	// AllocationLimit is the engine's allocation meter: the most heap it lets the program
+	// allocate before it exits with a memory metering fault (xsnap: 2G, allocationLimit in
+	// xsnapPlatform.c, exit 11). Unlimited: the engine has no allocation meter.
+	AllocationLimit Size `json:"allocationLimit"`
+	// Overhead is what the worker holds beyond its metered allocations when that meter trips
+	// (executable, libraries, allocator overhead, page tables, I/O and snapshot buffers),
+	// measured (docs/limits.md). limits.memory must be at least AllocationLimit + Overhead + tmp.
+	Overhead Size `json:"overhead"`
+	// StackMargin is where the engine's native-stack meter trips: this far above the bottom of
+	// the stack RLIMIT_STACK allows (xsnap: 128K, fxCStackLimit in the XS platform layer, exit
+	// 12). 0: the engine has no native-stack meter. The meter's depth then follows limits.stack,
+	// which must be finite and above the margin.
+	StackMargin Size `json:"stackMargin"`
 }
 
 // MountPoint is one path the profile makes visible to the worker.

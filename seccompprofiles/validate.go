@@ -153,6 +153,26 @@ func (p *Profile) validate(prefix string) error {
 		case p.ExitCodes[k].Meaning == "":
 			bad(field+".meaning", "empty; say what the worker means by exiting with %d", code)
 		}
+		switch m := p.ExitCodes[k].Meter; {
+		case m == "":
+		case m != MeterMemory && m != MeterStack && m != MeterComputation && m != MeterKeys:
+			bad(field+".meter", "unknown meter %q; use %q, %q, %q or %q", m, MeterMemory, MeterStack, MeterComputation, MeterKeys)
+		case !p.ExitCodes[k].MeteringFault:
+			bad(field+".meter", "only a metering fault names a meter; set meteringFault or remove meter")
+		}
+	}
+	if e := p.Engine; e != nil {
+		if checkSize("engine.allocationLimit", e.AllocationLimit) && e.AllocationLimit == 0 {
+			bad("engine.allocationLimit", "missing or 0; give the engine's allocation meter (xsnap: \"2G\"), or \"max\" if it has none")
+		}
+		checkSize("engine.overhead", e.Overhead)
+		if e.Overhead == Unlimited {
+			bad("engine.overhead", "\"max\" is not an overhead; give the measured size (docs/limits.md)")
+		}
+		checkSize("engine.stackMargin", e.StackMargin)
+		if e.StackMargin == Unlimited {
+			bad("engine.stackMargin", "\"max\" is not a margin; give the engine's (xsnap: \"128K\"), or 0 if it has no native-stack meter")
+		}
 	}
 	if p.Pins != nil {
 		validatePins(p.Pins, bad)

@@ -15,8 +15,8 @@ import (
 	"github.com/vatrun/vatrun/cgroup"
 	"github.com/vatrun/vatrun/hostfacts"
 	"github.com/vatrun/vatrun/launcher"
+	"github.com/vatrun/vatrun/launcher/plan"
 	"github.com/vatrun/vatrun/seccompprofiles"
-	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 // checkResult is what `vatrun check --json` prints.
@@ -31,10 +31,16 @@ type checkResult struct {
 	SeccompNote   string      `json:"seccompNote,omitempty"`
 	// SeccompWarnings are the profile filter's compilation warnings on this host (syscall names
 	// this libseccomp does not know: their rules are ignored).
-	SeccompWarnings []string    `json:"seccompWarnings,omitempty"`
-	SandboxProbe    probeResult `json:"sandboxProbe"`
-	CanRun          bool        `json:"canRun"`
-	Problems        []string    `json:"problems,omitempty"`
+	SeccompWarnings []string `json:"seccompWarnings,omitempty"`
+	// Memory says what holds the profile's memory limit on this host (the report's
+	// limitsEnforced.memory): cgroup memory.max, or RLIMIT_DATA standing in for it, and then
+	// whether the profile's filter lets the worker hold shared memory that RLIMIT_DATA does not count.
+	Memory string `json:"memory,omitempty"`
+	// LimitWarnings: limits that could fire before the engine's own meters (docs/limits.md).
+	LimitWarnings []string    `json:"limitWarnings,omitempty"`
+	SandboxProbe  probeResult `json:"sandboxProbe"`
+	CanRun        bool        `json:"canRun"`
+	Problems      []string    `json:"problems,omitempty"`
 	// Host facts (hostfacts): what could still make two validators differ; compare two hosts
 	// with `vatrun check --compare A.json B.json`.
 	HostFactsDigest string                 `json:"hostFactsDigest"`
@@ -158,10 +164,12 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		res.Problems = append(res.Problems, "profile pins workerDigest "+p.Pins.WorkerDigest+": give the worker with --worker PATH to check it")
 	}
 	res.Seccomp, res.SeccompNote = seccompAvailable()
-	if _, warnings, err := filter.Compile(p); err != nil {
-		res.Problems = append(res.Problems, "seccomp filter: "+err.Error())
+	if pl, err := plan.Compile(p); err != nil {
+		res.Problems = append(res.Problems, err.Error())
 	} else {
-		res.SeccompWarnings = warnings
+		res.SeccompWarnings = pl.Warnings
+		res.LimitWarnings = pl.LimitWarnings
+		res.Memory = pl.Enforcement(res.Cgroup.Problem == "" && res.Cgroup.Mode == cgroup.ModeUnified)["memory"]
 	}
 	res.SandboxProbe = probeSandbox(p)
 	if !res.SandboxProbe.OK {
@@ -213,6 +221,12 @@ func printCheck(w io.Writer, r checkResult) {
 	tw.Flush()
 	for _, warn := range r.SeccompWarnings {
 		fmt.Fprintf(w, "warning: seccomp filter: %s\n", warn)
+	}
+	if r.Memory != "" {
+		fmt.Fprintf(w, "memory limit held by: %s\n", r.Memory)
+	}
+	for _, warn := range r.LimitWarnings {
+		fmt.Fprintf(w, "warning: limits: %s\n", warn)
 	}
 	fmt.Fprintln(w)
 	printFacts(w, r)

@@ -65,9 +65,9 @@ func TestRunLogsIdentifyWorkerAndDeath(t *testing.T) {
 			h := newHarness(t, []string{"--profile", "xsnap", "--name", name, "--log-format", format, "--log-level", "info"})
 			h.send("ping")
 			h.reply(bufio.NewReader(h.replyR))
-			h.send("exit:11")
+			h.send("exit:12")
 			res := h.await()
-			wantDeath(t, res, 11, report.CauseMeteringFault, report.ClassDeterministic)
+			wantDeath(t, res, 12, report.CauseMeteringFault, report.ClassDeterministic)
 			var launched, died map[string]string
 			for _, m := range logLines(t, format, res.stderr) {
 				switch m["msg"] {

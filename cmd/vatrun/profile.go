@@ -123,6 +123,9 @@ func profileMain(args []string, stdout, stderr io.Writer) int {
 			for _, w := range pl.Warnings {
 				fmt.Fprintf(stdout, "  warning: %s\n", w)
 			}
+			for _, w := range pl.LimitWarnings {
+				fmt.Fprintf(stdout, "  warning: limits: %s\n", w)
+			}
 		}
 		return 0
 	}

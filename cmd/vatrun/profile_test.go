@@ -127,3 +127,31 @@ func TestProfileBadProfileExit125(t *testing.T) {
 		}
 	}
 }
+
+// `profile validate` refuses a consensus profile whose memory limit could fire before the engine's
+// allocation meter, naming both numbers, and only warns for any other profile (docs/limits.md).
+func TestProfileValidateLimitOrder(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, consensus bool) string {
+		p := filepath.Join(dir, name)
+		body := fmt.Sprintf(`{"consensus": %v, "limits": {"memory": "1G", "pids": 16},
+			"engine": {"allocationLimit": "2G", "overhead": "1G", "stackMargin": "128K"},
+			"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}}`, consensus)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var stdout, stderr bytes.Buffer
+	if code := profileMain([]string{"validate", write("c.json", true)}, &stdout, &stderr); code != exitUsage ||
+		!strings.Contains(stderr.String(), "limits.memory 1G could fire before the engine's allocation meter: the meter trips at engine.allocationLimit 2G") ||
+		!strings.Contains(stderr.String(), "raise limits.memory to at least 3G") {
+		t.Errorf("consensus: exit %d, stderr %q; want 125 naming 1G, 2G and 3G", code, stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := profileMain([]string{"validate", write("n.json", false)}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "  warning: limits: limits.memory 1G could fire before the engine's allocation meter") {
+		t.Errorf("non-consensus: exit %d, stdout %q, stderr %q; want ok with a warning", code, stdout.String(), stderr.String())
+	}
+}

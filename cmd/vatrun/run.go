@@ -19,6 +19,7 @@ import (
 
 	"github.com/vatrun/vatrun/cmd/vatrun/internal/earlysig"
 	"github.com/vatrun/vatrun/launcher"
+	"github.com/vatrun/vatrun/launcher/plan"
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
@@ -116,7 +117,7 @@ func openReportFile(path string) (*reportSink, error) {
 // the profile passes through (and, in a binary built with the vatrun_testhooks tag only, the
 // test hook's variable: testhooks.go).
 func workerEnv(p *seccompprofiles.Profile) []string {
-	return append(p.WorkerEnv(os.LookupEnv), testHookEnv()...)
+	return append(plan.WorkerEnv(p, os.LookupEnv), testHookEnv()...)
 }
 
 // workerStdin is vatrun's stdin for the worker, unless it is a terminal: a worker gets no

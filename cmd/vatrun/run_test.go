@@ -250,7 +250,7 @@ func TestRunExitCodes(t *testing.T) {
 		cause report.Cause
 		class report.Class
 	}{
-		{"metering fault", "exit:11", 11, report.CauseMeteringFault, report.ClassDeterministic},
+		{"stack meter", "exit:12", 12, report.CauseMeteringFault, report.ClassDeterministic},
 		{"compute meter", "exit:17", 17, report.CauseMeteringFault, report.ClassDeterministic},
 		{"other exit code", "exit:15", 15, report.CauseExitCode, report.ClassUnknown},
 		{"abort", "abort", 128 + 6, report.CauseAbort, report.ClassResourceExhaustion},
@@ -259,6 +259,17 @@ func TestRunExitCodes(t *testing.T) {
 			wantDeath(t, run(t, "xsnap", c.cmd), c.code, c.cause, c.class)
 		})
 	}
+	// Without a cgroup RLIMIT_DATA holds memory, so a memory metering fault may be the rlimit's
+	// (docs/limits.md): unknown, and the detail says so.
+	t.Run("memory meter under RLIMIT_DATA", func(t *testing.T) {
+		h := newHarness(t, []string{"--profile", "xsnap", "--no-cgroup"})
+		h.send("exit:11")
+		res := h.finish()
+		wantDeath(t, res, 11, report.CauseMeteringFault, report.ClassUnknown)
+		if res.report != nil && !strings.Contains(res.report.Detail, "RLIMIT_DATA") {
+			t.Errorf("detail %q does not name RLIMIT_DATA", res.report.Detail)
+		}
+	})
 }
 
 func TestRunForbiddenSyscall(t *testing.T) {

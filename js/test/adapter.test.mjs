@@ -147,6 +147,51 @@ test('the phase follows fd 3 writes and fd 4 replies, split netstrings and queri
   assert.equal((await c1.vatrunReport).phase, 'startup');
 });
 
+test("xsnap's quit command is no delivery: a worker that dies after it keeps the phase it was in", async () => {
+  const { spawn } = makeFake();
+  const vspawn = makeVatrunSpawn({ vatrun: '/v', profile: 'xsnap', spawn });
+  const report = JSON.stringify({ cause: 'exited', class: 'clean', exitCode: 0 });
+  const started = () => {
+    const c = vspawn('/w', [], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
+    c.stdio[3].resume();
+    c.stdio[3].write('4:ping,');
+    c.stdio[4].push(Buffer.from('3:.ok,')); // start-up done: idle
+    c.stdio[4].resume();
+    return c;
+  };
+  // A clean close: the kernel writes "1:q," (in one chunk, in pieces, or as Uint8Array).
+  for (const chunks of [['1:q,'], ['1:', 'q', ','], ['1', ':q', ','], [new Uint8Array([0x31, 0x3a, 0x71, 0x2c])]]) {
+    const c = started();
+    for (const ch of chunks) c.stdio[3].write(ch);
+    finish(c, report);
+    assert.equal((await c.vatrunReport).phase, 'idle', `quit written as ${JSON.stringify(chunks)}`);
+  }
+  // end('1:q,') counts the same
+  const e = started();
+  e.stdio[3].end('1:q,');
+  finish(e, report);
+  assert.equal((await e.vatrunReport).phase, 'idle');
+  // A delivery in flight when the quit is written stays in-delivery; so does a one-byte command
+  // other than 'q', and a command starting with 'q' that is longer.
+  for (const cmds of [['4:ping,', '1:q,'], ['1:x,'], ['2:qq,']]) {
+    const c = started();
+    for (const cmd of cmds) c.stdio[3].write(cmd);
+    finish(c, report);
+    assert.equal((await c.vatrunReport).phase, 'in-delivery', `commands ${cmds}`);
+  }
+  // A delivery after the quit (not xsnap, but possible) is a delivery again.
+  const d = started();
+  d.stdio[3].write('1:q,');
+  d.stdio[3].write('4:ping,');
+  finish(d, report);
+  assert.equal((await d.vatrunReport).phase, 'in-delivery');
+  // fd 3 that is not netstrings: any write is a delivery, as before.
+  const b = started();
+  b.stdio[3].write('hello');
+  finish(b, report);
+  assert.equal((await b.vatrunReport).phase, 'in-delivery');
+});
+
 test('a phase recorded by vatrun wins; no phase is invented when fds 3/4 are not pipes', async () => {
   const { spawn } = makeFake();
   const vspawn = makeVatrunSpawn({ vatrun: '/v', profile: 'xsnap', spawn });

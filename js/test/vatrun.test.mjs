@@ -107,6 +107,19 @@ test('1. ping/pong with xsnap stdio; exited 0, phase idle, report via vatrunRepo
   assert.equal(w.reports[0][1], w.child);
 });
 
+test("1b. xsnap's quit after a reply: the worker exits 0 in phase idle, not in-delivery", { timeout: TIMEOUT }, async t => {
+  if (skip) return t.skip(skip);
+  const w = start(t);
+  w.send('ping');
+  assert.equal(await w.reply(), 'pong');
+  w.send('q'); // the test worker exits 0 on 'q', as xsnap does on its quit command
+  const { code, signal } = await w.exited;
+  const report = await w.child.vatrunReport;
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, w.logs());
+  assert.equal(report?.cause, 'exited', JSON.stringify(report));
+  assert.equal(report.phase, 'idle');
+});
+
 test('2. exit:17 -> exit code 17, metering-fault in-delivery', { timeout: TIMEOUT }, async t => {
   if (skip) return t.skip(skip);
   const w = start(t);

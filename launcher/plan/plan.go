@@ -45,6 +45,13 @@ type Plan struct {
 	// Warnings are the non-fatal findings of compiling the filter (syscall names libseccomp does
 	// not know here: their rules are ignored, as runc does); logged at every launch.
 	Warnings []string
+	// LimitWarnings: a non-consensus profile's limits that could fire before the engine's own
+	// meters (a consensus profile with one is refused); logged at every launch.
+	LimitWarnings []string
+	// SharedMemory: the filter may let the worker hold memory RLIMIT_DATA does not count (shared
+	// anonymous mappings, System V shared memory, memfd), so without a cgroup the memory limit
+	// does not bind it.
+	SharedMemory bool
 
 	stage      sandbox.Config // everything but per-launch mounts and the cgroup stand-ins
 	mounts     []seccompprofiles.MountPoint
@@ -99,7 +106,7 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 		Digest:      digest,
 		Consensus:   p.Consensus,
 		Pins:        p.Pins,
-		SelfSignals: p.WorkerCanSignalItself(),
+		SelfSignals: workerCanSignalItself(p),
 		Cgroup: cgroup.Limits{
 			MemoryMax: int64(p.Limits.Memory),
 			SwapMax:   int64(p.Limits.Swap),
@@ -108,7 +115,7 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 		},
 		mounts: append([]seccompprofiles.MountPoint(nil), p.Mounts...),
 		tmp:    p.Tmp,
-		exits:  exitMeanings(p.ExitMeanings()),
+		exits:  profileExitMeanings(p),
 	}
 	pl.stage = sandbox.Config{DropCaps: true, Hostname: "vat"}
 	for _, f := range []struct {
@@ -120,7 +127,7 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 		}
 	}
 	pl.userNS = ns.User
-	for _, r := range p.Rlimits() {
+	for _, r := range ProfileRlimits(p) {
 		pl.stage.Rlimits = append(pl.stage.Rlimits, sandbox.Rlimit{Resource: r.Resource, Cur: r.Cur, Max: r.Max})
 		if r.Resource == unix.RLIMIT_CPU {
 			pl.CPUHard = r.Max
@@ -135,18 +142,32 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 		}
 		pl.stage.BPF = bpf
 	}
-	pl.withCgroup, _ = enforcement(p, true)
-	pl.noCgroup, pl.standIns = enforcement(p, false)
+	if problems := limitOrder(p); len(problems) > 0 {
+		if p.Consensus && p.Engine != nil {
+			return nil, fmt.Errorf("%w: consensus profile %q: %s", ErrConfig, p.Name, strings.Join(problems, "; "))
+		}
+		pl.LimitWarnings = problems
+	}
+	pl.SharedMemory = sharedMemoryPossible(p)
+	procs := allowsProcessCreation(p)
+	pl.withCgroup, _ = enforcement(p, true, procs, pl.SharedMemory)
+	pl.noCgroup, pl.standIns = enforcement(p, false, procs, pl.SharedMemory)
 	return pl, nil
 }
 
-// exitMeanings turns the profile's exit codes (by number) into the death report's evidence.
-func exitMeanings(codes map[int]seccompprofiles.ExitCode) map[int]report.ExitMeaning {
-	out := make(map[int]report.ExitMeaning, len(codes))
-	for code, v := range codes {
-		out[code] = report.ExitMeaning{Meaning: v.Meaning, MeteringFault: v.MeteringFault}
+// MemoryStandIn names the rlimit that holds the memory limit for a worker without a cgroup
+// leaf ("" when the cgroup holds it or the profile sets none): the report's evidence that a
+// memory metering fault may be the stand-in's doing rather than the engine's meter.
+func (pl *Plan) MemoryStandIn(cgroup bool) string {
+	if cgroup {
+		return ""
 	}
-	return out
+	for _, r := range pl.standIns {
+		if r.Resource == unix.RLIMIT_DATA {
+			return "RLIMIT_DATA"
+		}
+	}
+	return ""
 }
 
 // ExitMeanings returns the profile's exit codes by number (shared: do not modify).
@@ -240,7 +261,7 @@ func (pl *Plan) profileMounts(sources map[string]string) ([]sandbox.Mount, error
 // holds without a cgroup only where the seccomp filter forbids process creation altogether
 // (RLIMIT_NPROC counts a uid's processes across the whole host and does not bind root); cpu.max
 // has no stand-in.
-func enforcement(p *seccompprofiles.Profile, cgroup bool) (map[string]string, []sandbox.Rlimit) {
+func enforcement(p *seccompprofiles.Profile, cgroup, procs, shared bool) (map[string]string, []sandbox.Rlimit) {
 	l := p.Limits
 	m := map[string]string{}
 	var extra []sandbox.Rlimit
@@ -249,12 +270,15 @@ func enforcement(p *seccompprofiles.Profile, cgroup bool) (map[string]string, []
 		m["memory"] = "none: the profile sets no memory limit"
 	case cgroup:
 		m["memory"] = "cgroup memory.max"
+	case shared:
+		m["memory"] = "RLIMIT_DATA (no cgroup: the private writable memory the worker maps, not what it touches), which does NOT bound shared memory: the profile's filter lets the worker map shared anonymous memory (or use System V shared memory or a memfd), so it can hold more than the limit"
+		extra = append(extra, sandbox.Rlimit{Resource: unix.RLIMIT_DATA, Cur: uint64(l.Memory), Max: uint64(l.Memory)})
 	default:
-		m["memory"] = "RLIMIT_DATA (no cgroup: the private writable memory the worker maps, not what it touches)"
+		m["memory"] = "RLIMIT_DATA (no cgroup: the private writable memory the worker maps, not what it touches; the profile's filter allows no shared memory)"
 		extra = append(extra, sandbox.Rlimit{Resource: unix.RLIMIT_DATA, Cur: uint64(l.Memory), Max: uint64(l.Memory)})
 	}
 	switch {
-	case !p.AllowsProcessCreation():
+	case !procs:
 		m["pids"] = "seccomp: no process creation"
 	case l.Pids <= 0:
 		m["pids"] = "none: the profile sets no pids limit"

@@ -41,7 +41,8 @@ import (
 //	VATRUN_E2E_SWINGSET=0       leave it out (with VATRUN_E2E=1 it is required otherwise)
 //	VATRUN_E2E_KERNEL_9P        kernel with 9p modules (default .cache/vmlinuz-9p, made by setup.sh)
 //	VATRUN_E2E_MODULES_9P       its lib/modules/<version> (default .cache/vmlinuz-9p.modules)
-//	VATRUN_E2E_SWINGSET_MEM     the SwingSet VM's memory (default 2G)
+//	VATRUN_E2E_SWINGSET_MEM     the SwingSet VM's memory (default 2G; 4G with VATRUN_E2E_XSNAP_LIMITS=1)
+//	VATRUN_E2E_XSNAP_LIMITS=1   also run the heavy real-xsnap limit tests (vm/xsnaplimits_test.go: many minutes under TCG)
 //	VATRUN_E2E_NODE             Node.js on the host, run in the VM from the host's root (default node from PATH)
 //	VATRUN_E2E_SWINGSET_ONLY    passed to the SwingSet test as VATRUN_SWINGSET_ONLY (comma-separated case names)
 

@@ -83,7 +83,7 @@ func swingSetBoot(t *testing.T, c *config, work string) (*bootConfig, string) {
 	b := &bootConfig{
 		name:   bootSwingSet,
 		kernel: kernel,
-		mem:    env("VATRUN_E2E_SWINGSET_MEM", "2G"),
+		mem:    env("VATRUN_E2E_SWINGSET_MEM", swingSetMem()),
 		virtfs: true,
 		files:  map[string]string{},
 		env: []string{
@@ -95,7 +95,7 @@ func swingSetBoot(t *testing.T, c *config, work string) (*bootConfig, string) {
 			"VATRUN_E2E_HOST_VATRUN=" + abs(vatrun),
 		},
 	}
-	for _, k := range []string{"VATRUN_E2E_SWINGSET_ONLY", "VATRUN_E2E_SWINGSET_TIMEOUT", "VATRUN_E2E_SWINGSET_FILES", "VATRUN_E2E_SWINGSET_DELIVERIES"} {
+	for _, k := range []string{"VATRUN_E2E_SWINGSET_ONLY", "VATRUN_E2E_SWINGSET_TIMEOUT", "VATRUN_E2E_SWINGSET_FILES", "VATRUN_E2E_SWINGSET_DELIVERIES", "VATRUN_E2E_XSNAP_LIMITS"} {
 		if v := os.Getenv(k); v != "" {
 			b.env = append(b.env, k+"="+v)
 		}
@@ -126,6 +126,15 @@ func swingSetBoot(t *testing.T, c *config, work string) (*bootConfig, string) {
 	b.directives = append(b.directives, "hostroot="+hostRootVM, "scratch="+scratch)
 	b.env = append(b.env, "VATRUN_E2E_SCRATCH="+scratch)
 	return b, ""
+}
+
+// swingSetMem is the SwingSet VM's default memory: 2G, or 4G with VATRUN_E2E_XSNAP_LIMITS=1, whose
+// vats hold ~2.1 GB (plain spawn and vatrun's 3G limit, one at a time; vm/xsnaplimits_test.go).
+func swingSetMem() string {
+	if os.Getenv("VATRUN_E2E_XSNAP_LIMITS") == "1" {
+		return "4G"
+	}
+	return "2G"
 }
 
 // moduleOrder returns the .ko files under dir for roots and their

@@ -848,6 +848,40 @@ static void cmd_args(const char *what)
 		reply("error:unknown command");
 	}
 }
+/* ---------- limits commands (issue 22: stand-ins, phase) ----------
+ *   mmapshared:BYTES -> mmap(MAP_SHARED|MAP_ANONYMOUS) + touch every page, kept -> mapped:BYTES
+ *                       (errno:N if mmap fails): memory RLIMIT_DATA does not count
+ *   q -> exit(0), no reply (xsnap's quit command)
+ * Returns 0 when msg is none of these. */
+static int limits_command(const char *msg, const char *arg)
+{
+	if (arg && strcmp(msg, "mmapshared") == 0) {
+		uint64_t bytes, off;
+		long page = sysconf(_SC_PAGESIZE);
+		volatile char *p;
+
+		if (parse_u64(arg, &bytes) != 0 || bytes == 0 || bytes > (uint64_t)SIZE_MAX / 2) {
+			reply("error:bad argument");
+			return 1;
+		}
+		if (page <= 0)
+			page = 4096;
+		p = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			reply_errno(errno);
+			return 1;
+		}
+		for (off = 0; off < bytes; off += (uint64_t)page)
+			p[off] = 1;
+		p[bytes - 1] = 1;
+		reply("mapped:%" PRIu64, bytes);
+		return 1;
+	}
+	if (!arg && strcmp(msg, "q") == 0)
+		exit(0);
+	return 0;
+}
+/* ---------- end of limits commands ---------- */
 
 /* ---------- dispatch ---------- */
 
@@ -979,7 +1013,7 @@ static void handle(char *msg, size_t len)
 		cmd_probe(arg);
 	} else if (arg && strcmp(msg, "args") == 0) {
 		cmd_args(arg);
-	} else {
+	} else if (!limits_command(msg, arg)) {
 		reply("error:unknown command");
 	}
 }
