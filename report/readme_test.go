@@ -135,3 +135,34 @@ func TestTableParser(t *testing.T) {
 		t.Error("a missing heading parsed")
 	}
 }
+
+// TestREADMEReportFields: every member of the report's JSON schema is in the README's "Death
+// report" table, and the table names no member the schema lacks.
+func TestREADMEReportFields(t *testing.T) {
+	md, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := readmeTable(string(md), "## Death report")
+	if err != nil {
+		t.Fatalf("README.md: %v", err)
+	}
+	documented := map[string]bool{}
+	for _, row := range rows {
+		for _, part := range strings.Split(row[0], "`") {
+			if name := strings.TrimSpace(part); name != "" && name != "," {
+				documented[name] = true
+			}
+		}
+	}
+	for name := range reportFields {
+		if !documented[name] {
+			t.Errorf("report member %q is not in the README's Death report table", name)
+		}
+	}
+	for name := range documented {
+		if !reportFields[name] {
+			t.Errorf("the README's Death report table names %q, which is no report member", name)
+		}
+	}
+}
