@@ -227,8 +227,8 @@ static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, 
 		if (getppid() != initpid)
 			_exit(121);
 		if (access(path, X_OK) != 0) {
-			snprintf(step, sizeof(step), "worker uid %u may not execute %.80s: chmod o+rx it, o+x its directories",
-				 cfg->worker_uid, path);
+			snprintf(step, sizeof(step), "execve %.72s: uid %u may not execute it (chmod o+rx it, o+x its directories)",
+				 path, cfg->worker_uid);
 			goto fail;
 		}
 	}
