@@ -37,9 +37,9 @@ var ownMaps struct {
 	err      error
 }
 
-// dedicatedID returns the id a root vatrun's worker switches to: WorkerID when vatrun's user
+// RootWorkerID returns the id a root vatrun's worker switches to: WorkerID when vatrun's user
 // namespace maps it (as uid and as gid), else OverflowID, else an error.
-func dedicatedID() (uint32, error) {
+func RootWorkerID() (uint32, error) {
 	ownMaps.once.Do(func() {
 		ownMaps.uid, ownMaps.err = readIDMap("/proc/self/uid_map")
 		if ownMaps.err == nil {

@@ -186,7 +186,7 @@ func (pl *Plan) Sandbox(cgroup bool, sources map[string]string) (sandbox.Config,
 	// A root vatrun's worker never runs as root: it switches to an id that owns nothing on the
 	// host (identity.go, docs/worker-identity.md).
 	if os.Geteuid() == 0 {
-		id, err := dedicatedID()
+		id, err := RootWorkerID()
 		if err != nil {
 			return sandbox.Config{}, err
 		}
