@@ -82,7 +82,9 @@ type Worker struct {
 	plan    *plan.Plan
 	cg      *cgroupLeaf
 	limits  map[string]string // limit -> what enforces it (report.LimitsEnforced)
-	ident   *identity         // worker and host facts digests (identity.go)
+	uid     int               // the worker's host uid and gid (report.WorkerUID, WorkerGID)
+	gid     int
+	ident   *identity // worker and host facts digests (identity.go)
 	started time.Time
 	log     *slog.Logger
 	done    chan struct{}
@@ -235,7 +237,10 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	uid, gid := plan.WorkerIDs(cfg)
 	w := &Worker{
+		uid:      uid,
+		gid:      gid,
 		plan:     pl,
 		limits:   limits,
 		ident:    ident,
@@ -250,7 +255,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	}
 	log.Info("worker launched", "worker", spec.Name, "path", path, "pid", proc.InitPid,
 		"profile", pl.Name, "profileDigest", pl.Digest, "cgroup", cg.path(),
-		"userns", cfg.UserNS, "startup", time.Since(started))
+		"userns", cfg.UserNS, "uid", uid, "gid", gid, "startup", time.Since(started))
 	go w.reap()
 	if ctx.Done() != nil {
 		go func() {
@@ -446,6 +451,7 @@ func (w *Worker) reap() {
 		r.WallTime = time.Since(w.started).Seconds()
 	}
 	r.Pid = w.proc.InitPid
+	r.WorkerUID, r.WorkerGID = &w.uid, &w.gid
 	r.LimitsEnforced = w.limits
 	r.Warnings = warnings
 	w.report = r

@@ -138,3 +138,34 @@ func TestTableParser(t *testing.T) {
 		t.Error("a missing heading parsed")
 	}
 }
+
+// TestREADMEReportFields: every member of the report's JSON schema is in the schema table of
+// docs/report.md (the README links to it), and the table names no member the schema lacks.
+func TestREADMEReportFields(t *testing.T) {
+	md, err := os.ReadFile(classificationDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := readmeTable("\n"+string(md), "# The death report")
+	if err != nil {
+		t.Fatalf("%s: %v", classificationDoc, err)
+	}
+	documented := map[string]bool{}
+	for _, row := range rows {
+		for _, part := range strings.Split(row[0], "`") {
+			if name := strings.TrimSpace(part); name != "" && name != "," {
+				documented[name] = true
+			}
+		}
+	}
+	for name := range reportFields {
+		if !documented[name] {
+			t.Errorf("report member %q is not in docs/report.md's schema table", name)
+		}
+	}
+	for name := range documented {
+		if !reportFields[name] {
+			t.Errorf("docs/report.md's schema table names %q, which is no report member", name)
+		}
+	}
+}

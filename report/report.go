@@ -181,6 +181,11 @@ type Report struct {
 	// Pid is the worker's pid as vatrun's namespace sees it (the init stage's pid when the worker
 	// is in its own pid namespace: that is the process vatrun waited for).
 	Pid int `json:"pid"`
+	// WorkerUID and WorkerGID are the ids the worker ran as on the host: vatrun's own when it runs
+	// unprivileged, a dedicated id that owns nothing when it runs as root
+	// (docs/worker-identity.md). Absent when no worker was started.
+	WorkerUID *int `json:"workerUid,omitempty"`
+	WorkerGID *int `json:"workerGid,omitempty"`
 	// SetupError is the reason the sandbox could not be set up (cause setup-failed).
 	SetupError string `json:"setupError,omitempty"`
 	// LimitsEnforced says, for each of the profile's limits (memory, pids, cpuMax, cpuSeconds),

@@ -350,6 +350,9 @@ func TestDecodeErrors(t *testing.T) {
 	if _, err := Decode([]byte("\n " + good + "\n")); err != nil {
 		t.Errorf("white space around the report: %v", err)
 	}
+	if r, err := Decode([]byte(strings.Replace(good, `"pid":7`, `"pid":7,"workerUid":1986098176,"workerGid":0`, 1))); err != nil || r.WorkerUID == nil || *r.WorkerUID != 1986098176 || r.WorkerGID == nil || *r.WorkerGID != 0 {
+		t.Errorf("workerUid and workerGid: %+v %v", r, err)
+	}
 	edit := func(old, new string) string {
 		if !strings.Contains(good, old) {
 			t.Fatalf("test bug: %q not in the base report", old)
@@ -362,6 +365,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"not an object", "[1]", "not a JSON object"},
 		{"null", "null", "not a JSON object"},
 		{"unknown field", edit(`"pid":7`, `"pid":7,"extra":1`), `unknown field "extra"`},
+		{"uid in the wrong case", edit(`"pid":7`, `"pid":7,"workerUID":1`), `unknown field "workerUID"`},
+		{"uid as a string", edit(`"pid":7`, `"pid":7,"workerUid":"1"`), "workerUid"},
 		{"field in the wrong case", edit(`"cause"`, `"Cause"`), `unknown field "Cause"`},
 		{"repeated field", edit(`"pid":7`, `"pid":7,"pid":8`), `"pid" appears twice`},
 		{"unknown cgroup field", edit(`"cgroupEvidence":false`, `"cgroupEvidence":true,"cgroup":{"oom":1,"bogus":2}`), `unknown field "bogus"`},

@@ -43,8 +43,14 @@ type Config struct {
 	// the worker gets a minimal root (Mounts, a private /dev, a fresh /proc, nothing else); with
 	// CLONE_NEWUTS the stage sets Hostname.
 	Namespaces uintptr
-	// UserNS: also create a user namespace that maps the caller's uid and gid to themselves.
-	UserNS   bool
+	// UserNS: also create a user namespace that maps the caller's uid and gid to themselves
+	// (and, with SetIDs, UID and GID to themselves too).
+	UserNS bool
+	// SetIDs: the worker's process switches to UID and GID, with no supplementary groups, between
+	// fork and exec (setgroups, setresgid, setresuid; it needs CAP_SETUID and CAP_SETGID, i.e. a
+	// root vatrun). With UserNS, UID and GID are mapped into the user namespace for it.
+	SetIDs   bool
+	UID, GID uint32
 	DropCaps bool // empty the bounding and ambient capability sets before exec
 	Hostname string
 	// KeepFDs: fds [0, KeepFDs) reach the worker; every fd above is closed at exec.
@@ -97,6 +103,11 @@ func (c *Config) Encode() ([]byte, error) {
 	}
 	if c.DropCaps {
 		flags |= C.VR_FLAG_DROPCAPS
+	}
+	if c.SetIDs {
+		flags |= C.VR_FLAG_SETIDS
+		cfg.worker_uid = C.uint32_t(c.UID)
+		cfg.worker_gid = C.uint32_t(c.GID)
 	}
 	cfg.flags = C.uint32_t(flags)
 	cfg.keep_fds = C.int32_t(c.KeepFDs)

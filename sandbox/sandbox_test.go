@@ -328,3 +328,36 @@ func TestWorkerRootCachedPerVersion(t *testing.T) {
 		t.Errorf("the rewritten worker (no #! any more) still gets the shell: the cache ignored the new version: %+v", later)
 	}
 }
+
+// TestUIDSwitch (root only: only root may switch ids; named so that TestUnprivileged's re-run
+// leaves it out): with SetIDs the worker runs as UID and GID with no supplementary groups, with
+// and without a user namespace, and reaches its executable even when vatrun's umask is 077 (the
+// minimal root's directories are made 0755 whatever the umask).
+func TestUIDSwitch(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: only root may switch the worker to another uid")
+	}
+	const id = 1986098176
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	for _, userns := range []bool{false, true} {
+		spec := baseSpec(t, `grep -E '^(Uid|Gid|Groups):' /proc/self/status | tr -s '\t ' ' ' >&4`)
+		spec.Config.UserNS = userns
+		spec.Config.SetIDs, spec.Config.UID, spec.Config.GID = true, id, id
+		_, replyR := withPipes(t, &spec)
+		p := start(t, spec)
+		spec.ExtraFiles[1].Close()
+		var lines []string
+		sc := bufio.NewScanner(replyR)
+		for sc.Scan() {
+			lines = append(lines, strings.TrimSpace(sc.Text()))
+		}
+		if ex := wait(t, p); !ex.Status.Exited() || ex.Status.ExitStatus() != 0 {
+			t.Errorf("userns %v: worker status %v", userns, ex.Status)
+		}
+		want := []string{"Uid: 1986098176 1986098176 1986098176 1986098176", "Gid: 1986098176 1986098176 1986098176 1986098176", "Groups:"}
+		if strings.Join(lines, "|") != strings.Join(want, "|") {
+			t.Errorf("userns %v: worker ids:\n%s\nwant:\n%s", userns, strings.Join(lines, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -138,7 +139,7 @@ static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, 
 static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, int errfd, pid_t initpid,
 			  char *path, char **argv, char **envp)
 {
-	char step[128];
+	char step[160];
 	int err;
 	sigset_t none;
 	struct sigaction dfl;
@@ -209,6 +210,27 @@ static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, 
 		data[0].inheritable = data[1].inheritable = 0;
 		if (syscall(SYS_capset, &hdr, data) != 0)
 			goto fail;
+	}
+
+	/* A root vatrun: the worker becomes an id that owns nothing on the host (docs/worker-identity.md),
+	 * after the capability drops above (they need CAP_SETPCAP). The switch clears our parent-death
+	 * signal (the kernel does on every credential change): set it again and look again. */
+	if (cfg->flags & VR_FLAG_SETIDS) {
+		snprintf(step, sizeof(step), "switch the worker to uid %u gid %u (setgroups, setresgid, setresuid)",
+			 cfg->worker_uid, cfg->worker_gid);
+		if (setgroups(0, NULL) != 0 || setresgid(cfg->worker_gid, cfg->worker_gid, cfg->worker_gid) != 0 ||
+		    setresuid(cfg->worker_uid, cfg->worker_uid, cfg->worker_uid) != 0)
+			goto fail;
+		snprintf(step, sizeof(step), "set parent-death signal");
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+			goto fail;
+		if (getppid() != initpid)
+			_exit(121);
+		if (access(path, X_OK) != 0) {
+			snprintf(step, sizeof(step), "execve %.72s: uid %u may not execute it (chmod o+rx it, o+x its directories)",
+				 path, cfg->worker_uid);
+			goto fail;
+		}
 	}
 
 	/* A session of its own: no controlling terminal, so no TIOCSTI into the caller's shell and no
@@ -378,6 +400,9 @@ static void vr_setup_mounts(const struct vr_config *cfg, const char *table)
 	static const char *const devs[] = {"null", "zero", "full", "random", "urandom"};
 	char src[4200], step[160];
 
+	/* The directories made on the way to each bind are 0755 whatever vatrun's umask: a worker that
+	 * runs under another uid (VR_FLAG_SETIDS) must be able to walk them. */
+	mode_t umask_was = umask(022);
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
 		vr_fail(errno, "make the mount namespace private (mount --make-rprivate /)");
 	/* The new root: a tmpfs on /tmp, then pivot_root with the old root at /oldroot, whence the
@@ -459,6 +484,7 @@ static void vr_setup_mounts(const struct vr_config *cfg, const char *table)
 		vr_fail(errno, "minimal root: make / read-only, nodev, nosuid, noexec");
 	if (chdir("/") != 0)
 		vr_fail(errno, "minimal root: chdir /");
+	umask(umask_was);
 }
 
 static void vr_init(int argc, char **argv, char **envp)

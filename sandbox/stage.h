@@ -14,7 +14,7 @@
 
 #define VR_MARKER "__vatrun_init__"
 #define VR_MAGIC 0x76617472u /* "vatr" */
-#define VR_VERSION 2u
+#define VR_VERSION 3u
 #define VR_MAX_RLIMITS 16
 #define VR_MAX_BPF 4096
 
@@ -23,6 +23,7 @@
 #define VR_FLAG_MOUNTNS 0x2u  /* private mount namespace with a minimal root (see below) */
 #define VR_FLAG_UTSNS 0x4u    /* new uts namespace: set the hostname */
 #define VR_FLAG_DROPCAPS 0x8u /* empty the bounding set and ambient set before exec */
+#define VR_FLAG_SETIDS 0x10u  /* the worker switches to worker_uid/worker_gid, no supplementary groups */
 
 struct vr_rlimit {
 	int32_t resource;
@@ -42,6 +43,8 @@ struct vr_config {
 	uint32_t bpf_len;    /* number of struct sock_filter following this struct */
 	uint32_t mounts_len; /* bytes of the mount table following the BPF program */
 	char hostname[64];
+	uint32_t worker_uid; /* VR_FLAG_SETIDS: the worker's uid and gid (setgroups, setresgid, setresuid) */
+	uint32_t worker_gid;
 };
 
 /*

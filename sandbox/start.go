@@ -233,6 +233,17 @@ func sysProcAttr(cfg *Config, cgroupFD int) *syscall.SysProcAttr {
 		sys.UidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getuid(), HostID: os.Getuid(), Size: 1}}
 		sys.GidMappings = []syscall.SysProcIDMap{{ContainerID: os.Getgid(), HostID: os.Getgid(), Size: 1}}
 		sys.GidMappingsEnableSetgroups = false
+		if cfg.SetIDs {
+			// A root vatrun (only it may map other ids): the worker's ids exist in the namespace
+			// too, and the stage may drop its groups and switch to them.
+			if int(cfg.UID) != os.Getuid() {
+				sys.UidMappings = append(sys.UidMappings, syscall.SysProcIDMap{ContainerID: int(cfg.UID), HostID: int(cfg.UID), Size: 1})
+			}
+			if int(cfg.GID) != os.Getgid() {
+				sys.GidMappings = append(sys.GidMappings, syscall.SysProcIDMap{ContainerID: int(cfg.GID), HostID: int(cfg.GID), Size: 1})
+			}
+			sys.GidMappingsEnableSetgroups = true
+		}
 		// The stage keeps, across its own execve, the two capabilities it needs inside the new
 		// user namespace (mounts and hostname; emptying the bounding set). The worker's side of
 		// the fork clears the ambient set and the bounding set, so the worker execs with none.

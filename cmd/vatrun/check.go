@@ -55,6 +55,10 @@ type probeResult struct {
 	Millis     float64 `json:"millis"`
 	Error      string  `json:"error,omitempty"`
 	Namespaces string  `json:"namespaces"`
+	// WorkerUID and WorkerGID: the host ids the probe worker ran as (the report's workerUid and
+	// workerGid: a root vatrun's workers run as an id that owns nothing, docs/worker-identity.md).
+	WorkerUID *int `json:"workerUid,omitempty"`
+	WorkerGID *int `json:"workerGid,omitempty"`
 }
 
 func kernelRelease() string {
@@ -107,6 +111,7 @@ func probeSandbox(p *seccompprofiles.Profile) probeResult {
 	}
 	r := w.Wait()
 	res.Millis = float64(time.Since(start).Microseconds()) / 1000
+	res.WorkerUID, res.WorkerGID = r.WorkerUID, r.WorkerGID
 	if r.ExitCode == nil || *r.ExitCode != 0 {
 		res.Error = "/bin/true did not exit 0 in the sandbox: " + r.OneLine()
 		return res
@@ -218,6 +223,9 @@ func printCheck(w io.Writer, r checkResult) {
 		probe = r.SandboxProbe.Error
 	}
 	fmt.Fprintf(tw, "sandbox probe\t%s\t%s\n", probe, mark(r.SandboxProbe.OK))
+	if r.SandboxProbe.WorkerUID != nil && r.SandboxProbe.WorkerGID != nil {
+		fmt.Fprintf(tw, "worker ids\t%s\t\n", workerIDs(*r.SandboxProbe.WorkerUID, *r.SandboxProbe.WorkerGID))
+	}
 	tw.Flush()
 	for _, warn := range r.SeccompWarnings {
 		fmt.Fprintf(w, "warning: seccomp filter: %s\n", warn)
@@ -245,6 +253,17 @@ func printCheck(w io.Writer, r checkResult) {
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  - %s\n", p)
 	}
+}
+
+// workerIDs says which host ids workers run as, and why (docs/worker-identity.md).
+func workerIDs(uid, gid int) string {
+	switch {
+	case uid == 0 || gid == 0:
+		return fmt.Sprintf("uid %d gid %d: ROOT, the worker owns the host's root-owned files", uid, gid)
+	case uid == os.Getuid():
+		return fmt.Sprintf("uid %d gid %d (vatrun's own: it runs unprivileged)", uid, gid)
+	}
+	return fmt.Sprintf("uid %d gid %d (owns no host file: vatrun runs as root)", uid, gid)
 }
 
 func orDefault(s, d string) string {

@@ -470,8 +470,10 @@ func TestRunWorkerCannotChooseItsClassification(t *testing.T) {
 		h := newHarness(t, []string{"--profile", "dev", "--no-cgroup"})
 		h.send("killinit:15", "ping")
 		r := bufio.NewReader(h.replyR)
-		if got := h.reply(r); got != "ok" {
-			t.Fatalf("kill(1, SIGTERM) under dev: %q, want ok (allowed by dev)", got)
+		// A root vatrun's worker is not the init stage's uid (docs/worker-identity.md): the kernel
+		// refuses it first. Unprivileged, the two share a uid and the stage's own check holds.
+		if got := h.reply(r); got != "ok" && (got != "errno:1" || os.Geteuid() != 0) {
+			t.Fatalf("kill(1, SIGTERM) under dev: %q, want ok (allowed by dev), or errno:1 from a root vatrun's worker", got)
 		}
 		if got := h.reply(r); got != "pong" {
 			t.Errorf("after kill(1, SIGTERM): %q, want pong: the init stage must not relay a signal from inside", got)

@@ -204,6 +204,15 @@ func (pl *Plan) Sandbox(cgroup bool, sources map[string]string) (sandbox.Config,
 	default:
 		cfg.UserNS = cfg.Namespaces != 0 && !hasCapSysAdmin()
 	}
+	// A root vatrun's worker never runs as root: it switches to an id that owns nothing on the
+	// host (identity.go, docs/worker-identity.md).
+	if os.Geteuid() == 0 {
+		id, err := RootWorkerID()
+		if err != nil {
+			return sandbox.Config{}, err
+		}
+		cfg.SetIDs, cfg.UID, cfg.GID = true, id, id
+	}
 	cfg.Rlimits = append([]sandbox.Rlimit(nil), pl.stage.Rlimits...)
 	if !cgroup {
 		cfg.Rlimits = append(cfg.Rlimits, pl.standIns...)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vatrun/vatrun/internal/testbin"
+	"github.com/vatrun/vatrun/launcher/plan"
 	"github.com/vatrun/vatrun/report"
 )
 
@@ -95,8 +96,8 @@ func readAllTimeout(f *os.File, d time.Duration) ([]byte, error) {
 }
 
 // An exec of a set-user-ID binary gains nothing: a copy of the test worker made setuid (root-owned
-// when vatrun runs as nobody, nobody-owned when vatrun runs as root) runs with the caller's own
-// uid and euid and no capabilities. The control run outside vatrun shows the bit does work on this
+// when vatrun runs as nobody, nobody-owned when vatrun runs as root) runs with the worker's own
+// uid and euid (vatrun's, or the dedicated id of a root vatrun's worker) and no capabilities. The control run outside vatrun shows the bit does work on this
 // filesystem.
 func TestEscapeSetuidExec(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -107,6 +108,10 @@ func TestEscapeSetuidExec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	id, err := plan.RootWorkerID()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name             string
 		owner            int // of the setuid binary
@@ -114,7 +119,8 @@ func TestEscapeSetuidExec(t *testing.T) {
 		inside, unsandbx string
 	}{
 		{"nobody execs a setuid-root binary", 0, true, "uid:65534 euid:65534", "uid:65534 euid:0"},
-		{"root execs a setuid-nobody binary", 65534, false, "uid:0 euid:0", "uid:0 euid:65534"},
+		// A root vatrun's worker runs as plan.WorkerID (docs/worker-identity.md), and stays it.
+		{"root execs a setuid-nobody binary", 65534, false, fmt.Sprintf("uid:%d euid:%d", id, id), "uid:0 euid:65534"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			bin := filepath.Join(dir, fmt.Sprintf("setuid-%d", c.owner))

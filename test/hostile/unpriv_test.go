@@ -51,7 +51,7 @@ func TestUnprivileged(t *testing.T) {
 			t.Errorf("unprivileged run skipped %s:\n%s", m[1], out)
 		}
 	}
-	for _, name := range []string{"TestLaunchStorm", "TestKillVatrunAtEveryStage", "TestReportPipeFull", "TestSetupSeccompRejected", "TestSetupRlimitRefused", "TestEscapeInheritedFds", "TestEscapeUnprivilegedView", "TestArgsAsyncSignalNotExternal", "TestArgsLeaseRefused", "TestArgsForeignArchFollowsDefault"} {
+	for _, name := range []string{"TestLaunchStorm", "TestKillVatrunAtEveryStage", "TestReportPipeFull", "TestSetupSeccompRejected", "TestSetupRlimitRefused", "TestEscapeInheritedFds", "TestEscapeUnprivilegedView", "TestArgsAsyncSignalNotExternal", "TestArgsLeaseRefused", "TestArgsForeignArchFollowsDefault", "TestEscapeWorkerIdentity"} {
 		if !strings.Contains(string(out), "--- PASS: "+name+" ") {
 			t.Errorf("unprivileged run did not pass %s:\n%s", name, out)
 		}

@@ -44,6 +44,9 @@
  *   probe:open:/PATH, probe:openrw:/PATH -> ok | errno:N (open read-only / read-write)
  *   probe:connect:/PATH -> ok | errno:N (connect to a pathname unix socket)
  *   args:... -> syscall arguments the seccomp filter must refuse (see cmd_args below)
+ *   probe:status:FIELD -> FIELD:VALUE (its /proc/self/status line)
+ *   probe:owner:/PATH -> uid:U gid:G (stat)
+ *   probe:lease:/PATH -> ok | errno:N (F_SETLEASE F_WRLCK, released at once; creates PATH if missing)
  *   anything else -> error:unknown command; a bad argument -> error:bad argument
  * Children of forkbomb die with the worker (PR_SET_PDEATHSIG), so no cgroup is needed to clean up.
  * WARNING: outside a sandbox, an uncapped forkbomb runs until the host's pid limit (RLIMIT_NPROC does
@@ -76,6 +79,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -700,6 +704,30 @@ static void cmd_probe(const char *what)
 		reply("ok");
 	} else if (strcmp(what, "uid") == 0) {
 		reply("uid:%ld euid:%ld", (long)getuid(), (long)geteuid());
+	} else if (strncmp(what, "status:", 7) == 0) {
+		probe_status(what + 7, what + 7);
+	} else if (strncmp(what, "owner:", 6) == 0) {
+		struct stat st;
+		if (stat(what + 6, &st) != 0) {
+			reply_errno(errno);
+			return;
+		}
+		reply("uid:%ld gid:%ld", (long)st.st_uid, (long)st.st_gid);
+	} else if (strncmp(what, "lease:", 6) == 0) {
+		/* A write lease stalls every other open of the file for lease-break-time: released at once. */
+		int fd = open(what + 6, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0600);
+		if (fd < 0) {
+			reply_errno(errno);
+			return;
+		}
+		if (fcntl(fd, F_SETLEASE, F_WRLCK) != 0) {
+			reply_errno(errno);
+			close(fd);
+			return;
+		}
+		fcntl(fd, F_SETLEASE, F_UNLCK);
+		close(fd);
+		reply("ok");
 	} else {
 		reply("error:unknown command");
 	}
