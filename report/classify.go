@@ -48,7 +48,7 @@ var rules = []rule{
 	{"hostOOMKill", hostOOMKill, CauseOOMHost, ClassExternal, hostOOMKillDetail,
 		"SIGKILL, `oom_kill` grew but `oom` did not (host or parent ran out)"},
 	{"cpuSoftLimit", cpuSoftLimit, CauseCPULimit, ClassResourceExhaustion, cpuSoftLimitDetail,
-		"SIGXCPU (the RLIMIT_CPU soft limit)"},
+		"SIGXCPU with CPU time ≥ the RLIMIT_CPU soft limit − 0.05 s (a SIGXCPU without it, e.g. one the worker had the kernel send it, is any other signal)"},
 	{"cpuHardLimitKill", cpuHardLimitKill, CauseCPULimit, ClassResourceExhaustion, cpuHardLimitKillDetail,
 		"SIGKILL with CPU time ≥ the RLIMIT_CPU hard limit − 0.05 s (by the worker's PROF clock, the one the kernel enforces, read before it is reaped)"},
 	{"pidsLimit", pidsLimit, CausePidsLimit, ClassResourceExhaustion, pidsLimitDetail,
@@ -145,7 +145,13 @@ func hostOOMKill(ev Evidence) bool {
 	return diedBy(ev, syscall.SIGKILL) && ev.Cgroup != nil && ev.Cgroup.OOM == 0 && ev.Cgroup.OOMKill > 0
 }
 
-func cpuSoftLimit(ev Evidence) bool { return diedBy(ev, syscall.SIGXCPU) }
+// cpuSoftLimit: SIGXCPU from the RLIMIT_CPU soft limit (the hard limit − 1), proven by the CPU
+// time the worker used. A SIGXCPU without that evidence (no RLIMIT_CPU, or too little CPU) came
+// from somewhere else, e.g. a signal the worker had the kernel send it, and proves nothing.
+func cpuSoftLimit(ev Evidence) bool {
+	return diedBy(ev, syscall.SIGXCPU) && ev.RlimitCPUHard > 1 &&
+		ev.CPUSeconds >= float64(ev.RlimitCPUHard-1)-cpuTolerance
+}
 
 func cpuHardLimitKill(ev Evidence) bool {
 	return diedBy(ev, syscall.SIGKILL) && ev.RlimitCPUHard > 0 &&

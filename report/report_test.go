@@ -84,7 +84,11 @@ func TestClassify(t *testing.T) {
 			"killed by SIGKILL after the cgroup hit memory.max of 32.0MiB (peak 32.0MiB, oom 1, oom_kill 1)"},
 		{"oom-host", withCgroup(signaled(syscall.SIGKILL), hostOOM), CauseOOMHost, ClassExternal,
 			"host or a parent cgroup"},
-		{"cpu-limit by SIGXCPU", signaled(syscall.SIGXCPU), CauseCPULimit, ClassResourceExhaustion, "SIGXCPU"},
+		{"cpu-limit by SIGXCPU", with(signaled(syscall.SIGXCPU), atCPULimit(2)), CauseCPULimit, ClassResourceExhaustion, "SIGXCPU"},
+		// A SIGXCPU the CPU time does not explain (issue 22: F_SETSIG(SIGXCPU) + O_ASYNC, or a
+		// child's exit signal) proves no limit: the worker must not pick cpu-limit.
+		{"SIGXCPU without RLIMIT_CPU", signaled(syscall.SIGXCPU), CauseSignal, ClassUnknown, "SIGXCPU"},
+		{"SIGXCPU below the soft limit", with(signaled(syscall.SIGXCPU), atCPULimit(0.3)), CauseSignal, ClassUnknown, "SIGXCPU"},
 		{"cpu-limit by SIGKILL at the hard limit", with(withCgroup(signaled(syscall.SIGKILL), quiet), atCPULimit(3.01)),
 			CauseCPULimit, ClassResourceExhaustion, "hard limit of 3s"},
 		{"cpu-limit by SIGKILL, no cgroup", with(signaled(syscall.SIGKILL), atCPULimit(3)),
@@ -146,7 +150,7 @@ func TestClassify(t *testing.T) {
 		{"late stop after exit 17 stays a metering fault", with(exited(17), byVatrun),
 			CauseMeteringFault, ClassDeterministic, "not what ended it"},
 		{"late stop after exit 0 stays clean", with(exited(0), byVatrun), CauseExited, ClassClean, "code 0"},
-		{"stop signal while dying of SIGXCPU", with(signaled(syscall.SIGXCPU), byVatrun), CauseCPULimit,
+		{"stop signal while dying of SIGXCPU", with(with(signaled(syscall.SIGXCPU), byVatrun), atCPULimit(2)), CauseCPULimit,
 			ClassResourceExhaustion, "SIGXCPU"},
 		{"forwarded SIGTERM, but the worker died by SIGKILL from outside",
 			with(signaled(syscall.SIGKILL), func(ev *Evidence) {
@@ -175,7 +179,7 @@ func TestClassify(t *testing.T) {
 			CauseKilled, ClassExternal, "could not be ruled out"},
 		{"cpu limit beats pids", with(withCgroup(signaled(syscall.SIGKILL), pidsHit), atCPULimit(3)),
 			CauseCPULimit, ClassResourceExhaustion, "RLIMIT_CPU"},
-		{"SIGXCPU beats pids", withCgroup(signaled(syscall.SIGXCPU), pidsHit), CauseCPULimit, ClassResourceExhaustion, "SIGXCPU"},
+		{"SIGXCPU beats pids", with(withCgroup(signaled(syscall.SIGXCPU), pidsHit), atCPULimit(2)), CauseCPULimit, ClassResourceExhaustion, "SIGXCPU"},
 		{"pids beats SIGKILL", withCgroup(signaled(syscall.SIGKILL), pidsHit), CausePidsLimit,
 			ClassResourceExhaustion, "died by SIGKILL"},
 	} {
@@ -486,7 +490,8 @@ func TestSignalSource(t *testing.T) {
 	}{
 		{"segv", signaled(syscall.SIGSEGV), "kernel: a memory fault"},
 		{"sigsys", signaled(syscall.SIGSYS), "kernel: the seccomp filter"},
-		{"sigxcpu", signaled(syscall.SIGXCPU), "kernel: RLIMIT_CPU"},
+		{"sigxcpu at the soft limit", with(signaled(syscall.SIGXCPU), func(ev *Evidence) { ev.CPUSeconds, ev.RlimitCPUHard = 2, 3 }), "kernel: RLIMIT_CPU"},
+		{"sigxcpu no limit explains", signaled(syscall.SIGXCPU), "unknown"},
 		{"oom", withCgroup(signaled(syscall.SIGKILL), oom), "kernel: the OOM killer"},
 		{"abort", signaled(syscall.SIGABRT), "the worker itself: abort()"},
 		{"stopped", with(signaled(syscall.SIGTERM), stop), "vatrun"},

@@ -299,3 +299,36 @@ func TestArgsCloneExitSignal(t *testing.T) {
 	}
 	a.finish(t)
 }
+
+// TestAsyncSignalUnderPermissiveFcntl: the classification holds on its own when a profile lets
+// the F_SETOWN + F_SETSIG + O_ASYNC request through (dev with its fcntl rules removed): the
+// kernel's signal must not pass for a kill from outside or for a CPU limit that was never set or
+// reached (issue 22: a SIGXCPU with no RLIMIT_CPU was reported cpu-limit).
+func TestAsyncSignalUnderPermissiveFcntl(t *testing.T) {
+	profile := leaseProfile(t)
+	for _, sig := range []unix.Signal{unix.SIGKILL, unix.SIGTERM, unix.SIGXCPU} {
+		cmd := fmt.Sprintf("args:fasync:4:%d", sig)
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			a := startArgs(t, profile)
+			a.send(cmd)
+			got := a.tryReply(10 * time.Second)
+			if got != "armed" {
+				t.Fatalf("reply %q, want the request armed (the profile lets fcntl through)", got)
+			}
+			for i := 0; i < 3; i++ { // the I/O on fd 3 and fd 4 that signals the armed worker
+				if _, err := a.cmdW.Write([]byte("4:ping,")); err != nil {
+					break // already dead: the reply's own write signalled it
+				}
+				a.tryReply(2 * time.Second)
+			}
+			r := a.finish(t)
+			t.Logf("report %s", r.OneLine())
+			if r.Signal != int(sig) {
+				t.Fatalf("report %s: want death by %s (the attack must have worked for this test to mean anything)", r.OneLine(), unix.SignalName(sig))
+			}
+			if r.Class != report.ClassUnknown || r.Cause != report.CauseSignal {
+				t.Errorf("the worker chose its death: %s, want signal/unknown", r.OneLine())
+			}
+		})
+	}
+}
