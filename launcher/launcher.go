@@ -220,7 +220,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		if kind := execFailure(err); kind != nil {
 			return nil, fmt.Errorf("%w: %s: %w", kind, path, err)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, explainSetup(err))
 	}
 	w := &Worker{
 		plan:     pl,
