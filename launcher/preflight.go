@@ -79,12 +79,18 @@ func Check(spec Spec, getenv func(string) string) Preflight {
 
 // refusals are the causes that will refuse a sandbox with cfg here, in the order a launch meets
 // them: the clone of the user namespace (probed: probe returns the clone's errno), then the fresh
-// /proc a pid and mount namespace mount from inside it.
+// /proc a pid and mount namespace mount from inside it. The first is the one a launch meets.
 func refusals(w hostfacts.Where, cfg sandbox.Config, probe func() syscall.Errno) []hostfacts.Refusal {
 	var out []hostfacts.Refusal
 	if cfg.UserNS {
 		if errno := probe(); errno != 0 {
-			return append(out, hostfacts.JudgeUserNS(w, errno))
+			r := hostfacts.JudgeUserNS(w, errno)
+			out = append(out, r)
+			if r.Cause != hostfacts.CauseSeccomp {
+				return out // the host refuses user namespaces: nothing after it would apply
+			}
+			// A seccomp filter stands in front of what comes next: once its fix lets the clone
+			// through, the masked /proc refuses the sandbox too, so say both now.
 		}
 	}
 	freshProc := cfg.Namespaces&unix.CLONE_NEWPID != 0 && cfg.MountNS()

@@ -84,8 +84,13 @@ func TestRefusalsOrder(t *testing.T) {
 	probed := 0
 	eperm := func() syscall.Errno { probed++; return syscall.EPERM }
 	ok := func() syscall.Errno { probed++; return 0 }
-	if r := refusals(w, full, eperm); len(r) != 1 || r[0].Cause != hostfacts.CauseSeccomp {
-		t.Errorf("EPERM under a filter: %+v, want one seccomp-filter refusal", r)
+	if r := refusals(w, full, eperm); len(r) != 2 || r[0].Cause != hostfacts.CauseSeccomp || r[1].Cause != hostfacts.CauseMaskedProc {
+		t.Errorf("EPERM under a filter: %+v, want the seccomp filter, then the masked /proc its fix would meet", r)
+	}
+	host := w
+	host.Seccomp, host.UnprivUsernsClone = 0, "0"
+	if r := refusals(host, full, eperm); len(r) != 1 || r[0].Cause != hostfacts.CauseSysctlClone {
+		t.Errorf("EPERM from the sysctl: %+v, want only the sysctl", r)
 	}
 	if r := refusals(w, full, ok); len(r) != 1 || r[0].Cause != hostfacts.CauseMaskedProc {
 		t.Errorf("userns allowed, /proc masked: %+v, want the masked-proc refusal", r)

@@ -223,7 +223,7 @@ func printCheck(w io.Writer, r checkResult) {
 		}
 		return "NO"
 	}
-	fmt.Fprintf(w, "vatrun check — profile %s (%s), consensus=%v\n\n", r.Profile, r.ProfileDigest, r.Consensus)
+	fmt.Fprintf(w, "vatrun check — profile %s, consensus=%v\n  %s\n\n", r.Profile, r.Consensus, r.ProfileDigest)
 	// Every cell is short (cell caps it); the long texts (problems, fixes, probe errors) are
 	// printed below the table, wrapped.
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -368,19 +368,24 @@ func orDefault(s, d string) string {
 	return s
 }
 
-// printFacts prints the host facts (and the worker digest when asked for).
+// printFacts prints the host facts (and the worker digest when asked for): one row per fact,
+// and why it matters wrapped on the lines below it, so that no line is wider than ~100 columns.
 func printFacts(w io.Writer, r checkResult) {
-	fmt.Fprintf(w, "host facts (digest of the outcome-relevant ones: %s)\n", r.HostFactsDigest)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  fact\tvalue\toutcome\twhy it matters")
+	fmt.Fprintf(w, "host facts, each with why it matters (digest of the outcome-relevant ones, for --compare):\n  %s\n", r.HostFactsDigest)
+	nameW, valueW := len("fact"), len("value")
+	for _, f := range r.HostFacts {
+		nameW, valueW = max(nameW, len(f.Name)), max(valueW, len([]rune(cell(f.Value))))
+	}
+	fmt.Fprintf(w, "  %-*s  %-*s  %s\n", nameW, "fact", valueW, "value", "outcome")
 	for _, f := range r.HostFacts {
 		rel := "-"
 		if f.OutcomeRelevant {
 			rel = "relevant"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", f.Name, f.Value, rel, f.Why)
+		v := cell(f.Value)
+		fmt.Fprintf(w, "  %-*s  %s%s  %s\n", nameW, f.Name, v, strings.Repeat(" ", valueW-len([]rune(v))), rel)
+		fmt.Fprintf(w, "      %s\n", wrapText(f.Why, "      ", 94))
 	}
-	tw.Flush()
 	if r.WorkerDigest != "" {
 		fmt.Fprintf(w, "\nworker digest %s over:\n", r.WorkerDigest)
 		for _, f := range r.WorkerFiles {
