@@ -14,7 +14,7 @@
 
 #define VR_MARKER "__vatrun_init__"
 #define VR_MAGIC 0x76617472u /* "vatr" */
-#define VR_VERSION 2u
+#define VR_VERSION 3u
 #define VR_MAX_RLIMITS 16
 #define VR_MAX_BPF 4096
 
@@ -41,6 +41,10 @@ struct vr_config {
 	struct vr_rlimit rlimits[VR_MAX_RLIMITS];
 	uint32_t bpf_len;    /* number of struct sock_filter following this struct */
 	uint32_t mounts_len; /* bytes of the mount table following the BPF program */
+	/* Landlock (0: off): the ABI whose rights the worker's ruleset handles (1..7), and the bytes
+	 * of the list of paths it may read (NUL-terminated absolute paths) after the mount table. */
+	uint32_t landlock_abi;
+	uint32_t landlock_len;
 	char hostname[64];
 };
 

@@ -227,7 +227,13 @@ func printCheck(w io.Writer, r checkResult) {
 	// Every cell is short (cell caps it); the long texts (problems, fixes, probe errors) are
 	// printed below the table, wrapped.
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(name, value, verdict string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", name, cell(value), verdict) }
+	row := func(name, value, verdict string) {
+		if verdict == "" { // the value ends the line: no padding after it
+			fmt.Fprintf(tw, "%s\t%s\n", name, cell(value))
+			return
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, cell(value), verdict)
+	}
 	row("kernel", r.Kernel, "")
 	row("user", r.User, "")
 	wh := r.Where
