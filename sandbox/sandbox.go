@@ -54,7 +54,7 @@ type Config struct {
 	// ABI 6 it may not signal, nor reach an abstract unix socket of, a process outside its domain.
 	LandlockABI   int
 	LandlockPaths []string
-	Hostname string
+	Hostname      string
 	// KeepFDs: fds [0, KeepFDs) reach the worker; every fd above is closed at exec.
 	KeepFDs int
 	// StatusFD is the stage's fd number of the status pipe's write end.

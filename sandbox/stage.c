@@ -267,7 +267,22 @@ static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, 
 		snprintf(step, sizeof(step), "clear the ambient capability set");
 		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
 			goto fail;
-		for (int cap = 0; cap < 64; cap++) {
+		/* Dropping from the bounding set needs CAP_SETPCAP. A process that holds no capability
+		 * at all (an unprivileged user without a user namespace: the no-namespace mode) cannot
+		 * drop them, and needs not: with no_new_privs (below) and empty permitted, inheritable
+		 * and ambient sets, nothing it execs can gain one. */
+		struct {
+			uint32_t version;
+			int pid;
+		} chdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+		struct {
+			uint32_t effective, permitted, inheritable;
+		} cdata[2];
+		snprintf(step, sizeof(step), "read the capability sets");
+		if (syscall(SYS_capget, &chdr, cdata) != 0)
+			goto fail;
+		int holds = (cdata[0].permitted | cdata[1].permitted | cdata[0].inheritable | cdata[1].inheritable) != 0;
+		for (int cap = 0; holds && cap < 64; cap++) {
 			if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
 				snprintf(step, sizeof(step), "drop capability %d from the bounding set", cap);
 				goto fail;
