@@ -39,9 +39,9 @@ const (
 func seccompFixes() []Fix {
 	return []Fix{
 		{"docker", "docker run --security-opt seccomp=" + RecipeSeccomp + " … (Docker's default profile plus clone with namespace flags, clone3, mount, umount2, pivot_root, sethostname: docs/containers.md)"},
-		{"compose", `security_opt: ["seccomp=./docker-seccomp.json"]  (the same file, beside compose.yaml)`},
+		{"compose", `security_opt: ["seccomp=../docker-seccomp.json"] (contrib/containers/compose.yaml)`},
 		{"podman", "podman run --security-opt seccomp=" + RecipeSeccomp + " …"},
-		{"kubernetes", "copy " + RecipeSeccomp + " to /var/lib/kubelet/seccomp/vatrun.json on each node; securityContext: {seccompProfile: {type: Localhost, localhostProfile: vatrun.json}} with hostUsers: false (contrib/k8s-agd-vatrun.yaml)"},
+		{"kubernetes", "copy " + RecipeSeccomp + " to /var/lib/kubelet/seccomp/vatrun.json on each node; securityContext: {seccompProfile: {type: Localhost, localhostProfile: vatrun.json}} with hostUsers: false (contrib/containers/k8s-agd-vatrun.yaml)"},
 	}
 }
 
