@@ -82,6 +82,7 @@ type Worker struct {
 	plan    *plan.Plan
 	cg      *cgroupLeaf
 	limits  map[string]string // limit -> what enforces it (report.LimitsEnforced)
+	layers  []string          // what confines the worker (report.Isolation)
 	ident   *identity         // worker and host facts digests (identity.go)
 	started time.Time
 	log     *slog.Logger
@@ -191,7 +192,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		stdout, stderr = nil, nil
 	}
 
-	cfg, cg, limits, warnings, err := prepareSandbox(spec, pl)
+	cfg, cg, limits, warnings, err := prepareSandbox(spec, pl, path)
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +226,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 	w := &Worker{
 		plan:     pl,
 		limits:   limits,
+		layers:   isolationLayers(cfg),
 		ident:    ident,
 		spec:     spec,
 		proc:     proc,
@@ -253,13 +255,16 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 
 // prepareSandbox makes the worker's cgroup leaf (or says why there is none) and the init stage's
 // config for this launch, and says what holds each limit. On error nothing is left behind.
-func prepareSandbox(spec Spec, pl *plan.Plan) (sandbox.Config, *cgroupLeaf, map[string]string, []string, error) {
+func prepareSandbox(spec Spec, pl *plan.Plan, path string) (sandbox.Config, *cgroupLeaf, map[string]string, []string, error) {
 	log := spec.Logger
 	cg, warnings, err := setupCgroup(spec, pl)
 	if err != nil {
 		return sandbox.Config{}, nil, nil, nil, err
 	}
 	cfg, err := pl.Sandbox(cg != nil, spec.MountSources)
+	if err == nil {
+		cfg, err = chooseIsolation(pl, cfg, path, probedRefusals)
+	}
 	if err != nil {
 		if cg != nil {
 			cg.teardown(log)
@@ -434,6 +439,7 @@ func (w *Worker) reap() {
 	}
 	r.Pid = w.proc.InitPid
 	r.LimitsEnforced = w.limits
+	r.Isolation = w.layers
 	r.Warnings = warnings
 	w.report = r
 	// The report is ready: tell the kernel now, then clean up (the init stage exits right after

@@ -12,6 +12,7 @@ import (
 	"github.com/vatrun/vatrun/hostfacts"
 	"github.com/vatrun/vatrun/launcher/plan"
 	"github.com/vatrun/vatrun/sandbox"
+	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
 // Preflight is what a launch of a spec would do on this host, decided without starting a worker
@@ -35,6 +36,10 @@ type Preflight struct {
 	// fail (the first is the one a launch meets first).
 	Where    hostfacts.Where
 	Refusals []hostfacts.Refusal
+	// Isolation is what will confine the worker (report.Isolation); NoNamespaceMode: the profile
+	// accepts Landlock instead of its namespaces and gets it (the Refusals say why, if any).
+	Isolation       []string
+	NoNamespaceMode bool
 	// Err is what a launch would return before the worker runs (nil: none foreseen).
 	Err error
 }
@@ -68,10 +73,23 @@ func Check(spec Spec, getenv func(string) string) Preflight {
 		pf.Err = err
 		return pf
 	}
+	if pl.Isolation != seccompprofiles.IsolationLandlock {
+		pf.Refusals = refusals(pf.Where, cfg, sandbox.ProbeUserNS)
+	}
+	path := spec.Path
+	if path == "" {
+		path = "/bin/true" // check's probe worker
+	}
+	cfg, err = chooseIsolation(pl, cfg, path, func(sandbox.Config) []hostfacts.Refusal { return pf.Refusals })
+	if err != nil {
+		pf.Err = err
+		return pf
+	}
 	pf.UserNS = cfg.UserNS
 	pf.Namespaces = namespaceNames(cfg.Namespaces, cfg.UserNS)
-	pf.Refusals = refusals(pf.Where, cfg, sandbox.ProbeUserNS)
-	if len(pf.Refusals) > 0 {
+	pf.Isolation = isolationLayers(cfg)
+	pf.NoNamespaceMode = cfg.LandlockABI > 0 && cfg.Namespaces == 0
+	if len(pf.Refusals) > 0 && !pf.NoNamespaceMode {
 		pf.Err = fmt.Errorf("%w: %s", ErrSetup, pf.Refusals[0].Problem)
 	}
 	return pf

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -102,5 +103,61 @@ func TestRefusalsOrder(t *testing.T) {
 	probed = 0
 	if r := refusals(w, sandbox.Config{Namespaces: unix.CLONE_NEWPID | unix.CLONE_NEWNS}, eperm); len(r) != 0 || probed != 0 {
 		t.Errorf("no user namespace: %+v (probed %d times), want no refusal and no probe", r, probed)
+	}
+}
+
+// TestChooseIsolation: the default keeps the namespaces even when they are refused (the launch
+// then fails naming the cause); namespaces-or-landlock takes the no-namespace mode only where
+// they are refused; landlock always takes it; and the mode has no namespace and a Landlock
+// ruleset over the worker's own files.
+func TestChooseIsolation(t *testing.T) {
+	if sandbox.LandlockABI() == 0 {
+		t.Skip("the kernel has no Landlock")
+	}
+	worker, err := ResolvePath("/bin/true")
+	if err != nil {
+		t.Skip("needs /bin/true")
+	}
+	seccompDev, err := seccompprofiles.Load("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := func(sandbox.Config) []hostfacts.Refusal {
+		return []hostfacts.Refusal{{Cause: hostfacts.CauseSeccomp}}
+	}
+	allowed := func(sandbox.Config) []hostfacts.Refusal { return nil }
+	for _, tc := range []struct {
+		iso     seccompprofiles.Isolation
+		refuse  bool
+		landlok bool
+	}{
+		{"", true, false},
+		{seccompprofiles.IsolationNamespaces, true, false},
+		{seccompprofiles.IsolationNamespacesOrLandlock, false, false},
+		{seccompprofiles.IsolationNamespacesOrLandlock, true, true},
+		{seccompprofiles.IsolationLandlock, false, true},
+	} {
+		p := *seccompDev
+		p.Name, p.Isolation = "dev-"+string(tc.iso), tc.iso
+		pl, err := plan.Compile(&p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := sandbox.Config{Namespaces: unix.CLONE_NEWPID | unix.CLONE_NEWNS, UserNS: true, DropCaps: true}
+		how := allowed
+		if tc.refuse {
+			how = refused
+		}
+		got, err := chooseIsolation(pl, cfg, worker, how)
+		if err != nil {
+			t.Fatalf("%q refused=%v: %v", tc.iso, tc.refuse, err)
+		}
+		isLL := got.LandlockABI > 0 && got.Namespaces == 0 && !got.UserNS && len(got.LandlockPaths) > 0
+		if isLL != tc.landlok || !isLL && got.Namespaces != cfg.Namespaces {
+			t.Errorf("%q refused=%v: landlock %v (%+v), want %v", tc.iso, tc.refuse, isLL, got, tc.landlok)
+		}
+		if isLL && !slices.Contains(got.LandlockPaths, worker) {
+			t.Errorf("%q: landlock paths %v lack the worker %s", tc.iso, got.LandlockPaths, worker)
+		}
 	}
 }

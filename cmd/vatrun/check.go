@@ -57,6 +57,10 @@ type launchPlan struct {
 	UserNS     bool     `json:"userNS"`
 	Namespaces string   `json:"namespaces"`
 	Refused    string   `json:"refused,omitempty"` // the error `run` exits 122 (or 125) with
+	// Isolation is what will confine the worker (the report's isolation); NoNamespaceMode: the
+	// profile accepts Landlock instead of its namespaces, and gets it here.
+	Isolation       []string `json:"isolation,omitempty"`
+	NoNamespaceMode bool     `json:"noNamespaceMode,omitempty"`
 }
 
 type probeResult struct {
@@ -171,13 +175,13 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		res.SeccompWarnings = warnings
 	}
 	// The decisions a launch makes, made once here: what `run` with these flags will do.
-	pf := launcher.Check(launcher.Spec{Profile: p, Cgroup: launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup}}, os.Getenv)
+	pf := launcher.Check(launcher.Spec{Profile: p, Path: workerResolved, Cgroup: launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup}}, os.Getenv)
 	res.Where, res.Refusals = pf.Where, pf.Refusals
 	res.Cgroup = pf.Cgroup
 	if *noCgroup {
 		res.Cgroup = cgroup.Host{Mode: "disabled (--no-cgroup)"}
 	}
-	res.Launch = launchPlan{Warnings: pf.CgroupWarnings, UserNS: pf.UserNS, Namespaces: pf.Namespaces, Cgroup: "none"}
+	res.Launch = launchPlan{Warnings: pf.CgroupWarnings, UserNS: pf.UserNS, Namespaces: pf.Namespaces, Cgroup: "none", Isolation: pf.Isolation, NoNamespaceMode: pf.NoNamespaceMode}
 	if pf.UseCgroup {
 		res.Launch.Cgroup = "a leaf under " + pf.Cgroup.Parent
 	}
@@ -290,12 +294,18 @@ func printCheck(w io.Writer, r checkResult) {
 			}
 		}
 	}
+	if r.Launch.NoNamespaceMode {
+		userns = "not used: the no-namespace mode"
+	}
 	row("user namespace", userns, mark(!strings.Contains(userns, "REFUSED")))
 	plan := fmt.Sprintf("namespaces %s; cgroup %s", r.Launch.Namespaces, r.Launch.Cgroup)
 	if r.Launch.Refused != "" {
 		plan = "refuse (exit 122 or 125): below"
 	}
 	row("vatrun run would", plan, mark(r.Launch.Refused == ""))
+	if r.Launch.NoNamespaceMode {
+		row("isolation", "the no-namespace mode: Landlock (below)", "ok")
+	}
 	probe := fmt.Sprintf("/bin/true ran in the sandbox: %.1f ms", r.SandboxProbe.Millis)
 	if !r.SandboxProbe.OK {
 		probe = "failed (below)"
@@ -312,6 +322,12 @@ func printCheck(w io.Writer, r checkResult) {
 	printFacts(w, r)
 	if r.Cgroup.Problem != "" && r.Launch.Refused == "" {
 		fmt.Fprint(w, wrapText("cgroup v2 unusable here ("+r.Cgroup.Problem+"): this non-consensus profile runs without cgroup limits, and its reports say the cgroup evidence is unavailable.", "", 100), "\n\n")
+	}
+	if r.Launch.NoNamespaceMode {
+		fmt.Fprint(w, wrapText("isolation (the no-namespace mode): "+strings.Join(r.Launch.Isolation, "; "), "  ", 100), "\n\n")
+		if len(r.Refusals) > 0 {
+			fmt.Fprint(w, wrapText(fmt.Sprintf("the namespaces are refused here, and profile %s accepts the no-namespace mode instead:", r.Profile), "  ", 100), "\n")
+		}
 	}
 	for _, ref := range r.Refusals {
 		fmt.Fprint(w, wrapText("refused: "+ref.Problem, "  ", 100), "\n")

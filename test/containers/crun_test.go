@@ -25,6 +25,8 @@ import (
 	"github.com/vatrun/vatrun/hostfacts"
 	"github.com/vatrun/vatrun/internal/dockerseccomp"
 	"github.com/vatrun/vatrun/internal/testbin"
+	"github.com/vatrun/vatrun/sandbox"
+	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
 // setup is one container configuration.
@@ -305,5 +307,57 @@ func TestRecipeRunsWithFullIsolation(t *testing.T) {
 	}
 	if err := json.Unmarshal(rep, &r); err != nil || r.Cause != "exited" || r.ExitCode == nil || *r.ExitCode != 0 {
 		t.Errorf("report %s (%v), want a clean exit", rep, err)
+	}
+}
+
+// TestDockerDefaultNoNamespaceMode: under Docker's defaults, a profile that accepts the
+// no-namespace mode ("isolation": "namespaces-or-landlock") runs: check says so (the namespaces
+// refused, and why), and the worker runs confined by Landlock: it cannot read a container file
+// nor signal its parent; its report's isolation names Landlock.
+func TestDockerDefaultNoNamespaceMode(t *testing.T) {
+	c := newContainer(t, dockerDefault)
+	if sandbox.LandlockABI() < 6 {
+		t.Skipf("needs Landlock ABI 6 (signal scope); the kernel has %d", sandbox.LandlockABI())
+	}
+	p, err := seccompprofiles.Load("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Name, p.Isolation = "dev-or-landlock", seccompprofiles.IsolationNamespacesOrLandlock
+	data, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.io, "profile.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, table := c.check("/io/profile.json")
+	if !res.CanRun || len(res.Refusals) == 0 || res.Refusals[0].Cause != hostfacts.CauseSeccomp || !strings.Contains(table, "no-namespace mode") {
+		t.Fatalf("check: canRun %v refusals %+v, want can run in the no-namespace mode, the seccomp filter named\n%s", res.CanRun, res.Refusals, table)
+	}
+	if err := os.WriteFile(filepath.Join(c.io, "cmds"), []byte(netstrings("probe:open:/etc/secret", "probe:killppid:28", "probe:pid")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := `/vatrun/vatrun run --profile /io/profile.json --report-file /io/report.json -- /vatrun/worker 3</io/cmds 4>/io/replies; echo "vatrun exit $?"`
+	out, errs, code := c.run("/bin/sh", "-c", script)
+	if code != 0 || !strings.Contains(out, "vatrun exit 0") {
+		t.Fatalf("container exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	replies, err := os.ReadFile(filepath.Join(c.io, "replies"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(replies), netstrings("errno:13", "errno:1")) || strings.Contains(string(replies), "pid:2,") {
+		t.Errorf("worker replies %q: want the container file and the parent refused, and no pid namespace", replies)
+	}
+	rep, err := os.ReadFile(filepath.Join(c.io, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Isolation []string `json:"isolation"`
+	}
+	if err := json.Unmarshal(rep, &r); err != nil || len(r.Isolation) == 0 || !strings.HasPrefix(r.Isolation[0], "landlock ABI") {
+		t.Errorf("report isolation %q (%v), want Landlock first", r.Isolation, err)
 	}
 }

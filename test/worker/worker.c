@@ -703,6 +703,12 @@ static void cmd_probe(const char *what)
 		}
 		close(fd);
 		reply("ok");
+	} else if (strncmp(what, "killpid:", 8) == 0) {
+		/* Can the worker signal another process (a sibling worker)? SIGWINCH: harmless. */
+		if (kill((pid_t)atol(what + 8), SIGWINCH) != 0)
+			reply_errno(errno);
+		else
+			reply("ok");
 	} else if (strncmp(what, "killppid:", 9) == 0) {
 		/* Can the worker signal its parent (the init stage, outside its Landlock domain)? */
 		if (kill(getppid(), atoi(what + 9)) != 0)
