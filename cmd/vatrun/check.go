@@ -15,6 +15,7 @@ import (
 	"github.com/vatrun/vatrun/cgroup"
 	"github.com/vatrun/vatrun/hostfacts"
 	"github.com/vatrun/vatrun/launcher"
+	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
 	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
@@ -39,6 +40,8 @@ type checkResult struct {
 	Where    hostfacts.Where     `json:"where"`
 	Refusals []hostfacts.Refusal `json:"refusals,omitempty"`
 	Launch   launchPlan          `json:"launch"`
+	// LandlockABI is the kernel's Landlock ABI (0: none), what the no-namespace mode needs.
+	LandlockABI int `json:"landlockABI"`
 	CanRun   bool                `json:"canRun"`
 	Problems []string            `json:"problems,omitempty"`
 	// Host facts (hostfacts): what could still make two validators differ; compare two hosts
@@ -177,6 +180,7 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 	// The decisions a launch makes, made once here: what `run` with these flags will do.
 	pf := launcher.Check(launcher.Spec{Profile: p, Path: workerResolved, Cgroup: launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup}}, os.Getenv)
 	res.Where, res.Refusals = pf.Where, pf.Refusals
+	res.LandlockABI = sandbox.LandlockABI()
 	res.Cgroup = pf.Cgroup
 	if *noCgroup {
 		res.Cgroup = cgroup.Host{Mode: "disabled (--no-cgroup)"}
@@ -285,6 +289,11 @@ func printCheck(w io.Writer, r checkResult) {
 		row("cgroup view", fmt.Sprintf("%s, %s, subtree_control %q", ns, ro, strings.Join(wh.Cgroup.SubtreeControl, " ")), "")
 	}
 	row("seccomp filter", orDefault(r.SeccompNote, "available"), mark(r.Seccomp))
+	ll := fmt.Sprintf("ABI %d", r.LandlockABI)
+	if r.LandlockABI == 0 {
+		ll = "none (the no-namespace mode needs it)"
+	}
+	row("landlock", ll, "")
 	userns := "not needed (CAP_SYS_ADMIN or no namespaces)"
 	if r.Launch.UserNS {
 		userns = "needed: created"
