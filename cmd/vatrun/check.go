@@ -41,9 +41,9 @@ type checkResult struct {
 	Refusals []hostfacts.Refusal `json:"refusals,omitempty"`
 	Launch   launchPlan          `json:"launch"`
 	// LandlockABI is the kernel's Landlock ABI (0: none), what the no-namespace mode needs.
-	LandlockABI int `json:"landlockABI"`
-	CanRun   bool                `json:"canRun"`
-	Problems []string            `json:"problems,omitempty"`
+	LandlockABI int      `json:"landlockABI"`
+	CanRun      bool     `json:"canRun"`
+	Problems    []string `json:"problems,omitempty"`
 	// Host facts (hostfacts): what could still make two validators differ; compare two hosts
 	// with `vatrun check --compare A.json B.json`.
 	HostFactsDigest string                 `json:"hostFactsDigest"`
