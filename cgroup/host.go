@@ -275,3 +275,9 @@ func selfCgroup() (string, error) {
 func ours(parent, self string) bool {
 	return self == parent || self == path.Join(parent, SupervisorLeaf)
 }
+
+// DetectFor is Detect judged for the controllers a leaf with lim needs: what Open and NewLeaf
+// would refuse, read-only (vatrun check's preflight, which must agree with a launch).
+func DetectFor(root, parent string, lim Limits) Host {
+	return detect(newTree(root), parent, lim.controllers())
+}

@@ -101,20 +101,16 @@ func (c *cgroupLeaf) teardown(log *slog.Logger) {
 func setupCgroup(spec Spec, p *plan.Plan) (*cgroupLeaf, []string, error) {
 	opts := spec.Cgroup
 	if opts.Disable {
-		if p.Consensus {
-			return nil, nil, fmt.Errorf("%w: profile %q is a consensus profile: it needs a cgroup v2 leaf with identical limits on every validator; remove --no-cgroup", ErrConfig, p.Name)
-		}
-		return nil, []string{"cgroup evidence unavailable: cgroups disabled (--no-cgroup)"}, nil
+		warnings, err := cgroupVerdict(p, opts, nil)
+		return nil, warnings, err
 	}
 	refuse := func(err error) (*cgroupLeaf, []string, error) {
 		var ue *cgroup.UnusableError
 		if !errors.As(err, &ue) {
 			return nil, nil, fmt.Errorf("%w: %w", ErrSetup, err)
 		}
-		if p.Consensus || opts.Parent != "" {
-			return nil, nil, fmt.Errorf("%w: %s\nfix: %s", ErrSetup, ue.Host.Problem, ue.Host.Fix)
-		}
-		return nil, []string{"cgroup evidence unavailable: " + ue.Host.Problem}, nil
+		warnings, err := cgroupVerdict(p, opts, &ue.Host)
+		return nil, warnings, err
 	}
 	parent, err := openParent(opts, spec.Logger)
 	if err != nil {
@@ -126,4 +122,28 @@ func setupCgroup(spec Spec, p *plan.Plan) (*cgroupLeaf, []string, error) {
 		return refuse(err)
 	}
 	return &cgroupLeaf{leaf: leaf}, nil, nil
+}
+
+// cgroupVerdict is the one decision on a worker without a leaf, shared by a launch and by
+// Preflight (vatrun check): unusable is the cgroup's problem (nil when a leaf can be made, or when
+// cgroups are disabled). A consensus profile refuses; an explicitly chosen parent that does not
+// work is an error for every profile; otherwise the worker runs without a leaf and the report
+// says why (the warnings).
+func cgroupVerdict(p *plan.Plan, opts CgroupOptions, unusable *cgroup.Host) ([]string, error) {
+	if opts.Disable {
+		if p.Consensus {
+			return nil, fmt.Errorf("%w: profile %q is a consensus profile: it needs a cgroup v2 leaf with identical limits on every validator; remove --no-cgroup", ErrConfig, p.Name)
+		}
+		return []string{"cgroup evidence unavailable: cgroups disabled (--no-cgroup)"}, nil
+	}
+	if unusable == nil || unusable.Problem == "" {
+		return nil, nil
+	}
+	switch {
+	case p.Consensus:
+		return nil, fmt.Errorf("%w: %s\nfix: %s", ErrSetup, unusable.Problem, unusable.Fix)
+	case opts.Parent != "":
+		return nil, fmt.Errorf("%w: %s\nfix: %s; or, since profile %q is not a consensus profile, run it without cgroup limits: drop --cgroup-parent (and VATRUN_CGROUP_PARENT), or pass --no-cgroup", ErrSetup, unusable.Problem, unusable.Fix, p.Name)
+	}
+	return []string{"cgroup evidence unavailable: " + unusable.Problem}, nil
 }

@@ -84,6 +84,7 @@ type Worker struct {
 	limits  map[string]string // limit -> what enforces it (report.LimitsEnforced)
 	uid     int               // the worker's host uid and gid (report.WorkerUID, WorkerGID)
 	gid     int
+	layers  []string  // what confines the worker (report.Isolation)
 	ident   *identity // worker and host facts digests (identity.go)
 	started time.Time
 	log     *slog.Logger
@@ -203,7 +204,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		stdout, stderr = nil, nil
 	}
 
-	cfg, cg, limits, warnings, err := prepareSandbox(spec, pl)
+	cfg, cg, limits, warnings, err := prepareSandbox(spec, pl, path)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +236,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		if hint := execveFilterHint(spec.Profile, err); hint != "" {
 			return nil, fmt.Errorf("%w: %w; %s", ErrSetup, err, hint)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
+		return nil, fmt.Errorf("%w: %w", ErrSetup, explainSetup(err))
 	}
 	uid, gid := plan.WorkerIDs(cfg)
 	w := &Worker{
@@ -243,6 +244,7 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		gid:      gid,
 		plan:     pl,
 		limits:   limits,
+		layers:   isolationLayers(cfg),
 		ident:    ident,
 		spec:     spec,
 		proc:     proc,
@@ -271,13 +273,16 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 
 // prepareSandbox makes the worker's cgroup leaf (or says why there is none) and the init stage's
 // config for this launch, and says what holds each limit. On error nothing is left behind.
-func prepareSandbox(spec Spec, pl *plan.Plan) (sandbox.Config, *cgroupLeaf, map[string]string, []string, error) {
+func prepareSandbox(spec Spec, pl *plan.Plan, path string) (sandbox.Config, *cgroupLeaf, map[string]string, []string, error) {
 	log := spec.Logger
 	cg, warnings, err := setupCgroup(spec, pl)
 	if err != nil {
 		return sandbox.Config{}, nil, nil, nil, err
 	}
 	cfg, err := pl.Sandbox(cg != nil, spec.MountSources)
+	if err == nil {
+		cfg, err = chooseIsolation(pl, cfg, path, probedRefusals)
+	}
 	if err != nil {
 		if cg != nil {
 			cg.teardown(log)
@@ -453,6 +458,7 @@ func (w *Worker) reap() {
 	r.Pid = w.proc.InitPid
 	r.WorkerUID, r.WorkerGID = &w.uid, &w.gid
 	r.LimitsEnforced = w.limits
+	r.Isolation = w.layers
 	r.Warnings = warnings
 	w.report = r
 	// The report is ready: tell the kernel now, then clean up (the init stage exits right after

@@ -192,6 +192,10 @@ type Report struct {
 	// what enforced it for this worker ("cgroup memory.max", "RLIMIT_DATA", "seccomp: no process
 	// creation", "none: …"), so a degraded sandbox is visible in the report.
 	LimitsEnforced map[string]string `json:"limitsEnforced,omitempty"`
+	// Isolation lists the layers that confined this worker: "namespaces: pid net … user" (with
+	// "minimal root") or "landlock ABI N: …" in the no-namespace mode, then the seccomp filter,
+	// rlimits, no_new_privs, the new session and the parent-death signal.
+	Isolation []string `json:"isolation,omitempty"`
 	// Warnings lists anything degraded (e.g. cgroup evidence unavailable and why).
 	Warnings []string `json:"warnings,omitempty"`
 }

@@ -15,6 +15,8 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -52,7 +54,13 @@ type Config struct {
 	SetIDs   bool
 	UID, GID uint32
 	DropCaps bool // empty the bounding and ambient capability sets before exec
-	Hostname string
+	// LandlockABI (0: off) confines the worker with Landlock at this ABI (1..MaxLandlockABI; see
+	// LandlockABI()): it may read and execute LandlockPaths (files, and directories with what is
+	// beneath them) and nothing else of the filesystem; from ABI 4 no TCP bind or connect; from
+	// ABI 6 it may not signal, nor reach an abstract unix socket of, a process outside its domain.
+	LandlockABI   int
+	LandlockPaths []string
+	Hostname      string
 	// KeepFDs: fds [0, KeepFDs) reach the worker; every fd above is closed at exec.
 	KeepFDs int
 	// StatusFD is the stage's fd number of the status pipe's write end.
@@ -130,12 +138,27 @@ func (c *Config) Encode() ([]byte, error) {
 		}
 	}
 	cfg.mounts_len = C.uint32_t(len(table))
+	var ll []byte
+	if c.LandlockABI > 0 {
+		if c.LandlockABI > MaxLandlockABI {
+			return nil, fmt.Errorf("sandbox config: landlock ABI %d, this vatrun knows up to %d", c.LandlockABI, MaxLandlockABI)
+		}
+		for _, p := range c.LandlockPaths {
+			if !filepath.IsAbs(p) || strings.IndexByte(p, 0) >= 0 {
+				return nil, fmt.Errorf("sandbox config: landlock path %q is not a clean absolute path", p)
+			}
+			ll = append(append(ll, p...), 0)
+		}
+		cfg.landlock_abi = C.uint32_t(c.LandlockABI)
+		cfg.landlock_len = C.uint32_t(len(ll))
+	}
 	for i := 0; i < len(c.Hostname); i++ {
 		cfg.hostname[i] = C.char(c.Hostname[i])
 	}
 	raw := C.GoBytes(unsafe.Pointer(&cfg), C.int(unsafe.Sizeof(cfg)))
 	raw = append(raw, c.BPF...)
-	return append(raw, table...), nil
+	raw = append(raw, table...)
+	return append(raw, ll...), nil
 }
 
 // MsgType says what a status message reports.

@@ -42,6 +42,10 @@ struct vr_config {
 	struct vr_rlimit rlimits[VR_MAX_RLIMITS];
 	uint32_t bpf_len;    /* number of struct sock_filter following this struct */
 	uint32_t mounts_len; /* bytes of the mount table following the BPF program */
+	/* Landlock (0: off): the ABI whose rights the worker's ruleset handles (1..7), and the bytes
+	 * of the list of paths it may read (NUL-terminated absolute paths) after the mount table. */
+	uint32_t landlock_abi;
+	uint32_t landlock_len;
 	char hostname[64];
 	uint32_t worker_uid; /* VR_FLAG_SETIDS: the worker's uid and gid (setgroups, setresgid, setresuid) */
 	uint32_t worker_gid;

@@ -278,13 +278,36 @@ func (p *Process) awaitExec() error {
 	return &SetupError{Step: fmt.Sprintf("init stage ended before the worker started (%s; %v)", DescribeStatus(ex.Status), err)}
 }
 
+// CloneError is the kernel's (or an inherited seccomp filter's) refusal of the clone that
+// creates the init stage: no namespace, no user namespace or no CLONE_INTO_CGROUP. The launcher
+// names the precise cause (hostfacts.JudgeUserNS), as vatrun check does.
+type CloneError struct {
+	Errno    syscall.Errno
+	UserNS   bool // the clone asked for a user namespace
+	IntoCgrp bool // the clone asked for CLONE_INTO_CGROUP (clone3)
+}
+
+func (e *CloneError) Error() string {
+	what := "namespaces"
+	if e.UserNS {
+		what = "namespaces (with a user namespace)"
+	}
+	if e.IntoCgrp {
+		what += " or the cgroup (CLONE_INTO_CGROUP, clone3)"
+	}
+	return fmt.Sprintf("the kernel refused to create the %s: %v (vatrun check names the cause)", what, e.Errno)
+}
+
+func (e *CloneError) Unwrap() error { return e.Errno }
+
 func explainCloneError(err error, spec Spec) error {
-	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EUSERS) {
-		what := "namespaces"
-		if spec.CgroupFD >= 0 {
-			what = "namespaces or the cgroup (CLONE_INTO_CGROUP)"
-		}
-		return fmt.Errorf("the kernel refused to create the %s: %w (check `vatrun check`: unprivileged users need user namespaces, kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0)", what, err)
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return err
+	}
+	switch errno {
+	case syscall.EPERM, syscall.EINVAL, syscall.ENOSPC, syscall.EUSERS, syscall.ENOSYS, syscall.EACCES:
+		return &CloneError{Errno: errno, UserNS: spec.Config.UserNS, IntoCgrp: spec.CgroupFD >= 0}
 	}
 	return err
 }
@@ -364,4 +387,28 @@ func DescribeStatus(ws unix.WaitStatus) string {
 		return "killed by " + unix.SignalName(ws.Signal())
 	}
 	return fmt.Sprintf("wait status %#x", uint32(ws))
+}
+
+// ProbeUserNS clones a child into a new user namespace and returns the clone's errno (0: the
+// kernel allowed it). The child is never a program: it execs a path that cannot exist
+// (/dev/null/…), so an ENOTDIR or ENOENT from the child means the clone itself worked. This is
+// the same clone(2) a launch makes (Go's forkExec with CLONE_NEWUSER), so a seccomp filter that
+// inspects clone's flags judges both alike.
+func ProbeUserNS() syscall.Errno {
+	pid, err := syscall.ForkExec("/dev/null/vatrun-userns-probe", []string{"vatrun-userns-probe"}, &syscall.ProcAttr{
+		Sys: &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, Pdeathsig: syscall.SIGKILL},
+	})
+	if err == nil { // cannot happen: the path does not exist
+		var ws syscall.WaitStatus
+		syscall.Wait4(pid, &ws, 0, nil)
+		return 0
+	}
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return syscall.EINVAL
+	}
+	if errno == syscall.ENOTDIR || errno == syscall.ENOENT {
+		return 0
+	}
+	return errno
 }

@@ -45,6 +45,12 @@ type Profile struct {
 	// Engine states the worker engine's own deterministic caps (nil: none stated); in the digest
 	// only when set. launcher/plan refuses a consensus profile whose limits could fire before them.
 	Engine *Engine `json:"engine,omitempty"`
+	// Isolation is the least isolation the profile accepts (in the digest, so two validators with
+	// the same digest cannot run different isolation): "" or IsolationNamespaces (the profile's
+	// namespaces, or refuse), IsolationLandlock (no namespaces: Landlock, the filter, rlimits,
+	// no_new_privs, a new session, the parent-death signal), or IsolationNamespacesOrLandlock (the
+	// namespaces where they can be created, else Landlock; never for a consensus profile).
+	Isolation Isolation `json:"isolation,omitempty"`
 	// Pins are host facts and the worker's identity the profile requires; vatrun refuses to
 	// start a worker when one does not hold. Nil (absent) means no pins; in the digest only when
 	// set, so profiles without pins keep their digests.
@@ -191,3 +197,16 @@ type Pins struct {
 	// Facts: host fact name → the exact value required (`vatrun check` lists names and values).
 	Facts map[string]string `json:"facts,omitempty"`
 }
+
+// Isolation is a profile's least accepted isolation (Profile.Isolation).
+type Isolation string
+
+const (
+	// IsolationNamespaces: the profile's namespaces (the default, "" too).
+	IsolationNamespaces Isolation = "namespaces"
+	// IsolationLandlock: no namespaces; Landlock confines the worker's filesystem to its own
+	// files, read-only, and (kernel ABI 6) its signals and abstract sockets to its own domain.
+	IsolationLandlock Isolation = "landlock"
+	// IsolationNamespacesOrLandlock: the namespaces where they can be created, else Landlock.
+	IsolationNamespacesOrLandlock Isolation = "namespaces-or-landlock"
+)

@@ -137,6 +137,18 @@ func (p *Profile) validate(prefix string) error {
 	} else if p.Tmp > 0 && l.Memory != Unlimited && p.Tmp > l.Memory {
 		bad("tmp", "%s is above limits.memory %s: its pages count against the memory limit", p.Tmp, l.Memory)
 	}
+	switch p.Isolation {
+	case "", IsolationNamespaces:
+	case IsolationLandlock, IsolationNamespacesOrLandlock:
+		if p.Isolation == IsolationNamespacesOrLandlock && p.Consensus {
+			bad("isolation", "%q lets two validators run different isolation; a consensus profile chooses one: \"namespaces\" or \"landlock\"", p.Isolation)
+		}
+		if len(p.Mounts) > 0 || p.Tmp > 0 {
+			bad("isolation", "%q: the no-namespace mode has no mount namespace for mounts or tmp", p.Isolation)
+		}
+	default:
+		bad("isolation", "unknown value %q; use \"namespaces\", \"landlock\" or \"namespaces-or-landlock\"", p.Isolation)
+	}
 	switch p.Namespaces.User {
 	case UserAuto, UserAlways, UserNever:
 	default:

@@ -148,7 +148,7 @@ func TestCheckJSONHasFactsAndCompares(t *testing.T) {
 		t.Errorf("compare with itself: %v\n%s", err, msg)
 	}
 	text, _ := exec.Command(bin, "check", "--profile", "dev").Output()
-	for _, want := range []string{"host facts (digest", "vm.overcommit_memory", "kernel.release", "why it matters"} {
+	for _, want := range []string{"host facts, each with why it matters (digest", "vm.overcommit_memory", "kernel.release", "why it matters"} {
 		if !bytes.Contains(text, []byte(want)) {
 			t.Errorf("check's table lacks %q:\n%s", want, text)
 		}

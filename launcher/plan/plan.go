@@ -42,6 +42,9 @@ type Plan struct {
 	CPUHard uint64
 	// SelfSignals: the filter may let the worker signal itself with more than SIGABRT.
 	SelfSignals bool
+	// Isolation is the least isolation the profile accepts (seccompprofiles.Profile.Isolation;
+	// "" is IsolationNamespaces).
+	Isolation seccompprofiles.Isolation
 	// Warnings are the non-fatal findings of compiling the filter (syscall names libseccomp does
 	// not know here: their rules are ignored, as runc does); logged at every launch.
 	Warnings []string
@@ -107,6 +110,7 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 		Consensus:   p.Consensus,
 		Pins:        p.Pins,
 		SelfSignals: workerCanSignalItself(p),
+		Isolation:   p.Isolation,
 		Cgroup: cgroup.Limits{
 			MemoryMax: int64(p.Limits.Memory),
 			SwapMax:   int64(p.Limits.Swap),
@@ -320,4 +324,23 @@ func hasCapSysAdmin() bool {
 		return false
 	}
 	return data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
+}
+
+// NoNamespaces turns cfg (from Sandbox) into the no-namespace mode: no namespace, no minimal
+// root, and Landlock at abi (the kernel's, at most sandbox.MaxLandlockABI) confining the worker
+// at path (resolved) to reading its own files (sandbox.LandlockPathsFor). The filter, rlimits,
+// no_new_privs, the new session and the parent-death signal stay. abi 0 is an error: without
+// Landlock the no-namespace mode would leave the host's files readable.
+func (pl *Plan) NoNamespaces(cfg sandbox.Config, path string, abi int) (sandbox.Config, error) {
+	if abi <= 0 {
+		return sandbox.Config{}, fmt.Errorf("%w: profile %q: the no-namespace mode needs Landlock, and this kernel has none (or it is disabled at boot: add landlock to lsm=)", ErrConfig, pl.Name)
+	}
+	paths, err := sandbox.LandlockPathsFor(path)
+	if err != nil {
+		return sandbox.Config{}, fmt.Errorf("%w: profile %q: the worker's files for Landlock: %w", ErrConfig, pl.Name, err)
+	}
+	cfg.Namespaces, cfg.UserNS, cfg.Mounts, cfg.Hostname = 0, false, nil, ""
+	cfg.LandlockABI = min(abi, sandbox.MaxLandlockABI)
+	cfg.LandlockPaths = paths
+	return cfg, nil
 }

@@ -66,6 +66,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -690,18 +691,35 @@ static void cmd_probe(const char *what)
 		memset(&sun, 0, sizeof sun);
 		sun.sun_family = AF_UNIX;
 		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", what + 8);
+		socklen_t sunlen = sizeof sun;
+		if (sun.sun_path[0] == '@') { /* an abstract socket: "@name" */
+			sun.sun_path[0] = '\0';
+			sunlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(what + 8));
+		}
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0) {
 			reply_errno(errno);
 			return;
 		}
-		if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		if (connect(fd, (struct sockaddr *)&sun, sunlen) != 0) {
 			reply_errno(errno);
 			close(fd);
 			return;
 		}
 		close(fd);
 		reply("ok");
+	} else if (strncmp(what, "killpid:", 8) == 0) {
+		/* Can the worker signal another process (a sibling worker)? SIGWINCH: harmless. */
+		if (kill((pid_t)atol(what + 8), SIGWINCH) != 0)
+			reply_errno(errno);
+		else
+			reply("ok");
+	} else if (strncmp(what, "killppid:", 9) == 0) {
+		/* Can the worker signal its parent (the init stage, outside its Landlock domain)? */
+		if (kill(getppid(), atoi(what + 9)) != 0)
+			reply_errno(errno);
+		else
+			reply("ok");
 	} else if (strcmp(what, "uid") == 0) {
 		reply("uid:%ld euid:%ld", (long)getuid(), (long)geteuid());
 	} else if (strncmp(what, "status:", 7) == 0) {
