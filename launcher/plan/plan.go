@@ -326,14 +326,26 @@ func hasCapSysAdmin() bool {
 	return data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
 }
 
+// MinNoNamespaceLandlockABI is the least Landlock ABI the no-namespace mode accepts: 6, the first
+// with scopes (LANDLOCK_SCOPE_SIGNAL, LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET).
+const MinNoNamespaceLandlockABI = 6
+
 // NoNamespaces turns cfg (from Sandbox) into the no-namespace mode: no namespace, no minimal
 // root, and Landlock at abi (the kernel's, at most sandbox.MaxLandlockABI) confining the worker
 // at path (resolved) to reading its own files (sandbox.LandlockPathsFor). The filter, rlimits,
-// no_new_privs, the new session and the parent-death signal stay. abi 0 is an error: without
-// Landlock the no-namespace mode would leave the host's files readable.
+// no_new_privs, the new session and the parent-death signal stay. An abi below
+// MinNoNamespaceLandlockABI is an error: without Landlock the host's files would be readable, and
+// without its scopes one worker could signal another.
 func (pl *Plan) NoNamespaces(cfg sandbox.Config, path string, abi int) (sandbox.Config, error) {
 	if abi <= 0 {
 		return sandbox.Config{}, fmt.Errorf("%w: profile %q: the no-namespace mode needs Landlock, and this kernel has none (or it is disabled at boot: add landlock to lsm=)", ErrConfig, pl.Name)
+	}
+	if abi < MinNoNamespaceLandlockABI {
+		// Without a pid namespace, only Landlock's signal scope keeps a worker from signalling
+		// its siblings (every built-in filter allows kill/tgkill with SIGABRT, for abort(), to
+		// any pid; a root vatrun's workers share one uid): one worker could then choose another's
+		// death.
+		return sandbox.Config{}, fmt.Errorf("%w: profile %q: the no-namespace mode needs Landlock ABI %d (Linux 6.12: signal and abstract-socket scopes, so a worker cannot signal another worker), and this kernel has ABI %d; allow user namespaces instead (vatrun check names what refuses them)", ErrConfig, pl.Name, MinNoNamespaceLandlockABI, abi)
 	}
 	paths, err := sandbox.LandlockPathsFor(path)
 	if err != nil {

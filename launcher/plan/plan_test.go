@@ -202,3 +202,23 @@ func TestSameDigestOtherName(t *testing.T) {
 		t.Errorf("digests %s and %s differ", pa.Digest, pb.Digest)
 	}
 }
+
+// The no-namespace mode refuses a kernel whose Landlock has no scopes (ABI < 6): without a pid
+// namespace only the signal scope keeps a worker's allowed kill(…, SIGABRT) off its siblings.
+func TestNoNamespacesNeedsScopes(t *testing.T) {
+	pl, err := Compile(builtin(t, "xsnap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, abi := range []int{0, 1, 5} {
+		if _, err := pl.NoNamespaces(sandbox.Config{}, "/bin/true", abi); err == nil || !errors.Is(err, ErrConfig) {
+			t.Errorf("ABI %d: err %v, want a refusal", abi, err)
+		} else if abi > 0 && !strings.Contains(err.Error(), "ABI 6") {
+			t.Errorf("ABI %d: %v, want the needed ABI named", abi, err)
+		}
+	}
+	cfg, err := pl.NoNamespaces(sandbox.Config{Namespaces: 1}, "/bin/true", MinNoNamespaceLandlockABI)
+	if err != nil || cfg.LandlockABI != MinNoNamespaceLandlockABI || cfg.Namespaces != 0 {
+		t.Errorf("ABI 6: %+v, %v; want Landlock 6 and no namespaces", cfg.LandlockABI, err)
+	}
+}
