@@ -66,20 +66,7 @@ func TestNoNamespaceModeConfinesWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			sock := fmt.Sprintf("@vatrun-hostile-%d-%s", os.Getpid(), u.name)
-			ln, err := net.Listen("unix", sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
+			listenAbstract(t, sock)
 			prof := landlockProfile(t, dir, seccompprofiles.IsolationLandlock)
 			rep := filepath.Join(dir, "report.json")
 			// A sibling worker under the same profile: its pid (no pid namespace: a host pid).
@@ -132,20 +119,7 @@ func TestNoNamespaceModeControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := fmt.Sprintf("@vatrun-hostile-control-%d", os.Getpid())
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	listenAbstract(t, sock)
 	prof, err := seccompprofiles.Load("dev")
 	if err != nil {
 		t.Fatal(err)
@@ -179,4 +153,24 @@ func TestNoNamespaceModeControl(t *testing.T) {
 	p.exit()
 	sib.cmdW.Close()
 	sib.exit()
+}
+
+// listenAbstract listens on the unix socket name (an abstract one when it starts with "@"),
+// accepting and closing every connection until the test ends.
+func listenAbstract(t *testing.T, name string) {
+	t.Helper()
+	ln, err := net.Listen("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 }
