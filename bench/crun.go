@@ -76,29 +76,11 @@ func crunHelper(o *options) int {
 			return fmt.Errorf("crun --version: %w", err)
 		}
 		res.Version = strings.SplitN(string(out), "\n", 2)[0]
-		// Belt and braces: only ever mount over /sys/fs/cgroup in a namespace of our own.
-		self, _ := os.Readlink("/proc/self/ns/mnt")
-		parent, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
-		init1, _ := os.Readlink("/proc/1/ns/mnt")
-		if self == "" || self == init1 || (parent != "" && self == parent) {
-			return fmt.Errorf("crun helper: not in a private mount namespace (run it under unshare -m --propagation private)")
-		}
-		if err := unix.Mount("none", "/sys/fs/cgroup", "tmpfs", 0, "size=64k"); err != nil {
-			return fmt.Errorf("mount an empty tmpfs over /sys/fs/cgroup (private namespace): %w", err)
-		}
-		tmp, err := os.MkdirTemp("", "vatrun-bench-crun-")
+		tmp, rootfs, cleanup, err := crunMounts()
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(tmp)
-		rootfs := filepath.Join(tmp, "rootfs")
-		if err := os.Mkdir(rootfs, 0o755); err != nil {
-			return err
-		}
-		if err := unix.Mount("/", rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind / to the bundle's rootfs: %w", err)
-		}
-		defer unix.Unmount(rootfs, unix.MNT_DETACH)
+		defer cleanup()
 		prof, _ := seccompprofiles.Builtin("xsnap")
 		bTrue, bPing := filepath.Join(tmp, "true"), filepath.Join(tmp, "ping")
 		if err := crunBundle(bTrue, rootfs, []string{o.trueBin}, prof); err != nil {
@@ -144,6 +126,39 @@ func crunHelper(o *options) int {
 	}
 	json.NewEncoder(os.Stdout).Encode(res)
 	return 0
+}
+
+// crunMounts prepares, in the private mount namespace the helper runs in, what crun needs: an
+// empty tmpfs over /sys/fs/cgroup (so crun sees no hybrid hierarchy and can touch no host
+// cgroup) and a recursive bind of "/" as the bundles' rootfs, in a new temporary directory.
+func crunMounts() (tmp, rootfs string, cleanup func(), err error) {
+	// Belt and braces: only ever mount over /sys/fs/cgroup in a namespace of our own.
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	parent, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
+	init1, _ := os.Readlink("/proc/1/ns/mnt")
+	if self == "" || self == init1 || (parent != "" && self == parent) {
+		return "", "", nil, fmt.Errorf("crun helper: not in a private mount namespace (run it under unshare -m --propagation private)")
+	}
+	if err := unix.Mount("none", "/sys/fs/cgroup", "tmpfs", 0, "size=64k"); err != nil {
+		return "", "", nil, fmt.Errorf("mount an empty tmpfs over /sys/fs/cgroup (private namespace): %w", err)
+	}
+	tmp, err = os.MkdirTemp("", "vatrun-bench-crun-")
+	if err != nil {
+		return "", "", nil, err
+	}
+	rootfs = filepath.Join(tmp, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		os.RemoveAll(tmp)
+		return "", "", nil, err
+	}
+	if err := unix.Mount("/", rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		os.RemoveAll(tmp)
+		return "", "", nil, fmt.Errorf("bind / to the bundle's rootfs: %w", err)
+	}
+	return tmp, rootfs, func() {
+		unix.Unmount(rootfs, unix.MNT_DETACH)
+		os.RemoveAll(tmp)
+	}, nil
 }
 
 // runCrun runs the helper and returns crun's samples (true, ping), its version, or why it was

@@ -36,7 +36,9 @@ type options struct {
 	concs                                []int
 	out                                  string
 	only                                 map[string]bool
-	crunHelper                           bool
+	crunHelper, compareHelper            bool
+	cmpRuns                              int
+	rusage                               string
 	command                              string
 	vmResults, vmSkipped                 string
 }
@@ -75,8 +77,11 @@ func parseOptions() (*options, error) {
 	flag.DurationVar(&o.tputDur, "tput", 10*time.Second, "duration of each throughput run")
 	concs := flag.String("conc", "2,4,8", "throughput concurrencies")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown output (\"-\": stdout)")
-	only := flag.String("only", "", "comma-separated sections to run: spawn,ns,death,mem,seccomp,storm,xsnap,tput (default all)")
+	only := flag.String("only", "", "comma-separated sections to run: spawn,ns,death,mem,seccomp,storm,xsnap,tput,compare (default all)")
 	flag.BoolVar(&o.crunHelper, "crun-helper", false, "internal: crun runs, in a private mount namespace")
+	flag.BoolVar(&o.compareHelper, "compare-helper", false, "internal: the cross-sandbox comparison, in a private mount namespace")
+	flag.StringVar(&o.rusage, "rusage", "bin/vatrun-bench-rusage", "tiny static parent timing one launch and reading its rusage (bench/csrc/rusage.c)")
+	flag.IntVar(&o.cmpRuns, "compare-runs", 300, "runs per launcher in the start-up comparison across sandboxes (section 8)")
 	flag.StringVar(&o.command, "command", "", "the command line to print as the way to reproduce")
 	flag.StringVar(&o.vmResults, "vm-results", "", "results.log of a VM run of TestBenchSpawn (scripts/bench.sh makes it): spawn figures with cgroups")
 	flag.StringVar(&o.vmSkipped, "vm-skipped", "", "why there are no VM figures (printed instead)")
@@ -96,8 +101,8 @@ func parseOptions() (*options, error) {
 	}
 	o.vatrun, o.testWorker, o.trueBin, o.sysloop = abs(o.vatrun), abs(o.testWorker), abs(o.trueBin), abs(o.sysloop)
 	vatrunPath = o.vatrun
-	o.noop, o.phases, o.repo = abs(o.noop), abs(o.phases), abs(o.repo)
-	for _, p := range []string{o.vatrun, o.testWorker, o.trueBin, o.sysloop, o.noop, o.phases} {
+	o.noop, o.phases, o.repo, o.rusage = abs(o.noop), abs(o.phases), abs(o.repo), abs(o.rusage)
+	for _, p := range []string{o.vatrun, o.testWorker, o.trueBin, o.sysloop, o.noop, o.phases, o.rusage} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("%v (run make bench, or scripts/bench.sh, which builds it)", err)
 		}
@@ -118,6 +123,9 @@ func main() {
 	}
 	if o.crunHelper {
 		os.Exit(crunHelper(o))
+	}
+	if o.compareHelper {
+		os.Exit(compareHelper(o))
 	}
 	os.Exit(run(o))
 }
@@ -231,6 +239,12 @@ func run(o *options) int {
 			logf("leak check: OK (before: %v; after: %v)", res.tput.before, res.tput.after)
 		} else {
 			logf("leak check: LEAK (before: %v; after: %v)", res.tput.before, res.tput.after)
+		}
+	}
+	if o.want("compare") {
+		logf("start-up across sandboxes: %d runs per launcher", o.cmpRuns)
+		if res.cmp, err = benchCompare(o); err != nil {
+			return fail("compare", err)
 		}
 	}
 	res.elapsed = time.Since(start)

@@ -68,6 +68,7 @@ type results struct {
 	steps   *stepResult
 	storm   *stormResult
 	xsnap   *xsnapResult
+	cmp     *compareResult
 }
 
 func verdict(ok bool) string {
@@ -405,6 +406,7 @@ func (r *results) markdown() string {
 	}
 
 	r.moreSections(p)
+	r.compareSection(p)
 
 	p("## Reading the figures\n\n")
 	if n := r.ns; n != nil && len(n.variants) == 10 {
@@ -453,7 +455,7 @@ func (r *results) markdown() string {
 	if o.command != "" {
 		p("%s\n", o.command)
 	}
-	p("```\n\nSections can be run alone: `bin/vatrun-bench -only spawn,ns,death,mem,seccomp,storm,xsnap,tput -out -`; see `bin/vatrun-bench -h`.\n")
+	p("```\n\nSections can be run alone: `bin/vatrun-bench -only spawn,ns,death,mem,seccomp,storm,xsnap,tput,compare -out -`; see `bin/vatrun-bench -h`.\n")
 	p("The phase timeline alone: `bench/tools/phases.sh 60` (root, linux-perf).\n")
 	return b.String()
 }

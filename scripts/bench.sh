@@ -12,6 +12,13 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v crun >/dev/null || need+=(crun)
+# The start-up comparison across sandboxes (section 8): nsjail and minijail where Debian has them
+# (bookworm has neither; the rows then say so).
+for p in nsjail:nsjail minijail0:minijail; do
+	if ! command -v "${p%%:*}" >/dev/null && apt-cache policy "${p#*:}" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+		need+=("${p#*:}")
+	fi
+done
 # The phase-by-phase trace of `vatrun run` (bench/tools/phases.sh): perf with uprobes.
 command -v perf >/dev/null || need+=(linux-perf)
 # The real xsnap worker and the SwingSet kernel (test/swingset/setup.sh builds them): Node.js.
@@ -32,6 +39,7 @@ make --no-print-directory build
 mkdir -p bin
 gcc -O2 -Wall -Wextra -static -o bin/vatrun-bench-true bench/csrc/true.c
 gcc -O2 -Wall -Wextra -static -o bin/vatrun-bench-sysloop bench/csrc/sysloop.c
+gcc -O2 -Wall -Wextra -static -o bin/vatrun-bench-rusage bench/csrc/rusage.c
 # Linked like bin/vatrun (static, cgo): the Go runtime's start, and the cold steps of a launch.
 for t in noop phases; do
 	CGO_ENABLED=1 go build -trimpath -tags osusergo,netgo -ldflags '-linkmode external -extldflags "-static"' \
@@ -40,6 +48,27 @@ done
 # Linked like bin/vatrun (static, cgo): it is also the init stage of its own Go API runs.
 CGO_ENABLED=1 go build -trimpath -tags osusergo,netgo -ldflags '-linkmode external -extldflags "-static"' \
 	-o bin/vatrun-bench ./bench
+
+# `scripts/bench.sh -only compare -out -` (or any -only without spawn, xsnap and a VM figure):
+# only those sections, without the slow preparations below (SwingSet setup, phase trace, VM).
+quick=0
+args=" $* "
+if [[ "$args" == *" -only "* ]]; then
+	only=$(printf '%s\n' "$@" | sed -n '/^-only$/{n;p}')
+	case ",$only," in
+	*,spawn,* | *,xsnap,*) ;;
+	*) quick=1 ;;
+	esac
+fi
+if [ "$quick" = 1 ]; then
+	pin=()
+	if [ "$(nproc)" -gt 2 ] && command -v taskset >/dev/null; then
+		pin=(taskset -c 0,1)
+	fi
+	cmd=("${pin[@]}" bin/vatrun-bench "$@")
+	echo "bench: ${cmd[*]}" >&2
+	exec "${cmd[@]}" -vm-skipped "this run was limited to -only $only"
+fi
 
 # The real xsnap worker (npm @agoric/xsnap, built from C) and the SwingSet kernel for section 7.
 if ! ./test/swingset/setup.sh >"${TMPDIR:-/tmp}/vatrun-bench-setup.log" 2>&1; then
