@@ -12,10 +12,10 @@ import (
 // builtinDigests pins the built-in profiles. Validators compare digests, so a change here is a
 // change every operator must be told about: update the value only together with the profile.
 var builtinDigests = map[string]string{
-	"consensus": "sha256:a4bcc67180fc2694677017a921e0a91277a85b2242a4b297f8fd79d77b4205ef",
+	"consensus": "sha256:13a26e476e369fa4ba114462caaa47af4afb3ac03dee8332ba418f65d6deaa8f",
 	"dev":       "sha256:fa10f7c934fbc18ef55c16031afa31f84b4841296ce2b23086ea6415948e3759",
-	"solo":      "sha256:a0c8945751d67ff05023d7162168fbe983ab85c7b20881d762dae836f403fde9",
-	"xsnap":     "sha256:095accdd0bed25e81050807c10f4c532e9d49cc9c60fb1157faf49d136aa699d",
+	"solo":      "sha256:b86b724d97414f397ba3dac4fcace28c547b9ea869ddefe3dcb5046e15e819d2",
+	"xsnap":     "sha256:6f6643a9d180054c90a32608b991994ca7aeb5bfea9537882f186c0b07ea5e4c",
 }
 
 func TestBuiltinDigestsStable(t *testing.T) {

@@ -178,9 +178,9 @@ func TestBuiltins(t *testing.T) {
 		defAction specs.LinuxSeccompAction
 		limits    Limits
 	}{
-		"xsnap":     {false, "SCMP_ACT_ERRNO", Limits{Memory: 3 << 30, CPUMax: "100000 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
-		"consensus": {true, "SCMP_ACT_KILL_PROCESS", Limits{Memory: 3 << 30, CPUMax: "100000 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
-		"solo":      {false, "SCMP_ACT_ERRNO", Limits{Memory: 3 << 30, CPUMax: "100000 100000", Pids: 64, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
+		"xsnap":     {false, "SCMP_ACT_ERRNO", Limits{Memory: 3 << 30, CPUMax: "150000 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
+		"consensus": {true, "SCMP_ACT_KILL_PROCESS", Limits{Memory: 3 << 30, CPUMax: "150000 100000", Pids: 16, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
+		"solo":      {false, "SCMP_ACT_ERRNO", Limits{Memory: 3 << 30, CPUMax: "150000 100000", Pids: 64, Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
 		"dev":       {false, "SCMP_ACT_ALLOW", Limits{Memory: Unlimited, CPUMax: "max 100000", Stack: 8 << 20, Nofile: 64, FileSize: Unlimited}},
 	}
 	for _, name := range BuiltinNames() {

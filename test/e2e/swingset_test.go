@@ -95,7 +95,7 @@ func swingSetBoot(t *testing.T, c *config, work string) (*bootConfig, string) {
 			"VATRUN_E2E_HOST_VATRUN=" + abs(vatrun),
 		},
 	}
-	for _, k := range []string{"VATRUN_E2E_SWINGSET_ONLY", "VATRUN_E2E_SWINGSET_TIMEOUT", "VATRUN_E2E_SWINGSET_FILES", "VATRUN_E2E_SWINGSET_DELIVERIES", "VATRUN_E2E_XSNAP_LIMITS"} {
+	for _, k := range []string{"VATRUN_E2E_SWINGSET_ONLY", "VATRUN_E2E_SWINGSET_TIMEOUT", "VATRUN_E2E_SWINGSET_FILES", "VATRUN_E2E_SWINGSET_DELIVERIES", "VATRUN_E2E_XSNAP_LIMITS", "VATRUN_E2E_XSNAP_OBJECTS"} {
 		if v := os.Getenv(k); v != "" {
 			b.env = append(b.env, k+"="+v)
 		}

@@ -83,10 +83,28 @@ func (m xsnapMem) String() string {
 func TestSwingSetXsnapMeterBeforeLimits(t *testing.T) {
 	e := xsnapLimitsTest(t)
 	consensus := "vatrun:" + e.vatrun + ":consensus:--cgroup-parent," + cgroupParentPath(t)
-	for _, c := range []struct {
+	cases := []struct {
 		n    string
 		code int
-	}{{"12000000", 0}, {"20000000", 11}} {
+	}{{"12000000", 0}, {"20000000", 11}}
+	// VATRUN_E2E_XSNAP_OBJECTS=20000000 runs only that case: under TCG the 12M-object vat with its
+	// 1.15 GB snapshot took more than 15 minutes per run (measured), the 20M one far less.
+	if only := os.Getenv("VATRUN_E2E_XSNAP_OBJECTS"); only != "" {
+		var kept []struct {
+			n    string
+			code int
+		}
+		for _, c := range cases {
+			if c.n == only {
+				kept = append(kept, c)
+			}
+		}
+		if len(kept) == 0 {
+			t.Fatalf("VATRUN_E2E_XSNAP_OBJECTS=%s: not one of the cases (12000000, 20000000)", only)
+		}
+		cases = kept
+	}
+	for _, c := range cases {
 		plain, dp := runXsnapMem(t, e, c.n, "plain", "snapshot")
 		sand, ds := runXsnapMem(t, e, c.n, consensus, "snapshot")
 		row(t, "xsnap "+c.n+" objects, plain", fmt.Sprintf("exit %d", c.code), plain.String(), dp)
@@ -118,11 +136,14 @@ func TestSwingSetXsnapMeterBeforeLimits(t *testing.T) {
 	}
 }
 
-// TestSwingSetXsnapCPUMax: the built-ins' cpu.max of one CPU does not slow a single-threaded
-// xsnap worker: a CPU-bound delivery under consensus (cpu.max 100000 100000) is never throttled
-// (cpu.stat nr_throttled 0) and takes about as long as under the same profile with cpu.max "max".
+// TestSwingSetXsnapCPUMax: the built-ins' cpu.max of a CPU and a half does not slow a
+// single-threaded xsnap worker: a CPU-bound delivery under consensus (cpu.max 150000 100000) is
+// never throttled (cpu.stat nr_throttled 0) and takes about as long as under the same profile with
+// cpu.max "max". (At exactly one CPU, 100000 100000, the leaf was throttled 3–4 times per ~25 s
+// spin: the kernel's per-CPU bandwidth slices; docs/limits.md.)
 func TestSwingSetXsnapCPUMax(t *testing.T) {
 	e := xsnapLimitsTest(t)
+	p0, _ := seccompprofiles.Builtin("consensus")
 	p, _ := seccompprofiles.Builtin("consensus")
 	p.Limits.CPUMax = "max 100000"
 	c, err := p.Canonical()
@@ -144,7 +165,7 @@ func TestSwingSetXsnapCPUMax(t *testing.T) {
 				t.Fatalf("%s: %s, report %+v", prof, m, m.Report)
 			}
 			if i == 0 && m.Report.Cgroup.NrThrottled != 0 {
-				t.Errorf("consensus (cpu.max one CPU): nr_throttled %d, throttled %d µs", m.Report.Cgroup.NrThrottled, m.Report.Cgroup.ThrottledUsec)
+				t.Errorf("consensus (cpu.max %s): nr_throttled %d, throttled %d µs", p0.Limits.CPUMax, m.Report.Cgroup.NrThrottled, m.Report.Cgroup.ThrottledUsec)
 			}
 			ms[i] = append(ms[i], m.DeliveryMs)
 			row(t, fmt.Sprintf("xsnap spin, %s, round %d", filepath.Base(prof), round), "nr_throttled 0", fmt.Sprintf("%.0f ms, nr_throttled %d", m.DeliveryMs, m.Report.Cgroup.NrThrottled), d)
@@ -158,6 +179,6 @@ func TestSwingSetXsnapCPUMax(t *testing.T) {
 		return b
 	}
 	if q, n := best(ms[0]), best(ms[1]); q > n*1.10 {
-		t.Errorf("the best CPU-bound delivery took %.0f ms under cpu.max one CPU, %.0f ms without: more than 10%% slower", q, n)
+		t.Errorf("the best CPU-bound delivery took %.0f ms under the built-in cpu.max, %.0f ms without: more than 10%% slower", q, n)
 	}
 }
