@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,7 @@ import (
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
+	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 // Spec says what to launch and how.
@@ -238,6 +240,9 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	uid, gid := plan.WorkerIDs(cfg)
+	if proc.RecordWarning != "" {
+		warnings = append(warnings, "seccomp: "+proc.RecordWarning)
+	}
 	w := &Worker{
 		uid:      uid,
 		gid:      gid,
@@ -415,6 +420,7 @@ func (w *Worker) reap() {
 		if ex.Reported {
 			// A signal the init stage did not relay (the worker was already dead) was no stop.
 			stops = relayed(stops, ex.Forwarded)
+			ev.Denied, ev.DeniedOverflow = deniedEvidence(ex.Denied), ex.DeniedOver
 		} else {
 			warnings = append(warnings, fmt.Sprintf("the init stage died (%s) before it could report the worker's own status; the worker died with it", sandbox.DescribeStatus(ws)))
 		}
@@ -481,4 +487,25 @@ func ExitStatus(r report.Report) int {
 		return 128 + r.Signal
 	}
 	return 1
+}
+
+// deniedEvidence names the refused syscalls the init stage recorded (libseccomp's resolver), most
+// frequent first.
+func deniedEvidence(ds []sandbox.Denied) []report.DeniedSyscall {
+	var out []report.DeniedSyscall
+	for _, d := range ds {
+		name, arch := filter.SyscallName(d.Nr, d.Arch)
+		args := make([]string, len(d.Args))
+		for i, a := range d.Args {
+			args[i] = fmt.Sprintf("%#x", a)
+		}
+		out = append(out, report.DeniedSyscall{Name: name, Nr: d.Nr, Arch: arch, Errno: d.Errno, Count: d.Count, Args: args})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
 }
