@@ -95,13 +95,13 @@ type Process struct {
 	// the kernel allowed it); RecordWarning says why not when it was asked for and is not.
 	Recording     bool
 	RecordWarning string
-	proc      *os.Process
-	execMono  int64 // CLOCK_MONOTONIC at the worker's exec, from the stage
-	status    *os.File
-	waitOnce  sync.Once
-	reaped    chan struct{}
-	exit      Exit
-	waitErr   error
+	proc          *os.Process
+	execMono      int64 // CLOCK_MONOTONIC at the worker's exec, from the stage
+	status        *os.File
+	waitOnce      sync.Once
+	reaped        chan struct{}
+	exit          Exit
+	waitErr       error
 }
 
 // spawner runs every clone on one locked OS thread that never exits: the stage's parent-death
