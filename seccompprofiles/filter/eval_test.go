@@ -32,7 +32,7 @@ func TestInitStageEvaluatorAgreesWithProfiles(t *testing.T) {
 	}{
 		{"xsnap", unix.SYS_READ, unix.AUDIT_ARCH_X86_64, [6]uint64{}, allow},
 		{"xsnap", unix.SYS_SOCKET, unix.AUDIT_ARCH_X86_64, [6]uint64{2, 1}, eperm},
-		{"xsnap", 1000, unix.AUDIT_ARCH_X86_64, [6]uint64{}, enosys},      // the stub: newer than the profile
+		{"xsnap", 1000, unix.AUDIT_ARCH_X86_64, [6]uint64{}, enosys},       // the stub: newer than the profile
 		{"xsnap", unix.SYS_READ, unix.AUDIT_ARCH_I386, [6]uint64{}, eperm}, // an architecture it does not list
 		{"solo", unix.SYS_CLONE3, unix.AUDIT_ARCH_X86_64, [6]uint64{}, enosys},
 		{"solo", unix.SYS_FCNTL, unix.AUDIT_ARCH_X86_64, [6]uint64{0, unix.F_GETFL}, allow},
