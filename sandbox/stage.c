@@ -58,6 +58,12 @@
 #ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
 #define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
 #endif
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
 #ifndef SECCOMP_RET_USER_NOTIF
 #define SECCOMP_RET_USER_NOTIF 0x7fc00000U
 #endif
@@ -353,21 +359,18 @@ static void *vr_notifier(void *argp)
 	struct seccomp_notif_resp *resp = calloc(1, rsz);
 	if (req == NULL || resp == NULL)
 		return NULL; /* refused calls then wait until the worker dies: never happens in practice */
+	/* Linux 6.6+: the refused task and this thread hand the CPU to each other (as gVisor does);
+	 * older kernels refuse the flag and wake as usual. */
+	(void)ioctl(arg->fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 0);
 	for (;;) {
-		struct pollfd pfd = {.fd = arg->fd, .events = POLLIN, .revents = 0};
-		if (poll(&pfd, 1, -1) < 0) {
-			if (errno == EINTR)
-				continue;
+		/* Blocks until a refused call; once the worker is gone it blocks for good, and the main
+		 * thread's _exit ends it. */
+		memset(req, 0, nsz);
+		if (ioctl(arg->fd, SECCOMP_IOCTL_NOTIF_RECV, req) != 0) {
+			if (errno == EINTR || errno == ENOENT)
+				continue; /* ENOENT: the caller went away before we read it */
 			return NULL;
 		}
-		if (!(pfd.revents & POLLIN)) {
-			if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
-				return NULL; /* no task uses the filter any more */
-			continue;
-		}
-		memset(req, 0, nsz);
-		if (ioctl(arg->fd, SECCOMP_IOCTL_NOTIF_RECV, req) != 0)
-			continue; /* EINTR, or ENOENT: the caller went away */
 		int ok;
 		uint32_t act = vr_bpf_eval(arg->prog.filter, arg->prog.len, &req->data, &ok);
 		int err = EPERM; /* unreachable: only the original's ERRNO returns notify */
