@@ -363,12 +363,19 @@ static void *vr_notifier(void *argp)
 	 * older kernels refuse the flag and wake as usual. */
 	(void)ioctl(arg->fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 0);
 	for (;;) {
-		/* Blocks until a refused call; once the worker is gone it blocks for good, and the main
-		 * thread's _exit ends it. */
+		/* Blocks until a refused call, or until no task uses the filter any more (ENOENT). */
 		memset(req, 0, nsz);
 		if (ioctl(arg->fd, SECCOMP_IOCTL_NOTIF_RECV, req) != 0) {
-			if (errno == EINTR || errno == ENOENT)
-				continue; /* ENOENT: the caller went away before we read it */
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOENT) {
+				/* The caller went away before we read it, or no task uses the filter any
+				 * more (POLLHUP): then there is nothing left to answer. */
+				struct pollfd pfd = {.fd = arg->fd, .events = POLLIN, .revents = 0};
+				if (poll(&pfd, 1, 0) >= 0 && (pfd.revents & POLLHUP))
+					return NULL;
+				continue;
+			}
 			return NULL;
 		}
 		int ok;
