@@ -466,6 +466,10 @@ func (w *Worker) reap() {
 	close(w.done)
 	w.log.Info("worker died", "worker", w.spec.Name, "pid", r.Pid, "cause", r.Cause, "class", r.Class,
 		"profileDigest", r.ProfileDigest, "detail", r.Detail)
+	for _, d := range r.DeniedSyscalls {
+		w.log.Debug("the seccomp filter refused a syscall", "worker", w.spec.Name, "syscall", d.Name, "nr", d.Nr,
+			"errno", d.Errno, "count", d.Count, "firstArgs", strings.Join(d.Args, " "))
+	}
 	if w.cg != nil {
 		w.cg.teardown(w.log)
 	}
