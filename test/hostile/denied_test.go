@@ -170,3 +170,35 @@ func TestDeniedStopDuringStorm(t *testing.T) {
 		t.Errorf("deniedSyscalls %+v, want the storm's socket calls", r.DeniedSyscalls)
 	}
 }
+
+// Hostile: the init stage is SIGKILLed while four threads of the worker make refused calls (some
+// of them waiting for its answer): nothing of the sandbox survives it, and vatrun still reports.
+func TestDeniedInitStageKilledDuringStorm(t *testing.T) {
+	a := startArgs(t, "solo")
+	a.send("deny:0:4")
+	if got := a.tryReply(10 * time.Second); got != "storming" {
+		t.Fatalf("storm: %q", got)
+	}
+	time.Sleep(200 * time.Millisecond)
+	sandbox := descendants(a.cmd.Process.Pid)
+	if len(sandbox) != 2 {
+		t.Fatalf("vatrun's descendants %v, want the init stage and the worker", sandbox)
+	}
+	// The init stage is vatrun's only child; the worker is its child.
+	if err := syscall.Kill(sandbox[0].pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { a.exit(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("vatrun did not end within 20 s after its init stage was killed during a storm")
+	}
+	if left := goneWithin(sandbox, 5*time.Second); len(left) != 0 {
+		t.Fatalf("still alive 5 s after the init stage was killed: %v", left)
+	}
+	if r := readReportFile(t, a.reportPath); r == nil {
+		t.Fatalf("no report (stderr: %s)", a.stderrText())
+	}
+}
