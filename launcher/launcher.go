@@ -493,9 +493,12 @@ func ExitStatus(r report.Report) int {
 	return 1
 }
 
-// deniedEvidence names the refused syscalls the init stage recorded (libseccomp's resolver), most
-// frequent first.
+// deniedEvidence names the refused syscalls the init stage recorded (libseccomp's resolver), the
+// one refused last first: a worker that dies of a refusal usually dies of the latest one (node's
+// epoll_create1 after nine harmless capget).
 func deniedEvidence(ds []sandbox.Denied) []report.DeniedSyscall {
+	ds = append([]sandbox.Denied(nil), ds...)
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Last > ds[j].Last })
 	var out []report.DeniedSyscall
 	for _, d := range ds {
 		name, arch := filter.SyscallName(d.Nr, d.Arch)
@@ -505,11 +508,5 @@ func deniedEvidence(ds []sandbox.Denied) []report.DeniedSyscall {
 		}
 		out = append(out, report.DeniedSyscall{Name: name, Nr: d.Nr, Arch: arch, Errno: d.Errno, Count: d.Count, Args: args})
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].Count != out[j].Count {
-			return out[i].Count > out[j].Count
-		}
-		return out[i].Name < out[j].Name
-	})
 	return out
 }

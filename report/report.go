@@ -210,8 +210,8 @@ type Report struct {
 	// what enforced it for this worker ("cgroup memory.max", "RLIMIT_DATA", "seccomp: no process
 	// creation", "none: …"), so a degraded sandbox is visible in the report.
 	LimitsEnforced map[string]string `json:"limitsEnforced,omitempty"`
-	// DeniedSyscalls lists the syscalls the seccomp filter refused with an errno, most frequent
-	// first, at most 32; DeniedOverflow counts the refused calls of further syscalls. Absent when
+	// DeniedSyscalls lists the syscalls the seccomp filter refused with an errno, the one refused
+	// last first, at most 32; DeniedOverflow counts the refused calls of further syscalls. Absent when
 	// nothing was refused or the refusals could not be recorded (a warning says why).
 	DeniedSyscalls []DeniedSyscall `json:"deniedSyscalls,omitempty"`
 	DeniedOverflow uint64          `json:"deniedOverflow,omitempty"`

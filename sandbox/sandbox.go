@@ -172,6 +172,9 @@ type Denied struct {
 	Errno int    // what the worker got
 	Count uint64
 	Args  [6]uint64 // of the first refused call
+	// Last ranks its latest refusal among all the refused calls (1 is the first refused call):
+	// the highest is the call refused last, the likeliest cause of a death that follows.
+	Last uint64
 }
 
 // Msg is one status message from the stage.
@@ -197,6 +200,8 @@ type Msg struct {
 	Args  [6]uint64
 	// Flags of MsgExecOK (ExecRecording).
 	Flags uint32
+	// Last: MsgDenied's rank of the latest refusal (Denied.Last).
+	Last uint64
 }
 
 // DecodeMsg parses one MsgSize-byte status message.
@@ -220,6 +225,7 @@ func DecodeMsg(b []byte) (Msg, error) {
 		Errno:     int(raw.err),
 		Count:     uint64(raw.count),
 		Flags:     uint32(raw.flags),
+		Last:      uint64(raw.last),
 	}
 	for i := range m.Args {
 		m.Args[i] = uint64(raw.args[i])

@@ -8,7 +8,9 @@
  * fork and exec: parent-death signal, rlimits, capability drop, no_new_privs, close every fd
  * above the kept ones, the seccomp filter, execve. The init stage then forwards signals to the
  * worker, reaps every process of the namespace, and reports the worker's wait status and rusage
- * on the status fd before exiting. Nothing here runs on a Go stack.
+ * on the status fd before exiting; a thread of its own answers the seccomp listener, recording the
+ * syscalls the filter refuses with an errno (vr_load_filter, vr_notifier). Nothing here runs on a
+ * Go stack.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -274,7 +276,9 @@ struct vr_denied {
 	int32_t err;
 	uint64_t count;
 	uint64_t args[6];
+	uint64_t last; /* vr_denied_seq at its latest refusal */
 };
+static uint64_t vr_denied_seq; /* refused calls so far */
 static pthread_mutex_t vr_denied_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct vr_denied vr_denied[VR_MAX_DENIED];
 static uint32_t vr_ndenied;
@@ -388,18 +392,21 @@ static void *vr_notifier(void *argp)
 		}
 		/* Record before answering: a worker that dies right after the answer is reported with it. */
 		pthread_mutex_lock(&vr_denied_mu);
+		vr_denied_seq++;
 		uint32_t i;
 		for (i = 0; i < vr_ndenied; i++)
 			if (vr_denied[i].nr == req->data.nr && vr_denied[i].arch == req->data.arch)
 				break;
 		if (i < vr_ndenied) {
 			vr_denied[i].count++;
+			vr_denied[i].last = vr_denied_seq;
 		} else if (vr_ndenied < VR_MAX_DENIED) {
 			struct vr_denied *e = &vr_denied[vr_ndenied++];
 			e->arch = req->data.arch;
 			e->nr = req->data.nr;
 			e->err = err;
 			e->count = 1;
+			e->last = vr_denied_seq;
 			memcpy(e->args, req->data.args, sizeof(e->args));
 		} else {
 			vr_denied_over++;
@@ -1026,6 +1033,7 @@ static void vr_init(int argc, char **argv, char **envp)
 			m.arch = snap[i].arch;
 			m.err = snap[i].err;
 			m.count = snap[i].count;
+			m.last = snap[i].last;
 			memcpy(m.args, snap[i].args, sizeof(m.args));
 			vr_send(&m);
 		}

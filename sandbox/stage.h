@@ -95,6 +95,7 @@ struct vr_msg {
 	uint64_t args[6]; /* of the first refused call */
 	uint32_t flags;   /* EXEC_OK: VR_EXEC_* */
 	uint32_t pad;
+	uint64_t last;    /* DENIED: the rank of its latest refusal among all refused calls (1, 2, …) */
 };
 
 /* Evaluates a seccomp classic-BPF program on data (a struct seccomp_data) as the kernel would; sets

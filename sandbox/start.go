@@ -316,7 +316,7 @@ func (p *Process) WaitExit() (Exit, error) {
 		m, merr := p.readMsg()
 		var denied []Denied
 		for merr == nil && m.Type == MsgDenied && len(denied) < MaxDenied {
-			denied = append(denied, Denied{Nr: m.A, Arch: m.Arch, Errno: m.Errno, Count: m.Count, Args: m.Args})
+			denied = append(denied, Denied{Nr: m.A, Arch: m.Arch, Errno: m.Errno, Count: m.Count, Args: m.Args, Last: m.Last})
 			m, merr = p.readMsg()
 		}
 		noticed := time.Now()

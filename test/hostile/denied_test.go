@@ -202,3 +202,23 @@ func TestDeniedInitStageKilledDuringStorm(t *testing.T) {
 		t.Fatalf("no report (stderr: %s)", a.stderrText())
 	}
 }
+
+// The list puts the syscall refused last first, whatever the counts: a worker that dies of a refusal
+// usually dies of the latest one (node aborts on epoll_create1 after nine harmless capget).
+func TestDeniedLatestFirst(t *testing.T) {
+	a := startArgs(t, "xsnap")
+	for _, c := range []string{"syscall:socket", "syscall:socket", "syscall:socket", "syscall:mount"} {
+		a.send(c)
+		if got := a.reply(); got != "errno:1" {
+			t.Fatalf("%s: %q, want errno:1", c, got)
+		}
+	}
+	a.send("abort")
+	r := a.finish(t)
+	if len(r.DeniedSyscalls) != 2 || r.DeniedSyscalls[0].Name != "mount" || r.DeniedSyscalls[1].Name != "socket" || r.DeniedSyscalls[1].Count != 3 {
+		t.Fatalf("deniedSyscalls %+v, want mount (refused last) then socket ×3", r.DeniedSyscalls)
+	}
+	if !strings.Contains(r.Detail, "refused mount (1×, EPERM), socket (3×, EPERM)") {
+		t.Errorf("detail %q", r.Detail)
+	}
+}
