@@ -2,11 +2,15 @@ package hostile
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vatrun/vatrun/internal/testbin"
 	"github.com/vatrun/vatrun/report"
 )
 
@@ -220,5 +224,52 @@ func TestDeniedLatestFirst(t *testing.T) {
 	}
 	if !strings.Contains(r.Detail, "refused mount (1×, EPERM), socket (3×, EPERM)") {
 		t.Errorf("detail %q", r.Detail)
+	}
+}
+
+// When the kernel refuses the listener (here: the whole vatrun runs under `vatrun profile learn`,
+// whose filter already has one, so the kernel answers EBUSY), the worker runs under plain ERRNO:
+// the same EPERM, no record, and a warning that says why.
+func TestDeniedFallbackUnderOuterListener(t *testing.T) {
+	dir := sharedDir(t)
+	cmds := filepath.Join(dir, "cmds")
+	if err := os.WriteFile(cmds, []byte("14:syscall:socket,"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	replies, err := os.Create(filepath.Join(dir, "replies"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replies.Close()
+	rf := filepath.Join(dir, "report.json")
+	bin := testbin.Vatrun(t)
+	cmd := exec.Command(bin, "profile", "learn", "--out", filepath.Join(dir, "learned.json"), "--",
+		bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", testbin.Worker(t))
+	cmd.ExtraFiles = []*os.File{in, replies}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("vatrun profile learn -- vatrun run: %v\n%s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "replies"))
+	if err != nil || string(got) != "7:errno:1," {
+		t.Fatalf("reply %q (%v), want errno:1 (EPERM, as with the listener)", got, err)
+	}
+	r := readReportFile(t, rf)
+	if r == nil {
+		t.Fatal("no report")
+	}
+	if len(r.DeniedSyscalls) != 0 {
+		t.Errorf("deniedSyscalls %+v without a listener", r.DeniedSyscalls)
+	}
+	warned := false
+	for _, w := range r.Warnings {
+		warned = warned || strings.Contains(w, "refused syscalls are not recorded: the kernel refused a seccomp listener")
+	}
+	if !warned {
+		t.Errorf("warnings %q do not say the refusals went unrecorded", r.Warnings)
 	}
 }
