@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,7 @@ import (
 	"github.com/vatrun/vatrun/report"
 	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
+	"github.com/vatrun/vatrun/seccompprofiles/filter"
 )
 
 // Spec says what to launch and how.
@@ -239,6 +241,9 @@ func Launch(ctx context.Context, spec Spec) (*Worker, error) {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, explainSetup(err))
 	}
 	uid, gid := plan.WorkerIDs(cfg)
+	if proc.RecordWarning != "" {
+		warnings = append(warnings, "seccomp: "+proc.RecordWarning)
+	}
 	w := &Worker{
 		uid:      uid,
 		gid:      gid,
@@ -420,6 +425,7 @@ func (w *Worker) reap() {
 		if ex.Reported {
 			// A signal the init stage did not relay (the worker was already dead) was no stop.
 			stops = relayed(stops, ex.Forwarded)
+			ev.Denied, ev.DeniedOverflow = deniedEvidence(ex.Denied), ex.DeniedOver
 		} else {
 			warnings = append(warnings, fmt.Sprintf("the init stage died (%s) before it could report the worker's own status; the worker died with it", sandbox.DescribeStatus(ws)))
 		}
@@ -466,6 +472,10 @@ func (w *Worker) reap() {
 	close(w.done)
 	w.log.Info("worker died", "worker", w.spec.Name, "pid", r.Pid, "cause", r.Cause, "class", r.Class,
 		"profileDigest", r.ProfileDigest, "detail", r.Detail)
+	for _, d := range r.DeniedSyscalls {
+		w.log.Debug("the seccomp filter refused a syscall", "worker", w.spec.Name, "syscall", d.Name, "nr", d.Nr,
+			"errno", d.Errno, "count", d.Count, "firstArgs", strings.Join(d.Args, " "))
+	}
 	if w.cg != nil {
 		w.cg.teardown(w.log)
 	}
@@ -487,4 +497,22 @@ func ExitStatus(r report.Report) int {
 		return 128 + r.Signal
 	}
 	return 1
+}
+
+// deniedEvidence names the refused syscalls the init stage recorded (libseccomp's resolver), the
+// one refused last first: a worker that dies of a refusal usually dies of the latest one (node's
+// epoll_create1 after nine harmless capget).
+func deniedEvidence(ds []sandbox.Denied) []report.DeniedSyscall {
+	ds = append([]sandbox.Denied(nil), ds...)
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Last > ds[j].Last })
+	var out []report.DeniedSyscall
+	for _, d := range ds {
+		name, arch := filter.SyscallName(d.Nr, d.Arch)
+		args := make([]string, len(d.Args))
+		for i, a := range d.Args {
+			args[i] = fmt.Sprintf("%#x", a)
+		}
+		out = append(out, report.DeniedSyscall{Name: name, Nr: d.Nr, Arch: arch, Errno: d.Errno, Count: d.Count, Args: args})
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -83,7 +84,40 @@ func Classify(ev Evidence) (Cause, Class, string) {
 		detail += fmt.Sprintf("; %s also sent it a stop signal (%s), which was not what ended it",
 			ev.KilledBy, meaningOr(ev.KillReason, "no reason given"))
 	}
+	if note := deniedNote(r.cause, r.class, ev); note != "" {
+		detail += note
+	}
 	return r.cause, r.class, detail
+}
+
+// deniedNote names, for a death that was not clean, the syscalls the seccomp filter had refused the
+// worker: a worker that aborts after an EPERM it did not expect is the common case. It is detail
+// only: the cause and the class stay what the rules decided.
+func deniedNote(cause Cause, class Class, ev Evidence) string {
+	if class == ClassClean || cause == CauseSetupFailed || len(ev.Denied) == 0 {
+		return ""
+	}
+	var parts []string
+	for i, d := range ev.Denied {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ev.Denied)-3))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s (%d×, %s)", d.Name, d.Count, errnoName(d.Errno)))
+	}
+	lead := "; before it died, the seccomp filter refused "
+	if cause == CauseAbort {
+		lead = "; it aborted after the seccomp filter refused "
+	}
+	return lead + strings.Join(parts, ", ") + " (deniedSyscalls)"
+}
+
+// errnoName is "EPERM" for 1, "errno N" for a number the system does not name.
+func errnoName(e int) string {
+	if n := unix.ErrnoName(syscall.Errno(e)); n != "" {
+		return n
+	}
+	return fmt.Sprintf("errno %d", e)
 }
 
 // ruleFor is the first rule that matches ev.
@@ -332,6 +366,10 @@ func Build(ev Evidence) Report {
 			r.SignalSource = signalSource(cause, ev)
 		}
 	}
+	if len(ev.Denied) > 0 {
+		r.DeniedSyscalls = append([]DeniedSyscall(nil), ev.Denied...)
+	}
+	r.DeniedOverflow = ev.DeniedOverflow
 	if ev.Cgroup != nil {
 		cg := *ev.Cgroup
 		r.CgroupEvidence = true

@@ -118,6 +118,11 @@ type Evidence struct {
 	// SelfSignals: the profile may let the worker signal itself with more than SIGABRT (a
 	// permissive filter such as dev), so a signal death cannot be said to come from outside.
 	SelfSignals bool
+	// Denied lists the syscalls the seccomp filter refused with an errno (the worker saw the
+	// errno and went on); DeniedOverflow counts refused calls beyond the recorded ones. Evidence
+	// for the detail only: they never change the cause or the class.
+	Denied         []DeniedSyscall
+	DeniedOverflow uint64
 	// Launcher is set only by a Go kernel that ran `vatrun run` as its own process (runclient)
 	// and saw it end without a usable report: then nothing of the worker's own death is known and
 	// the fields above are empty.
@@ -134,6 +139,19 @@ type LauncherDeath struct {
 	ExitCode    int
 	// Why says what was wrong with its report: "it wrote no report", "its report is unreadable: …".
 	Why string
+}
+
+// DeniedSyscall is one syscall the seccomp filter refused with an errno, as the init stage
+// recorded it (docs/report.md, "Refused syscalls").
+type DeniedSyscall struct {
+	Name  string `json:"name"`           // libseccomp's name for Nr on Arch
+	Nr    int    `json:"nr"`             // the syscall number
+	Arch  string `json:"arch,omitempty"` // SCMP_ARCH_* of the call, when not the native one
+	Errno int    `json:"errno"`          // what the worker got (EPERM = 1, or the rule's errnoRet)
+	Count uint64 `json:"count"`          // how many times
+	// Args are the six argument registers of the first refused call, in hex (0x…: exact in
+	// JavaScript too).
+	Args []string `json:"args"`
 }
 
 // Report is the one JSON object written per worker death (schema documented in docs/report.md).
@@ -196,6 +214,11 @@ type Report struct {
 	// "minimal root") or "landlock ABI N: …" in the no-namespace mode, then the seccomp filter,
 	// rlimits, no_new_privs, the new session and the parent-death signal.
 	Isolation []string `json:"isolation,omitempty"`
+	// DeniedSyscalls lists the syscalls the seccomp filter refused with an errno, the one refused
+	// last first, at most 32; DeniedOverflow counts the refused calls of further syscalls. Absent when
+	// nothing was refused or the refusals could not be recorded (a warning says why).
+	DeniedSyscalls []DeniedSyscall `json:"deniedSyscalls,omitempty"`
+	DeniedOverflow uint64          `json:"deniedOverflow,omitempty"`
 	// Warnings lists anything degraded (e.g. cgroup evidence unavailable and why).
 	Warnings []string `json:"warnings,omitempty"`
 }

@@ -71,6 +71,9 @@ type Config struct {
 	// Mounts is what the minimal root holds besides /dev and /proc (MountNS); Start adds what the
 	// worker executable needs to load (WorkerRoot).
 	Mounts []Mount
+	// RecordDenied: record the syscalls BPF refuses with ERRNO (seccomp user notification,
+	// answered by the init stage with the same errno); see Exit.Denied and docs/sandbox.md.
+	RecordDenied bool
 }
 
 // PidNS says whether the stage is pid 1 of a new pid namespace.
@@ -111,6 +114,9 @@ func (c *Config) Encode() ([]byte, error) {
 	}
 	if c.DropCaps {
 		flags |= C.VR_FLAG_DROPCAPS
+	}
+	if c.RecordDenied {
+		flags |= C.VR_FLAG_RECORD_DENIED
 	}
 	if c.SetIDs {
 		flags |= C.VR_FLAG_SETIDS
@@ -169,9 +175,30 @@ const (
 	MsgExecOK MsgType = C.VR_MSG_EXEC_OK
 	// MsgSetupFailed: a step failed before the worker ran; Msg.A is the errno, Msg.Text the step.
 	MsgSetupFailed MsgType = C.VR_MSG_SETUP_FAILED
-	// MsgExited: the worker was reaped; Msg.A is the raw wait status.
+	// MsgExited: the worker was reaped; Msg.A is the raw wait status, Msg.Count the refused
+	// calls that did not fit the MsgDenied records.
 	MsgExited MsgType = C.VR_MSG_EXITED
+	// MsgDenied: one syscall the filter refused (sent before MsgExited); Msg.A is its number.
+	MsgDenied MsgType = C.VR_MSG_DENIED
 )
+
+// MaxDenied is how many distinct refused syscalls the init stage records.
+const MaxDenied = C.VR_MAX_DENIED
+
+// ExecRecording in Msg.Flags of MsgExecOK: the refused syscalls are being recorded.
+const ExecRecording = C.VR_EXEC_RECORDING
+
+// Denied is one syscall the seccomp filter refused with ERRNO, as the init stage recorded it.
+type Denied struct {
+	Nr    int
+	Arch  uint32 // AUDIT_ARCH_*
+	Errno int    // what the worker got
+	Count uint64
+	Args  [6]uint64 // of the first refused call
+	// Last ranks its latest refusal among all the refused calls (1 is the first refused call):
+	// the highest is the call refused last, the likeliest cause of a death that follows.
+	Last uint64
+}
 
 // Msg is one status message from the stage.
 type Msg struct {
@@ -189,6 +216,15 @@ type Msg struct {
 	// reaped (MsgExited), read by the init stage; 0 when unknown.
 	Mono int64
 	Text string
+	// MsgDenied: the refused call's architecture, errno, count and first arguments.
+	Arch  uint32
+	Errno int
+	Count uint64
+	Args  [6]uint64
+	// Flags of MsgExecOK (ExecRecording).
+	Flags uint32
+	// Last: MsgDenied's rank of the latest refusal (Denied.Last).
+	Last uint64
 }
 
 // DecodeMsg parses one MsgSize-byte status message.
@@ -208,9 +244,17 @@ func DecodeMsg(b []byte) (Msg, error) {
 		Forwarded: uint64(raw.forwarded),
 		Mono:      int64(raw.mono_nsec),
 		Text:      C.GoStringN(&raw.text[0], C.int(C.strnlen(&raw.text[0], C.size_t(len(raw.text))))),
+		Arch:      uint32(raw.arch),
+		Errno:     int(raw.err),
+		Count:     uint64(raw.count),
+		Flags:     uint32(raw.flags),
+		Last:      uint64(raw.last),
+	}
+	for i := range m.Args {
+		m.Args[i] = uint64(raw.args[i])
 	}
 	switch m.Type {
-	case MsgExecOK, MsgSetupFailed, MsgExited:
+	case MsgExecOK, MsgSetupFailed, MsgExited, MsgDenied:
 		return m, nil
 	}
 	return Msg{}, errors.New("sandbox status message: unknown type " + fmt.Sprint(m.Type))
@@ -226,6 +270,18 @@ func InheritedFD(fd int) bool {
 		return false
 	}
 	return uint64(C.vr_inherited_fds)&(1<<uint(fd)) != 0
+}
+
+// EvalBPF runs a seccomp program (struct sock_filter array) on a struct seccomp_data (64 bytes) with
+// the init stage's interpreter, the one that finds each refused call's errno; ok is false for a
+// program it cannot run. For tests.
+func EvalBPF(prog, data []byte) (action uint32, ok bool) {
+	if len(prog) == 0 || len(prog)%8 != 0 || len(data) != 64 {
+		return 0, false
+	}
+	var cok C.int
+	act := C.vr_bpf_eval(unsafe.Pointer(&prog[0]), C.uint32_t(len(prog)/8), unsafe.Pointer(&data[0]), &cok)
+	return uint32(act), cok != 0
 }
 
 // DieBySignal ends this process by sig, after its default action is restored, with no core dump

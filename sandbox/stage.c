@@ -8,7 +8,9 @@
  * fork and exec: parent-death signal, rlimits, capability drop, no_new_privs, close every fd
  * above the kept ones, the seccomp filter, execve. The init stage then forwards signals to the
  * worker, reaps every process of the namespace, and reports the worker's wait status and rusage
- * on the status fd before exiting. Nothing here runs on a Go stack.
+ * on the status fd before exiting; a thread of its own answers the seccomp listener, recording the
+ * syscalls the filter refuses with an errno (vr_load_filter, vr_notifier). Nothing here runs on a
+ * Go stack.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,8 +18,11 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -47,6 +52,32 @@
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
+#endif
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+#ifndef SECCOMP_RET_USER_NOTIF
+#define SECCOMP_RET_USER_NOTIF 0x7fc00000U
+#endif
+#ifndef SECCOMP_RET_ACTION_FULL
+#define SECCOMP_RET_ACTION_FULL 0xffff0000U
+#endif
+#if defined(__x86_64__)
+#define VR_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define VR_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#define VR_AUDIT_ARCH 0
 #endif
 
 static volatile pid_t vr_child = 0;
@@ -214,12 +245,273 @@ static int vr_landlock(uint32_t abi, char *step, size_t stepsz)
 	return r == 0 ? 0 : -1;
 }
 
+/* vr_bpf_eval runs a classic BPF seccomp program on one call's data (sandbox.go declares it for the tests). */
+uint32_t vr_bpf_eval(const void *progp, uint32_t len, const void *datap, int *ok)
+{
+	const struct sock_filter *f = progp;
+	const struct seccomp_data *d = datap;
+	uint32_t A = 0, X = 0, M[BPF_MEMWORDS];
+	uint32_t pc = 0;
+
+	memset(M, 0, sizeof(M));
+	*ok = 0;
+	/* Classic BPF only jumps forward, so at most len instructions run. */
+	while (pc < len) {
+		const struct sock_filter *in = &f[pc++];
+		uint32_t k = in->k;
+		switch (in->code) {
+		case BPF_LD | BPF_W | BPF_ABS:
+			if (k > sizeof(*d) - 4 || (k & 3) != 0)
+				return 0;
+			memcpy(&A, (const char *)d + k, 4);
+			break;
+		case BPF_LD | BPF_W | BPF_LEN:
+			A = sizeof(*d);
+			break;
+		case BPF_LDX | BPF_W | BPF_LEN:
+			X = sizeof(*d);
+			break;
+		case BPF_LD | BPF_IMM:
+			A = k;
+			break;
+		case BPF_LDX | BPF_IMM:
+			X = k;
+			break;
+		case BPF_LD | BPF_MEM:
+		case BPF_LDX | BPF_MEM:
+		case BPF_ST:
+		case BPF_STX:
+			if (k >= BPF_MEMWORDS)
+				return 0;
+			if (in->code == (BPF_LD | BPF_MEM))
+				A = M[k];
+			else if (in->code == (BPF_LDX | BPF_MEM))
+				X = M[k];
+			else if (in->code == BPF_ST)
+				M[k] = A;
+			else
+				M[k] = X;
+			break;
+		case BPF_ALU | BPF_NEG:
+			A = -A;
+			break;
+		case BPF_MISC | BPF_TAX:
+			X = A;
+			break;
+		case BPF_MISC | BPF_TXA:
+			A = X;
+			break;
+		case BPF_JMP | BPF_JA:
+			if (k >= len - pc)
+				return 0;
+			pc += k;
+			break;
+		case BPF_RET | BPF_K:
+			*ok = 1;
+			return k;
+		case BPF_RET | BPF_A:
+			*ok = 1;
+			return A;
+		default:
+			if (BPF_CLASS(in->code) == BPF_ALU) {
+				uint32_t v = BPF_SRC(in->code) == BPF_X ? X : k;
+				switch (BPF_OP(in->code)) {
+				case BPF_ADD: A += v; break;
+				case BPF_SUB: A -= v; break;
+				case BPF_MUL: A *= v; break;
+				case BPF_DIV: if (v == 0) return 0; A /= v; break;
+				case BPF_MOD: if (v == 0) return 0; A %= v; break;
+				case BPF_AND: A &= v; break;
+				case BPF_OR: A |= v; break;
+				case BPF_XOR: A ^= v; break;
+				case BPF_LSH: if (v >= 32) return 0; A <<= v; break;
+				case BPF_RSH: if (v >= 32) return 0; A >>= v; break;
+				default: return 0;
+				}
+				break;
+			}
+			if (BPF_CLASS(in->code) == BPF_JMP) {
+				uint32_t v = BPF_SRC(in->code) == BPF_X ? X : k;
+				int taken;
+				switch (BPF_OP(in->code)) {
+				case BPF_JEQ: taken = A == v; break;
+				case BPF_JGT: taken = A > v; break;
+				case BPF_JGE: taken = A >= v; break;
+				case BPF_JSET: taken = (A & v) != 0; break;
+				default: return 0;
+				}
+				uint32_t off = taken ? in->jt : in->jf;
+				if (off >= len - pc)
+					return 0;
+				pc += off;
+				break;
+			}
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* The refused-syscall record, filled by the notifier thread, read by the main thread under vr_denied_mu. */
+struct vr_denied {
+	uint32_t arch;
+	int32_t nr;
+	int32_t err;
+	uint64_t count;
+	uint64_t args[6];
+	uint64_t last; /* vr_denied_seq at its latest refusal */
+};
+static uint64_t vr_denied_seq; /* refused calls so far */
+static pthread_mutex_t vr_denied_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct vr_denied vr_denied[VR_MAX_DENIED];
+static uint32_t vr_ndenied;
+static uint64_t vr_denied_over; /* refused calls whose (arch, nr) did not fit the table */
+
+/* Written by the worker's side of the clone (shared memory), read by the init stage after it: why
+ * the refused syscalls are not recorded, or "" when they are (or nothing is refused); and the
+ * listener's fd number in the fd table the two share until the worker's execve. */
+static char vr_record_why[120];
+static int vr_listener = -1;
+
+/* Would prog make the worker's side wait for a notification on this call (one it makes after loading
+ * the filter and before its execve)? Then the listener is not used: nobody could answer yet. */
+static int vr_would_notify(const struct sock_fprog *prog, long nr, uint64_t a0, uint64_t a1, uint64_t a2)
+{
+	struct seccomp_data d;
+	int ok;
+	memset(&d, 0, sizeof(d));
+	d.nr = (int)nr;
+	d.arch = VR_AUDIT_ARCH;
+	d.args[0] = a0;
+	d.args[1] = a1;
+	d.args[2] = a2;
+	uint32_t act = vr_bpf_eval(prog->filter, prog->len, &d, &ok);
+	return !ok || (act & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO;
+}
+
+/* Loads prog in the worker's side, recording refused calls when asked and possible: the ERRNO
+ * returns become USER_NOTIF in a copy (nprog, prepared by the init stage), whose listener lands in
+ * the fd table the worker's side shares with the init stage until its execve (close-on-exec, so the
+ * worker never holds it), and the original program stays with the init stage to find each errno.
+ * Falls back to prog itself (plain ERRNO) with the reason in vr_record_why. Returns 0, or -1 with
+ * errno set and step filled when the load failed. */
+static int vr_load_filter(struct sock_fprog *prog, struct sock_fprog *nprog, int errfd, char *path, char **argv,
+			  char **envp, char *step, size_t stepsz)
+{
+	if (nprog != NULL) {
+		/* Every call made between the load and the execve: execve, and on failure write and
+		 * exit_group, each with these arguments (execve is a raw syscall whose unused arguments
+		 * are 0; only write's buffer address is not the real one). A refused one would wait for
+		 * an answer from the init stage, which waits for the execve. */
+		if (vr_would_notify(prog, SYS_execve, (uint64_t)(uintptr_t)path, (uint64_t)(uintptr_t)argv, (uint64_t)(uintptr_t)envp) ||
+		    vr_would_notify(prog, SYS_write, (uint64_t)errfd, 0, sizeof(struct vr_msg)) ||
+		    vr_would_notify(prog, SYS_exit_group, 127, 0, 0)) {
+			snprintf(vr_record_why, sizeof(vr_record_why),
+				 "refused syscalls are not recorded: the filter refuses execve, write or exit_group");
+		} else {
+			int lfd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+					       SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, nprog);
+			if (lfd >= 0) {
+				vr_listener = lfd;
+				return 0;
+			}
+			snprintf(vr_record_why, sizeof(vr_record_why),
+				 "refused syscalls are not recorded: the kernel refused a seccomp listener (%s)", strerror(errno));
+		}
+	}
+	snprintf(step, stepsz, "load the seccomp filter (%u instructions)", prog->len);
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0);
+}
+
+/* The notifier thread: answers each notification with the errno of the original program, after
+ * recording it. It blocks only in poll and in the listener's ioctls; the main thread only takes
+ * vr_denied_mu, held for a table update, so it never waits on the worker through this path. */
+struct vr_notifier_arg {
+	int fd;
+	struct sock_fprog prog; /* the original program */
+};
+
+static void *vr_notifier(void *argp)
+{
+	struct vr_notifier_arg *arg = argp;
+	struct seccomp_notif_sizes sizes = {0, 0, 0};
+	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) != 0) {
+		sizes.seccomp_notif = sizeof(struct seccomp_notif);
+		sizes.seccomp_notif_resp = sizeof(struct seccomp_notif_resp);
+	}
+	size_t nsz = sizes.seccomp_notif > sizeof(struct seccomp_notif) ? sizes.seccomp_notif : sizeof(struct seccomp_notif);
+	size_t rsz = sizes.seccomp_notif_resp > sizeof(struct seccomp_notif_resp) ? sizes.seccomp_notif_resp
+										  : sizeof(struct seccomp_notif_resp);
+	struct seccomp_notif *req = calloc(1, nsz);
+	struct seccomp_notif_resp *resp = calloc(1, rsz);
+	if (req == NULL || resp == NULL)
+		return NULL; /* refused calls then wait until the worker dies: never happens in practice */
+	/* Linux 6.6+: the refused task and this thread hand the CPU to each other (as gVisor does);
+	 * older kernels refuse the flag and wake as usual. */
+	(void)ioctl(arg->fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 0);
+	for (;;) {
+		/* Blocks until a refused call, or until no task uses the filter any more (ENOENT). */
+		memset(req, 0, nsz);
+		if (ioctl(arg->fd, SECCOMP_IOCTL_NOTIF_RECV, req) != 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOENT) {
+				/* The caller went away before we read it, or no task uses the filter any
+				 * more (POLLHUP): then there is nothing left to answer. */
+				struct pollfd pfd = {.fd = arg->fd, .events = POLLIN, .revents = 0};
+				if (poll(&pfd, 1, 0) >= 0 && (pfd.revents & POLLHUP))
+					return NULL;
+				continue;
+			}
+			return NULL;
+		}
+		int ok;
+		uint32_t act = vr_bpf_eval(arg->prog.filter, arg->prog.len, &req->data, &ok);
+		int err = EPERM; /* unreachable: only the original's ERRNO returns notify */
+		if (ok && (act & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO) {
+			err = (int)(act & SECCOMP_RET_DATA);
+			if (err > 4095) /* the kernel's MAX_ERRNO clamp */
+				err = 4095;
+		}
+		/* Record before answering: a worker that dies right after the answer is reported with it. */
+		pthread_mutex_lock(&vr_denied_mu);
+		vr_denied_seq++;
+		uint32_t i;
+		for (i = 0; i < vr_ndenied; i++)
+			if (vr_denied[i].nr == req->data.nr && vr_denied[i].arch == req->data.arch)
+				break;
+		if (i < vr_ndenied) {
+			vr_denied[i].count++;
+			vr_denied[i].last = vr_denied_seq;
+		} else if (vr_ndenied < VR_MAX_DENIED) {
+			struct vr_denied *e = &vr_denied[vr_ndenied++];
+			e->arch = req->data.arch;
+			e->nr = req->data.nr;
+			e->err = err;
+			e->count = 1;
+			e->last = vr_denied_seq;
+			memcpy(e->args, req->data.args, sizeof(e->args));
+		} else {
+			vr_denied_over++;
+		}
+		pthread_mutex_unlock(&vr_denied_mu);
+		memset(resp, 0, rsz);
+		resp->id = req->id;
+		resp->error = -err;
+		resp->val = 0;
+		resp->flags = 0; /* never CONTINUE: the worker gets exactly the errno it would have got */
+		if (ioctl(arg->fd, SECCOMP_IOCTL_NOTIF_SEND, resp) != 0) {
+			/* ENOENT: the caller was interrupted or died meanwhile; nothing to answer. */
+		}
+	}
+}
+
 /* The worker's side of the fork: everything between fork and exec. On failure the step and errno
  * go to errfd (close-on-exec), so the init stage can tell the supervisor. */
-static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, int errfd, pid_t initpid,
-			  char *path, char **argv, char **envp) __attribute__((noreturn));
-static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, int errfd, pid_t initpid,
-			  char *path, char **argv, char **envp)
+static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, struct sock_fprog *nprog,
+			  int errfd, pid_t initpid, char *path, char **argv, char **envp) __attribute__((noreturn));
+static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, struct sock_fprog *nprog,
+			  int errfd, pid_t initpid, char *path, char **argv, char **envp)
 {
 	char step[160];
 	int err;
@@ -348,13 +640,11 @@ static void vr_child_exec(const struct vr_config *cfg, struct sock_fprog *prog, 
 	if (cfg->landlock_abi > 0 && vr_landlock(cfg->landlock_abi, step, sizeof(step)) != 0)
 		goto fail;
 
-	if (prog != NULL) {
-		snprintf(step, sizeof(step), "load the seccomp filter (%u instructions)", prog->len);
-		if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog, 0, 0) != 0)
-			goto fail;
-	}
+	if (prog != NULL && vr_load_filter(prog, nprog, errfd, path, argv, envp, step, sizeof(step)) != 0)
+		goto fail;
 
-	execve(path, argv, envp);
+	/* A raw execve: its unused arguments are 0, as vr_load_filter assumed. */
+	syscall(SYS_execve, path, argv, envp, 0, 0, 0);
 	snprintf(step, sizeof(step), "execve %s", path);
 fail:
 	err = errno;
@@ -370,22 +660,40 @@ fail:
 	_exit(127);
 }
 
-/* Starts the worker's side with vfork: it shares our memory until its execve, so nothing is
- * copied (no page tables, no copy-on-write faults, measured at ~10% of a whole `vatrun run` on a
- * VM). It only makes system calls and writes its own stack frames, errno and a failure record
- * before execve or _exit; its signal handlers, fd table, rlimits and credentials are its own, and
- * we are suspended until then. A function of its own, so no local of the caller lives across
- * vfork. */
-static pid_t vr_spawn(const struct vr_config *cfg, struct sock_fprog *prog, int errpipe[2], pid_t initpid,
-		      char *path, char **argv, char **envp) __attribute__((noinline));
-static pid_t vr_spawn(const struct vr_config *cfg, struct sock_fprog *prog, int errpipe[2], pid_t initpid,
-		      char *path, char **argv, char **envp)
+/* Starts the worker's side as vfork does (CLONE_VM | CLONE_VFORK): it shares our memory until its
+ * execve, so nothing is copied (no page tables, no copy-on-write faults, measured at ~10% of a
+ * whole `vatrun run` on a VM), and we are suspended until then. It also shares our fd table
+ * (CLONE_FILES) until the execve, which gives it a copy without the close-on-exec fds: the seccomp
+ * listener it creates is then ours, and never the worker's. It runs on a stack of its own (as
+ * posix_spawn does), only makes system calls and writes its own stack frames, errno, vr_listener,
+ * vr_record_why and a failure record; its signal handlers, rlimits and credentials are its own. */
+struct vr_spawn_arg {
+	const struct vr_config *cfg;
+	struct sock_fprog *prog, *nprog;
+	int errfd;
+	pid_t initpid;
+	char *path;
+	char **argv, **envp;
+};
+
+static int vr_spawned(void *p)
 {
-	pid_t child = vfork();
-	if (child == 0) {
-		close(errpipe[0]);
-		vr_child_exec(cfg, prog, errpipe[1], initpid, path, argv, envp);
-	}
+	struct vr_spawn_arg *a = p;
+	vr_child_exec(a->cfg, a->prog, a->nprog, a->errfd, a->initpid, a->path, a->argv, a->envp);
+}
+
+static pid_t vr_spawn(const struct vr_config *cfg, struct sock_fprog *prog, struct sock_fprog *nprog, int errpipe[2],
+		      pid_t initpid, char *path, char **argv, char **envp)
+{
+	const size_t stacksz = 256 * 1024;
+	struct vr_spawn_arg a = {cfg, prog, nprog, errpipe[1], initpid, path, argv, envp};
+	char *stack = mmap(NULL, stacksz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		return -1;
+	pid_t child = clone(vr_spawned, stack + stacksz, CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &a);
+	int err = errno;
+	munmap(stack, stacksz);
+	errno = err;
 	return child;
 }
 
@@ -694,18 +1002,48 @@ static void vr_init(int argc, char **argv, char **envp)
 	if (pipe2(errpipe, O_CLOEXEC) != 0)
 		vr_fail(errno, "create the exec error pipe");
 
-	pid_t child = vr_spawn(&cfg, progp, errpipe, self, argv[3], &argv[4], envp);
+	/* Recording refused syscalls: a copy of the program whose ERRNO returns notify instead. Not
+	 * when nothing is refused with ERRNO, or the program returns its accumulator (never from
+	 * libseccomp), or the architecture is one vr_load_filter cannot check. */
+	struct sock_fprog nprog, *nprogp = NULL;
+	if ((cfg.flags & VR_FLAG_RECORD_DENIED) && progp != NULL) {
+		int errnos = 0, retA = 0;
+		for (uint32_t i = 0; i < prog.len; i++) {
+			if (filter[i].code == (BPF_RET | BPF_A))
+				retA = 1;
+			if (filter[i].code == (BPF_RET | BPF_K) && (filter[i].k & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO)
+				errnos++;
+		}
+		if (errnos > 0 && (retA || VR_AUDIT_ARCH == 0)) {
+			snprintf(vr_record_why, sizeof(vr_record_why), "refused syscalls are not recorded: %s",
+				 retA ? "the program returns its accumulator" : "not supported on this architecture");
+		} else if (errnos > 0) {
+			struct sock_filter *copy = calloc(prog.len, sizeof(*copy));
+			if (copy == NULL)
+				vr_fail(ENOMEM, "allocate the recording seccomp program");
+			memcpy(copy, filter, prog.len * sizeof(*copy));
+			for (uint32_t i = 0; i < prog.len; i++)
+				if (copy[i].code == (BPF_RET | BPF_K) && (copy[i].k & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_ERRNO)
+					copy[i].k = SECCOMP_RET_USER_NOTIF;
+			nprog.len = prog.len;
+			nprog.filter = copy;
+			nprogp = &nprog;
+		}
+	}
+
+	pid_t child = vr_spawn(&cfg, progp, nprogp, errpipe, self, argv[3], &argv[4], envp);
 	if (child < 0)
 		vr_fail(errno, "fork the worker");
 	vr_child = child;
 	close(errpipe[1]);
-	/* The worker has exec'd (vfork returns only then) or failed: the fds meant for it (stdio and
+	int lfd = vr_listener;
+	/* The worker has exec'd (vr_spawn returns only then) or failed: the fds meant for it (stdio and
 	 * the kernel's pipes) are no business of ours any more. Holding them would keep the kernel's
 	 * pipes open after the worker died: a write to fd 3 would still succeed and then turn into
 	 * ECONNRESET when we exit, where without vatrun it fails with EPIPE at once, and fd 4 would
 	 * read EOF only after we reported. */
 	for (int fd = 0; fd < cfg.keep_fds; fd++)
-		if (fd != vr_status_fd && fd != errpipe[0])
+		if (fd != vr_status_fd && fd != errpipe[0] && fd != lfd)
 			close(fd);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 
@@ -725,6 +1063,40 @@ static void vr_init(int argc, char **argv, char **envp)
 	m.type = VR_MSG_EXEC_OK;
 	m.a = child;
 	m.mono_nsec = vr_mono_nsec();
+	if (lfd >= 0) {
+		/* The notifier runs with every signal blocked: the stop signals stay the main thread's. */
+		static struct vr_notifier_arg narg;
+		pthread_t tid;
+		pthread_attr_t attr;
+		sigset_t all, prev;
+		narg.fd = lfd;
+		narg.prog = prog;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &prev);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 64 * 1024);
+		rc = pthread_create(&tid, &attr, vr_notifier, &narg);
+		pthread_sigmask(SIG_SETMASK, &prev, NULL);
+		if (rc == 0) {
+			m.flags = VR_EXEC_RECORDING;
+		} else {
+			/* Nobody can answer: the worker's refused calls would wait forever. */
+			kill(child, SIGKILL);
+			errno = rc;
+			snprintf(m.text, sizeof(m.text), "start the thread that records refused syscalls");
+			m.type = VR_MSG_SETUP_FAILED;
+			m.a = rc;
+			vr_send(&m);
+			int st;
+			while (waitpid(child, &st, 0) < 0 && errno == EINTR)
+				;
+			_exit(120);
+		}
+	} else if (nprogp != NULL && vr_record_why[0] == 0) {
+		snprintf(vr_record_why, sizeof(vr_record_why), "the seccomp listener did not reach the init stage: refused syscalls are not recorded");
+	}
+	snprintf(m.text, sizeof(m.text), "%s", vr_record_why);
 	vr_send(&m);
 
 	/* Reap everything; report when the worker itself is reaped. */
@@ -758,7 +1130,28 @@ static void vr_init(int argc, char **argv, char **envp)
 		}
 		if (p != child)
 			continue;
+		/* The refused syscalls, before the death: the worker is gone, so the table only changes
+		 * if one of its children (sharing the filter) is still refused something. */
+		uint64_t over;
+		pthread_mutex_lock(&vr_denied_mu);
+		uint32_t nd = vr_ndenied;
+		struct vr_denied snap[VR_MAX_DENIED];
+		memcpy(snap, vr_denied, sizeof(snap));
+		over = vr_denied_over;
+		pthread_mutex_unlock(&vr_denied_mu);
+		for (uint32_t i = 0; i < nd; i++) {
+			memset(&m, 0, sizeof(m));
+			m.type = VR_MSG_DENIED;
+			m.a = snap[i].nr;
+			m.arch = snap[i].arch;
+			m.err = snap[i].err;
+			m.count = snap[i].count;
+			m.last = snap[i].last;
+			memcpy(m.args, snap[i].args, sizeof(m.args));
+			vr_send(&m);
+		}
 		memset(&m, 0, sizeof(m));
+		m.count = over;
 		m.cpu_nsec = cpu_nsec;
 		m.type = VR_MSG_EXITED;
 		m.a = st;

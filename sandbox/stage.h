@@ -14,7 +14,7 @@
 
 #define VR_MARKER "__vatrun_init__"
 #define VR_MAGIC 0x76617472u /* "vatr" */
-#define VR_VERSION 3u
+#define VR_VERSION 4u
 #define VR_MAX_RLIMITS 16
 #define VR_MAX_BPF 4096
 
@@ -24,6 +24,7 @@
 #define VR_FLAG_UTSNS 0x4u    /* new uts namespace: set the hostname */
 #define VR_FLAG_DROPCAPS 0x8u /* empty the bounding set and ambient set before exec */
 #define VR_FLAG_SETIDS 0x10u  /* the worker switches to worker_uid/worker_gid, no supplementary groups */
+#define VR_FLAG_RECORD_DENIED 0x20u /* record the syscalls the filter refuses with ERRNO (see below) */
 
 struct vr_rlimit {
 	int32_t resource;
@@ -65,7 +66,21 @@ struct vr_config {
 /* vr_msg.type */
 #define VR_MSG_EXEC_OK 1      /* a = worker pid as the init stage sees it */
 #define VR_MSG_SETUP_FAILED 2 /* a = errno, text = which step */
-#define VR_MSG_EXITED 3       /* a = raw wait status; utime/stime/maxrss from wait4, cpu_nsec */
+#define VR_MSG_EXITED 3       /* a = raw wait status; utime/stime/maxrss from wait4, cpu_nsec;
+			       * count = refused calls not in the DENIED records (over VR_MAX_DENIED) */
+#define VR_MSG_DENIED 4       /* sent before EXITED, one per refused syscall: a = nr, arch, err, count, args */
+
+/* vr_msg.flags of EXEC_OK */
+#define VR_EXEC_RECORDING 0x1u /* the refused syscalls are being recorded; else text says why not (or is empty) */
+
+/*
+ * Recording refused syscalls (VR_FLAG_RECORD_DENIED): the worker loads the program with every
+ * `ret ERRNO|e` rewritten to `ret USER_NOTIF`, with SECCOMP_FILTER_FLAG_NEW_LISTENER, and hands the
+ * listener to the init stage; a thread of the init stage evaluates the original program on each
+ * notification's seccomp_data, records the call and answers with the errno the original program
+ * returns. Allowed calls run the same program as without recording.
+ */
+#define VR_MAX_DENIED 32 /* distinct (arch, nr) recorded; further calls are only counted */
 
 struct vr_msg {
 	uint32_t type;
@@ -77,7 +92,19 @@ struct vr_msg {
 	uint64_t forwarded; /* bit N: the init stage relayed signal N to the worker while it was alive */
 	int64_t mono_nsec;  /* CLOCK_MONOTONIC when the worker's exec succeeded (EXEC_OK) or it was reaped (EXITED) */
 	char text[160];
+	/* VR_MSG_DENIED: one refused syscall (a is its number) */
+	uint32_t arch;    /* AUDIT_ARCH_* */
+	int32_t err;      /* the errno it got */
+	uint64_t count;   /* how many times (EXITED: refused calls beyond the records) */
+	uint64_t args[6]; /* of the first refused call */
+	uint32_t flags;   /* EXEC_OK: VR_EXEC_* */
+	uint32_t pad;
+	uint64_t last;    /* DENIED: the rank of its latest refusal among all refused calls (1, 2, …) */
 };
+
+/* Evaluates a seccomp classic-BPF program on data (a struct seccomp_data) as the kernel would; sets
+ * *ok to 0 (and returns 0) for an instruction it does not know or a malformed program. */
+uint32_t vr_bpf_eval(const void *prog, uint32_t len, const void *data, int *ok);
 
 /* Set by the constructor in every process: bit i set when fd i (0..63) was open at process start. */
 #define VR_MAX_INHERITED_FD 64

@@ -77,6 +77,11 @@ type Exit struct {
 	Wall time.Duration
 	// At is when the death was noticed.
 	At time.Time
+	// Denied lists the syscalls the filter refused with ERRNO while the refusals were recorded
+	// (Process.Recording), at most MaxDenied of them; DeniedOver counts the refused calls that did
+	// not fit.
+	Denied     []Denied
+	DeniedOver uint64
 }
 
 // Process is a running sandboxed worker.
@@ -86,13 +91,17 @@ type Process struct {
 	InitPid int
 	// WorkerPid is the worker's pid as the init stage sees it.
 	WorkerPid int
-	proc      *os.Process
-	execMono  int64 // CLOCK_MONOTONIC at the worker's exec, from the stage
-	status    *os.File
-	waitOnce  sync.Once
-	reaped    chan struct{}
-	exit      Exit
-	waitErr   error
+	// Recording: the init stage records the syscalls the filter refuses (Config.RecordDenied and
+	// the kernel allowed it); RecordWarning says why not when it was asked for and is not.
+	Recording     bool
+	RecordWarning string
+	proc          *os.Process
+	execMono      int64 // CLOCK_MONOTONIC at the worker's exec, from the stage
+	status        *os.File
+	waitOnce      sync.Once
+	reaped        chan struct{}
+	exit          Exit
+	waitErr       error
 }
 
 // spawner runs every clone on one locked OS thread that never exits: the stage's parent-death
@@ -264,6 +273,8 @@ func (p *Process) awaitExec() error {
 	case err == nil && m.Type == MsgExecOK:
 		p.WorkerPid = m.A
 		p.execMono = m.Mono
+		p.Recording = m.Flags&ExecRecording != 0
+		p.RecordWarning = m.Text
 		return nil
 	case err == nil && m.Type == MsgSetupFailed:
 		p.Wait()
@@ -326,10 +337,16 @@ func (p *Process) readMsg() (Msg, error) {
 func (p *Process) WaitExit() (Exit, error) {
 	p.waitOnce.Do(func() {
 		m, merr := p.readMsg()
+		var denied []Denied
+		for merr == nil && m.Type == MsgDenied && len(denied) < MaxDenied {
+			denied = append(denied, Denied{Nr: m.A, Arch: m.Arch, Errno: m.Errno, Count: m.Count, Args: m.Args, Last: m.Last})
+			m, merr = p.readMsg()
+		}
 		noticed := time.Now()
 		p.status.Close()
 		if merr == nil && m.Type == MsgExited {
-			p.exit = Exit{Status: unix.WaitStatus(m.A), Reported: true, Utime: m.Utime, Stime: m.Stime, CPU: m.CPU, MaxRSSKB: m.MaxRSSKB, Forwarded: m.Forwarded, At: noticed}
+			p.exit = Exit{Status: unix.WaitStatus(m.A), Reported: true, Utime: m.Utime, Stime: m.Stime, CPU: m.CPU, MaxRSSKB: m.MaxRSSKB, Forwarded: m.Forwarded, At: noticed,
+				Denied: denied, DeniedOver: m.Count}
 			if p.execMono > 0 && m.Mono >= p.execMono {
 				p.exit.Wall = time.Duration(m.Mono - p.execMono)
 			}

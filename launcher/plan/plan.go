@@ -145,6 +145,9 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 			return nil, fmt.Errorf("%w: profile %q: compile seccomp filter: %w", ErrConfig, p.Name, err)
 		}
 		pl.stage.BPF = bpf
+		// The syscalls it refuses with an errno are recorded for the report (the init stage
+		// does it only where the program has ERRNO returns; docs/sandbox.md).
+		pl.stage.RecordDenied = true
 	}
 	if problems := limitOrder(p); len(problems) > 0 {
 		if p.Consensus && p.Engine != nil {

@@ -347,3 +347,29 @@ func decodeBPF(prog []byte) []unix.SockFilter {
 	_ = binary.Read(bytes.NewReader(prog[:len(out)*8]), binary.NativeEndian, out)
 	return out
 }
+
+// SyscallName is libseccomp's name for syscall nr of the architecture the kernel reports as
+// auditArch (seccomp_data.arch), with the OCI name of that architecture ("" when it is the
+// native one); "syscall N" when libseccomp does not know it.
+func SyscallName(nr int, auditArch uint32) (name, arch string) {
+	native := nativeArch()
+	a := native
+	if auditArch != native.audit {
+		a = archInfo{arch: libseccomp.ArchInvalid}
+		for _, info := range architectures {
+			if info.audit != 0 && info.audit == auditArch {
+				a = info
+				break
+			}
+		}
+		if a.arch == libseccomp.ArchInvalid {
+			return fmt.Sprintf("syscall %d", nr), fmt.Sprintf("audit arch %#x", auditArch)
+		}
+		arch = OCIArchName(a.arch)
+	}
+	n, err := libseccomp.ScmpSyscall(nr).GetNameByArch(a.arch)
+	if err != nil || n == "" {
+		return fmt.Sprintf("syscall %d", nr), arch
+	}
+	return n, arch
+}

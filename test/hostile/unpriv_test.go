@@ -36,7 +36,7 @@ func TestUnprivileged(t *testing.T) {
 	if err := os.WriteFile(copyPath, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(copyPath, "-test.v", "-test.count=1", "-test.run", "^Test(LaunchStorm|Kill|Report|Setup|Consensus|Escape|Args)")
+	cmd := exec.Command(copyPath, "-test.v", "-test.count=1", "-test.run", "^Test(LaunchStorm|Kill|Report|Setup|Consensus|Escape|Args|Denied)")
 	cmd.Dir = dir
 	cmd.Env = []string{"VATRUN_UNPRIV_CHILD=1", "PATH=/usr/bin:/bin",
 		"VATRUN_BIN=" + testbin.Vatrun(t), "VATRUN_HOOKS_BIN=" + testbin.VatrunHooks(t), "VATRUN_TESTWORKER=" + testbin.Worker(t)}

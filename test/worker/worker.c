@@ -26,6 +26,9 @@
  *   alloc:BYTES -> mmap + touch every page, kept -> allocated:BYTES (errno:N if mmap fails)
  *   recurse -> unbounded recursion, 4 KiB frames (SIGSEGV under RLIMIT_STACK)
  *   syscall:socket|ptrace|mount|unshare|fork -> ok | errno:N (a mount that works is undone at once)
+ *   deny:N:T -> T threads (T-1 new ones, 1..16) each call socket() N times -> denied:C errno:E (C calls
+ *     failed, E the errno of the last); deny:0:T -> T-1 new threads call socket() until death -> storming
+ *   deny-distinct:N -> syscall numbers 1000..1000+N-1 (none exists), once each -> denied:C errno:E
  *   forkbomb[:MAX] -> fork until fork fails (or MAX children), children pause() -> forks:N errno:E
  *   forkbomb-die[:MAX] -> the same, then abort()
  *   sleep:MS -> slept                stdout:TEXT, stderr:TEXT -> written | errno:N
@@ -62,6 +65,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -391,6 +395,89 @@ static uint64_t forkbomb(uint64_t max, int *err)
 		n++;
 	}
 	return n;
+}
+
+/* deny: threads calling socket(), which the test profiles refuse with an errno. */
+struct deny_arg {
+	uint64_t n; /* 0: forever */
+	uint64_t failed;
+	int err;
+};
+
+static void *deny_loop(void *p)
+{
+	struct deny_arg *a = p;
+	for (uint64_t i = 0; a->n == 0 || i < a->n; i++) {
+		int r = socket(AF_INET, SOCK_STREAM, 0);
+		if (r >= 0) {
+			close(r);
+			continue;
+		}
+		a->failed++;
+		a->err = errno;
+	}
+	return NULL;
+}
+
+static void cmd_deny(const char *arg)
+{
+	static struct deny_arg args[16];
+	pthread_t tids[16];
+	uint64_t n, t;
+	const char *colon = strchr(arg, ':');
+	char nbuf[32];
+
+	if (colon == NULL || (size_t)(colon - arg) >= sizeof(nbuf)) {
+		reply("error:bad argument");
+		return;
+	}
+	memcpy(nbuf, arg, (size_t)(colon - arg));
+	nbuf[colon - arg] = 0;
+	if (parse_u64(nbuf, &n) != 0 || parse_u64(colon + 1, &t) != 0 || t < 1 || t > 16) {
+		reply("error:bad argument");
+		return;
+	}
+	memset(args, 0, sizeof(args));
+	for (uint64_t i = 1; i < t; i++) {
+		args[i].n = n;
+		int e = pthread_create(&tids[i], NULL, deny_loop, &args[i]);
+		if (e != 0) {
+			reply_errno(e);
+			return;
+		}
+	}
+	if (n == 0) {
+		reply("storming");
+		return;
+	}
+	args[0].n = n;
+	deny_loop(&args[0]);
+	uint64_t failed = args[0].failed;
+	int err = args[0].err;
+	for (uint64_t i = 1; i < t; i++) {
+		pthread_join(tids[i], NULL);
+		failed += args[i].failed;
+		if (args[i].err != 0)
+			err = args[i].err;
+	}
+	reply("denied:%" PRIu64 " errno:%d", failed, err);
+}
+
+static void cmd_deny_distinct(const char *arg)
+{
+	uint64_t n, failed = 0;
+	int err = 0;
+	if (parse_u64(arg, &n) != 0 || n > 1000) {
+		reply("error:bad argument");
+		return;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		if (syscall(1000 + (long)i, 0, 0, 0, 0, 0, 0) < 0) {
+			failed++;
+			err = errno;
+		}
+	}
+	reply("denied:%" PRIu64 " errno:%d", failed, err);
 }
 
 static void cmd_syscall(const char *name)
@@ -1031,6 +1118,10 @@ static void handle(char *msg, size_t len)
 		abort();
 	} else if (arg && strcmp(msg, "syscall") == 0) {
 		cmd_syscall(arg);
+	} else if (arg && strcmp(msg, "deny") == 0) {
+		cmd_deny(arg);
+	} else if (arg && strcmp(msg, "deny-distinct") == 0) {
+		cmd_deny_distinct(arg);
 	} else if (strcmp(msg, "forkbomb") == 0 || strcmp(msg, "forkbomb-die") == 0) {
 		int err;
 		uint64_t n, max = 0;
