@@ -51,7 +51,10 @@ func TestClosureCachedUntilAFileChanges(t *testing.T) {
 	// Memo values live with their closure.
 	n := 0
 	f := func(*Closure) any { n++; return n }
-	if c3.Memo("k", f) != 1 || c3.Memo("k", f) != 1 || c1.Memo("k", f) != 2 {
-		t.Error("Memo is not once per closure")
+	first := c3.Memo("k", f)
+	again := c3.Memo("k", f)
+	other := c1.Memo("k", f)
+	if first != 1 || again != 1 || other != 2 {
+		t.Errorf("Memo gave %v, %v, %v; want 1, 1 (once per closure), 2 (another closure)", first, again, other)
 	}
 }
