@@ -23,10 +23,10 @@ var landlockABI = sync.OnceValue(func() int {
 // kernel says it.
 func LandlockABI() int { return landlockABI() }
 
-// LandlockPathsFor lists the paths a worker confined by Landlock needs to read: the sources of
-// its minimal root (WorkerRoot: its executable, a #! interpreter, the library directories,
-// /etc/ld.so.cache, its DT_RUNPATH), so that what the worker can open without namespaces is what
-// it would see with them. Symlinks need no rule (Landlock checks the file they resolve to).
+// LandlockPathsFor lists the paths a worker confined by Landlock needs to read: the read-only
+// sources of its minimal root (WorkerRoot, derived from the worker's closure, workerfiles.Of: its
+// executable, a #! interpreter, the library directories, /etc/ld.so.cache, its DT_RUNPATH), so
+// that what the worker can open without namespaces is what it would see with them. Symlinks need no rule (Landlock checks the file they resolve to).
 func LandlockPathsFor(path string) ([]string, error) {
 	ms, err := WorkerRoot(path)
 	if err != nil {

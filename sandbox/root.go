@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"bytes"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,11 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/vatrun/vatrun/internal/shebang"
+	"github.com/vatrun/vatrun/internal/workerfiles"
 )
 
 // MountKind says what one entry of the minimal root's mount table is.
@@ -40,47 +36,43 @@ type Mount struct {
 	Target string
 }
 
-// libDirs are where the ELF interpreter and shared libraries live on Linux distributions; each
-// that exists on the host is made visible read-only (as the same symlink, where it is one).
-var libDirs = []string{"/lib", "/lib32", "/lib64", "/libx32", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libx32"}
+// rootMemo keys the minimal root's mounts in a worker's closure (workerfiles.Closure.Memo).
+type rootMemo struct{}
 
-// rootKey is one version of a worker executable: the same path with the same inode, size and
-// change times has the same ELF headers.
-type rootKey struct {
-	path             string
-	dev, ino         uint64
-	size             int64
-	mtimeNs, ctimeNs int64
+type rootResult struct {
+	mounts []Mount
+	err    error
 }
-
-var rootCache sync.Map // rootKey → []Mount
 
 // WorkerRoot lists what the worker at path (absolute) needs to load, for the minimal root: its
-// executable at the same path, a #! interpreter (and what that needs), the library directories,
-// /etc/ld.so.cache, and the directories of its DT_RUNPATH / DT_RPATH. Nothing else of the host.
-// The list is computed once per version of the executable (path, inode, size, change times) in
-// this process: a Go kernel's thousandth launch of xsnap does not parse its ELF headers again.
-// Callers get their own copy.
+// executable at the same path, a #! interpreter (and what that needs), the library directories
+// (workerfiles.LibDirs) whole, /etc/ld.so.cache, the directories of its DT_RUNPATH / DT_RPATH, and
+// any needed library found outside those. Nothing else of the host. It is derived from the
+// worker's closure (workerfiles.Of, the same the worker digest hashes) once per version of its
+// files in this process: a Go kernel's thousandth launch of xsnap does not parse its ELF headers
+// again. Callers get their own copy.
 func WorkerRoot(path string) ([]Mount, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return workerRoot(path) // its execve will say what is wrong
-	}
-	key := rootKey{path, st.Dev, st.Ino, st.Size, st.Mtim.Nano(), st.Ctim.Nano()}
-	if v, ok := rootCache.Load(key); ok {
-		return append([]Mount(nil), v.([]Mount)...), nil
-	}
-	ms, err := workerRoot(path)
+	c, err := workerfiles.Of(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("minimal root: %w", err)
 	}
-	rootCache.Store(key, ms)
-	return append([]Mount(nil), ms...), nil
+	r := c.Memo(rootMemo{}, func(c *workerfiles.Closure) any {
+		ms, err := workerRoot(c)
+		return rootResult{ms, err}
+	}).(rootResult)
+	if r.err != nil {
+		return nil, r.err
+	}
+	return append([]Mount(nil), r.mounts...), nil
 }
 
-func workerRoot(path string) ([]Mount, error) {
+// workerRoot derives the minimal root from the closure, in the order the separate walk had
+// (before normalizeMounts): library directories, /etc/ld.so.cache, then for each file of the #!
+// chain its path, its ELF interpreter and its run-path directories, then libraries found
+// elsewhere.
+func workerRoot(c *workerfiles.Closure) ([]Mount, error) {
 	var out []Mount
-	for _, d := range libDirs {
+	for _, d := range workerfiles.LibDirs {
 		st, err := os.Lstat(d)
 		switch {
 		case err != nil:
@@ -98,62 +90,47 @@ func workerRoot(path string) ([]Mount, error) {
 	if _, err := os.Stat("/etc/ld.so.cache"); err == nil {
 		out = append(out, Mount{MountRO, "/etc/ld.so.cache", "/etc/ld.so.cache"})
 	}
+	var runDirs []string
 	seen := map[string]bool{}
-	var add func(p string, depth int) error
-	add = func(p string, depth int) error {
-		if seen[p] || depth > 4 {
-			return nil
+	for _, l := range c.Chain {
+		if seen[l.Path] || !l.Opened {
+			break // a loop (execve fails with ELOOP) or a file execve cannot open
 		}
-		seen[p] = true
-		f, err := os.Open(p)
-		if err != nil {
-			return nil // a missing or unreadable worker: its execve says so (ENOENT, EACCES)
+		seen[l.Path] = true
+		out = append(out, visibleAt(l.Path)...)
+		if l.Interp != "" && filepath.IsAbs(l.Interp) && !workerfiles.UnderLibDir(l.Interp) {
+			out = append(out, Mount{MountRO, l.Interp, l.Interp})
 		}
-		out = append(out, visibleAt(p)...)
-		defer f.Close()
-		head := make([]byte, 256)
-		n, _ := f.Read(head)
-		head = head[:n]
-		if bytes.HasPrefix(head, []byte("#!")) {
-			if interp := shebang.Interpreter(head); interp != "" {
-				if _, err := os.Stat(interp); err == nil {
-					return add(interp, depth+1)
-				}
+		for _, dir := range append(append([]string(nil), l.RunPath...), l.RPath...) {
+			if workerfiles.UnderLibDir(dir) {
+				continue
 			}
-			return nil
-		}
-		ef, err := elf.NewFile(f)
-		if err != nil {
-			return nil // not ELF: execve will say so
-		}
-		defer ef.Close()
-		for _, prog := range ef.Progs {
-			if prog.Type == elf.PT_INTERP {
-				b := make([]byte, prog.Filesz)
-				if _, err := prog.ReadAt(b, 0); err == nil {
-					if interp := string(bytes.TrimRight(b, "\x00")); filepath.IsAbs(interp) && !underLibDir(interp) {
-						out = append(out, Mount{MountRO, interp, interp})
-					}
-				}
+			if st, err := os.Stat(dir); err == nil && st.IsDir() {
+				out = append(out, Mount{MountRO, dir, dir})
+				runDirs = append(runDirs, dir)
 			}
 		}
-		for _, tag := range []elf.DynTag{elf.DT_RUNPATH, elf.DT_RPATH} {
-			vals, _ := ef.DynString(tag)
-			for _, v := range vals {
-				for _, dir := range strings.Split(v, ":") {
-					dir = strings.ReplaceAll(strings.ReplaceAll(dir, "${ORIGIN}", filepath.Dir(p)), "$ORIGIN", filepath.Dir(p))
-					if filepath.IsAbs(dir) && !underLibDir(dir) {
-						if st, err := os.Stat(dir); err == nil && st.IsDir() {
-							out = append(out, Mount{MountRO, filepath.Clean(dir), filepath.Clean(dir)})
-						}
-					}
-				}
-			}
-		}
-		return nil
 	}
-	if err := add(path, 0); err != nil {
-		return nil, err
+	// A library the loader finds outside the library and run-path directories (through a
+	// library's own DT_RUNPATH, or a DT_NEEDED with a slash) is made visible by itself, so that
+	// every file the worker digest hashes is one the worker can open.
+	inRunDir := func(p string) bool {
+		for _, d := range runDirs {
+			if strings.HasPrefix(p, d+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, f := range c.Files {
+		if !strings.HasPrefix(f.Role, "lib:") || !filepath.IsAbs(f.Path) || workerfiles.UnderLibDir(f.Path) || inRunDir(f.Path) || seen[f.Path] {
+			continue
+		}
+		if _, err := os.Stat(f.Path); err != nil {
+			continue // the loader will not find it either; the digest says "missing"
+		}
+		seen[f.Path] = true
+		out = append(out, visibleAt(f.Path)...)
 	}
 	return out, nil
 }
@@ -181,15 +158,6 @@ func visibleAt(p string) []Mount {
 		cur = next
 	}
 	return append(out, Mount{MountRO, p, filepath.Join(cur, filepath.Base(p))})
-}
-
-func underLibDir(p string) bool {
-	for _, d := range libDirs {
-		if p == d || strings.HasPrefix(p, d+"/") {
-			return true
-		}
-	}
-	return false
 }
 
 // normalizeMounts orders the table so that a parent comes before what is inside it, drops
