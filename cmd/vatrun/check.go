@@ -15,7 +15,6 @@ import (
 	"github.com/vatrun/vatrun/cgroup"
 	"github.com/vatrun/vatrun/hostfacts"
 	"github.com/vatrun/vatrun/launcher"
-	"github.com/vatrun/vatrun/launcher/plan"
 	"github.com/vatrun/vatrun/sandbox"
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
@@ -184,9 +183,9 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 	}
 	res.Seccomp, res.SeccompNote = seccompAvailable()
 	// The decisions a launch makes, made once here: what `run` with these flags will do (a plan
-	// that does not compile is among them: pf.Err).
+	// that does not compile is among them: pf.Err; pf.Plan is the compiled one).
 	pf := launcher.Check(launcher.Spec{Profile: p, Path: workerResolved, Cgroup: launcher.CgroupOptions{Parent: *cgParent, Disable: *noCgroup}}, os.Getenv)
-	if pl, err := plan.Compile(p); err == nil {
+	if pl := pf.Plan; pl != nil {
 		res.SeccompWarnings = pl.Warnings
 		res.LimitWarnings = pl.LimitWarnings
 		res.Memory = pl.Enforcement(pf.UseCgroup)["memory"]
