@@ -61,8 +61,9 @@ func usableDir(dir string) bool {
 	return ok && sys.Uid == uint32(os.Geteuid())
 }
 
-func (k statKey) name() string {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%d\x00%d.%d\x00%d.%d", k.path, k.dev, k.ino, k.size, k.mtime, k.mtimeNsec, k.ctime, k.ctimeNsec))
+// diskName is the cache file name of the file version k.
+func diskName(k statKey) string {
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d\x00%d\x00%d.%d\x00%d.%d", k.Path, k.Dev, k.Ino, k.Size, k.Mtime, k.MtimeNsec, k.Ctime, k.CtimeNsec))
 	return hex.EncodeToString(sum[:16])
 }
 
@@ -72,7 +73,7 @@ func diskGet(k statKey) (string, bool) {
 	if dir == "" {
 		return "", false
 	}
-	b, err := os.ReadFile(filepath.Join(dir, k.name()))
+	b, err := os.ReadFile(filepath.Join(dir, diskName(k)))
 	if err != nil || len(b) != 64 {
 		return "", false
 	}
@@ -86,7 +87,7 @@ func diskGet(k statKey) (string, bool) {
 // (a read-only home under systemd's ProtectHome= only means hashing at every launch).
 func diskPut(k statKey, sum string) {
 	dir := cacheDir()
-	if dir == "" || time.Since(time.Unix(k.ctime, k.ctimeNsec)) < settle {
+	if dir == "" || time.Since(time.Unix(k.Ctime, k.CtimeNsec)) < settle {
 		return
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil || !usableDir(dir) {
@@ -101,7 +102,7 @@ func diskPut(k statKey, sum string) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(dir, k.name()))
+		err = os.Rename(f.Name(), filepath.Join(dir, diskName(k)))
 	}
 	if err != nil {
 		os.Remove(f.Name())

@@ -8,7 +8,6 @@ import (
 	"os"
 	"sort"
 	"sync"
-	"syscall"
 
 	"github.com/vatrun/vatrun/internal/workerfiles"
 )
@@ -90,21 +89,11 @@ func digestOf(files []WorkerFile) string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
-type statKey struct {
-	path                 string
-	dev, ino             uint64
-	size                 int64
-	mtime, ctime         int64
-	mtimeNsec, ctimeNsec int64
-}
+// statKey is one version of a file (workerfiles.Key: the closure's own stat key), which keys
+// the file-hash caches.
+type statKey = workerfiles.Key
 
-func keyOf(path string) (statKey, bool) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return statKey{}, false
-	}
-	return statKey{path, st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Ctim.Sec, st.Mtim.Nsec, st.Ctim.Nsec}, true
-}
+func keyOf(path string) (statKey, bool) { return workerfiles.KeyOf(path) }
 
 type workerEntry struct {
 	digest  string
