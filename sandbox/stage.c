@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "stage.h"
+#include "prelaunch.h"
 
 #ifndef SYS_close_range
 #define SYS_close_range 436
@@ -895,7 +896,7 @@ static void vr_setup_mounts(const struct vr_config *cfg, const char *table)
 	umask(umask_was);
 }
 
-static void vr_init(int argc, char **argv, char **envp)
+void vr_stage_main(int argc, char **argv, char **envp)
 {
 	struct vr_config cfg;
 	struct sock_filter *filter = NULL;
@@ -1031,6 +1032,18 @@ static void vr_init(int argc, char **argv, char **envp)
 		}
 	}
 
+	/* Started by the C-first launch (prelaunch.c): the sandbox is ready, but the worker runs only
+	 * once the supervisor has computed the launch itself and found it identical to this one. */
+	if (vr_stage_gate >= 0) {
+		char go = 0;
+		ssize_t r;
+		while ((r = read(vr_stage_gate, &go, 1)) < 0 && errno == EINTR)
+			;
+		if (r != 1 || go != 'g')
+			_exit(120); /* refused (or the supervisor is gone): no worker ever ran */
+		close(vr_stage_gate);
+		vr_stage_gate = -1;
+	}
 	pid_t child = vr_spawn(&cfg, progp, nprogp, errpipe, self, argv[3], &argv[4], envp);
 	if (child < 0)
 		vr_fail(errno, "fork the worker");
@@ -1199,8 +1212,11 @@ uint64_t vr_inherited_fds;
 
 __attribute__((constructor)) static void vr_init_constructor(int argc, char **argv, char **envp)
 {
-	vr_init(argc, argv, envp);
+	vr_stage_main(argc, argv, envp);
 	for (int fd = 0; fd < VR_MAX_INHERITED_FD; fd++)
 		if (fcntl(fd, F_GETFD) >= 0)
 			vr_inherited_fds |= (uint64_t)1 << fd;
+	/* `vatrun run` only: start the sandbox now from a verified launch-cache entry (prelaunch.c);
+	 * after the fd scan, which must not see the pipes this opens. */
+	vr_prelaunch(argc, argv, envp);
 }

@@ -1,10 +1,15 @@
 package sandbox
 
+// #include "prelaunch.h"
+import "C"
+
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -146,21 +151,17 @@ func Start(spec Spec) (*Process, error) {
 	cfg.KeepFDs = 3 + len(spec.ExtraFiles)
 	cfgFD := cfg.KeepFDs
 	cfg.StatusFD = cfgFD + 1
-
-	cfgR, err := configPipe(&cfg)
+	payload, err := cfg.Encode()
 	if err != nil {
 		return nil, err
 	}
-	defer cfgR.Close()
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: status pipe: %w", err)
+	if len(payload) > 60*1024 {
+		// A pipe holds 64 KiB; the largest BPF program (4096 instructions) is 32 KiB.
+		return nil, fmt.Errorf("sandbox: config of %d bytes does not fit a pipe", len(payload))
 	}
 
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
-		statusR.Close()
-		statusW.Close()
 		return nil, fmt.Errorf("sandbox: open %s: %w", os.DevNull, err)
 	}
 	defer devnull.Close()
@@ -172,14 +173,56 @@ func Start(spec Spec) (*Process, error) {
 	}
 	files := []*os.File{orNull(spec.Stdin), orNull(spec.Stdout), orNull(spec.Stderr)}
 	files = append(files, spec.ExtraFiles...)
-	files = append(files, cfgR, statusW)
-
 	sys := sysProcAttr(&cfg, spec.CgroupFD)
 	argv := append([]string{"vatrun-init", Marker, strconv.Itoa(cfgFD), spec.Path}, spec.Args...)
 	env := spec.Env
 	if env == nil {
 		env = []string{}
 	}
+	inv := invocation{
+		flags: uint64(sys.Cloneflags), setgroupsDeny: cfg.UserNS && !sys.GidMappingsEnableSetgroups,
+		uidMap: idMap(sys.UidMappings), gidMap: idMap(sys.GidMappings),
+		dir: spec.Dir, config: payload, argv: argv[3:], env: env,
+	}
+	for _, f := range files {
+		switch f {
+		case nil:
+			inv.fds = append(inv.fds, C.VR_FD_CLOSED)
+		case devnull:
+			inv.fds = append(inv.fds, C.VR_FD_DEVNULL)
+		default:
+			inv.fds = append(inv.fds, int32(f.Fd()))
+		}
+	}
+	invBytes := inv.encode()
+
+	pl, key, dir := takePrelaunched()
+	if pl != nil {
+		if spec.CgroupFD < 0 && bytes.Equal(pl.inv, invBytes) {
+			return adopt(pl, spec)
+		}
+		// Not this launch: the stage never forked a worker. Kill it, drop the entry, and launch
+		// the ordinary way.
+		pl.discard()
+		os.Remove(filepath.Join(dir, key))
+		pre.Lock()
+		pre.state.Mismatch = "the cached launch differs from the launch computed now"
+		if spec.CgroupFD >= 0 {
+			pre.state.Mismatch = "this launch uses a cgroup, which the C-first launch does not set up"
+		}
+		pre.Unlock()
+	}
+
+	cfgR, err := configPipe(payload)
+	if err != nil {
+		return nil, err
+	}
+	defer cfgR.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: status pipe: %w", err)
+	}
+	files = append(files, cfgR, statusW)
 	attr := &os.ProcAttr{Dir: spec.Dir, Env: env, Files: files, Sys: sys}
 
 	var proc *os.Process
@@ -201,20 +244,56 @@ func Start(spec Spec) (*Process, error) {
 	if err := p.awaitExec(); err != nil {
 		return nil, err
 	}
+	if key != "" {
+		// vatrun run: next time, the C constructor can start this launch before Go does.
+		var serr error
+		if spec.CgroupFD >= 0 {
+			serr = errors.New("the launch uses a cgroup, which the C-first launch does not set up")
+		} else {
+			serr = saveLaunch(key, dir, invBytes, spec.Path, spec.Args[0])
+		}
+		pre.Lock()
+		pre.state.Saved = serr == nil
+		if serr != nil {
+			pre.state.SaveSkipped = serr.Error()
+		}
+		pre.Unlock()
+	}
 	return p, nil
 }
 
-// configPipe writes cfg's encoding into a pipe and returns its read end, the init stage's
-// config fd (the whole config fits the pipe's buffer, so the write never blocks).
-func configPipe(cfg *Config) (*os.File, error) {
-	payload, err := cfg.Encode()
-	if err != nil {
+// adopt lets the stage the C constructor started fork the worker, and supervises it as if Start
+// had cloned it.
+func adopt(pl *prelaunched, spec Spec) (*Process, error) {
+	proc, err := os.FindProcess(pl.pid)
+	if err != nil { // cannot happen on Linux
+		pl.discard()
+		return nil, fmt.Errorf("sandbox: adopt the init stage %d: %w", pl.pid, err)
+	}
+	if spec.CloseExtraFiles {
+		for _, f := range spec.ExtraFiles {
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+	p := &Process{InitPid: pl.pid, proc: proc, status: pl.status, reaped: make(chan struct{})}
+	// A stage that already failed its setup has reported it and exited: the write then fails
+	// (EPIPE) and awaitExec reads the failure, as after an ordinary clone.
+	pl.gate.Write([]byte{'g'})
+	pl.gate.Close()
+	pre.Lock()
+	pre.state.Used = true
+	pre.Unlock()
+	if err := p.awaitExec(); err != nil {
 		return nil, err
 	}
-	if len(payload) > 60*1024 {
-		// A pipe holds 64 KiB; the largest BPF program (4096 instructions) is 32 KiB.
-		return nil, fmt.Errorf("sandbox: config of %d bytes does not fit a pipe", len(payload))
-	}
+	return p, nil
+}
+
+// configPipe writes the encoded config into a pipe and returns its read end, the init stage's
+// config fd (the whole config fits the pipe's buffer, so the write never blocks).
+func configPipe(payload []byte) (*os.File, error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: config pipe: %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -285,8 +286,15 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	defer signal.Stop(sigs)
 
+	// The C-first launch: adopt a stage the C constructor started from the launch cache (when
+	// it is exactly this launch), or write this launch there for next time (sandbox/prelaunch.go).
+	sandbox.EnableLaunchCache(launchCacheFiles(o)...)
+
 	testPause("before-launch", stderr)
 	w, err := launcher.Launch(context.Background(), spec)
+	if lc := sandbox.LaunchCacheState(); lc.State != "" {
+		log.Debug("launch cache", "state", lc.State, "why", lc.Why, "used", lc.Used, "mismatch", lc.Mismatch, "saved", lc.Saved, "saveSkipped", lc.SaveSkipped)
+	}
 	if err != nil {
 		return launchFailed(c, err, prof, sink, o.reportTimeout)
 	}
@@ -316,6 +324,19 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		sandbox.DieBySignal(r.Signal)
 	}
 	return launcher.ExitStatus(r)
+}
+
+// launchCacheFiles are the files `vatrun run` reads besides the worker's closure: a profile file,
+// the --mount sources. A launch-cache entry re-checks each before it is used.
+func launchCacheFiles(o runOptions) []string {
+	var files []string
+	if _, builtin := seccompprofiles.Builtin(o.profile); !builtin {
+		files = append(files, o.profile)
+	}
+	for _, target := range slices.Sorted(maps.Keys(o.mounts)) {
+		files = append(files, o.mounts[target])
+	}
+	return files
 }
 
 // noReportDestination says where the report went when the run had no --report-fd or

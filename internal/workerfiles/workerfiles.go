@@ -126,6 +126,10 @@ func KeyOf(path string) (Key, bool) {
 	return Key{path, st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Ctim.Sec, st.Mtim.Nsec, st.Ctim.Nsec}, true
 }
 
+// Keys are the versions of the files the closure was computed from (each re-checked by one stat
+// when the closure is reused): the executable first.
+func (c *Closure) Keys() []Key { return append([]Key(nil), c.keys...) }
+
 func (c *Closure) fresh() bool {
 	for _, k := range c.keys {
 		if now, ok := KeyOf(k.Path); !ok || now != k {

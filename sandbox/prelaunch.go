@@ -1,0 +1,320 @@
+package sandbox
+
+/*
+#include <stdlib.h>
+#include "prelaunch.h"
+*/
+import "C"
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/vatrun/vatrun/internal/workerfiles"
+)
+
+// The C-first launch (prelaunch.c, prelaunch.h): `vatrun run` looks its invocation up in the
+// launch cache in a C constructor and, on a verified hit, clones the init stage before the Go
+// runtime starts. The stage sets up the sandbox and waits at a gate; Start computes the launch as
+// always, and lets the worker run only when what was started is byte for byte what it would
+// start itself. Otherwise it kills the waiting stage (no worker ever ran there) and launches
+// the ordinary way. After an ordinary launch, `vatrun run` writes the entry for next time.
+
+// LaunchCacheDirName is the launch cache's directory under vatrun's cache directory.
+const LaunchCacheDirName = "launch"
+
+// launchCacheMax bounds the entries kept: past it, the older half is removed.
+const launchCacheMax = 256
+
+// launchSettle: an entry is written only when every file it lists changed longer ago than this,
+// so that a later change of a file always gets a newer ctime than the one in the entry.
+var launchSettle = 2 * time.Second
+
+// LaunchCache is the state of the C-first launch in this process.
+type LaunchCache struct {
+	// State: "" (not `vatrun run`, or no cache directory), "miss", "hit" (the stage was started
+	// before Go), "refused" (an entry existed and was not used: Why), "off" (VATRUN_PRELAUNCH=off).
+	State string
+	Why   string
+	// Used: the started stage was adopted (the launch matched); Mismatch says why it was not.
+	Used     bool
+	Mismatch string
+	// Saved: an ordinary launch wrote its entry; SaveSkipped says why it did not.
+	Saved       bool
+	SaveSkipped string
+}
+
+var pre struct {
+	sync.Mutex
+	taken   bool
+	enabled bool     // EnableLaunchCache was called (vatrun run)
+	extra   []string // files besides the worker's closure that the launch read
+	state   LaunchCache
+}
+
+// EnableLaunchCache makes this process (vatrun run) adopt a stage started by its C constructor
+// and write its launch to the cache. extra are the files the launch read besides the worker's
+// closure: a profile file, mount sources; each is re-checked (one stat) before the entry is used.
+func EnableLaunchCache(extra ...string) {
+	pre.Lock()
+	defer pre.Unlock()
+	pre.enabled = true
+	pre.extra = append([]string(nil), extra...)
+}
+
+// LaunchCacheState says what the C-first launch did in this process.
+func LaunchCacheState() LaunchCache {
+	pre.Lock()
+	defer pre.Unlock()
+	st := pre.state
+	if st.State == "" {
+		switch C.vr_pre.state {
+		case 1:
+			st.State = "miss"
+		case 2:
+			st.State = "hit"
+		case 3:
+			st.State, st.Why = "refused", C.GoString(&C.vr_pre.why[0])
+		}
+	}
+	return st
+}
+
+// prelaunched is the stage the constructor started, taken once.
+type prelaunched struct {
+	pid      int
+	status   *os.File
+	gate     *os.File
+	inv      []byte
+	key, dir string
+}
+
+func takePrelaunched() (*prelaunched, string, string) {
+	pre.Lock()
+	defer pre.Unlock()
+	if pre.taken || !pre.enabled {
+		return nil, "", ""
+	}
+	pre.taken = true
+	key, dir := C.GoString(&C.vr_pre.key[0]), C.GoString(&C.vr_pre.dir[0])
+	switch C.vr_pre.state {
+	case 1:
+		pre.state.State = "miss"
+	case 3:
+		pre.state.State, pre.state.Why = "refused", C.GoString(&C.vr_pre.why[0])
+	case 2:
+		pre.state.State = "hit"
+		p := &prelaunched{
+			pid:    int(C.vr_pre.pid),
+			status: os.NewFile(uintptr(C.vr_pre.status_fd), "prelaunch-status"),
+			gate:   os.NewFile(uintptr(C.vr_pre.gate_fd), "prelaunch-gate"),
+			inv:    C.GoBytes(unsafe.Pointer(C.vr_pre.inv), C.int(C.vr_pre.inv_len)),
+			key:    key, dir: dir,
+		}
+		return p, key, dir
+	}
+	return nil, key, dir
+}
+
+// discard kills the waiting stage (it never forked a worker) and reaps it.
+func (p *prelaunched) discard() {
+	syscall.Kill(p.pid, syscall.SIGKILL)
+	p.gate.Close()
+	p.status.Close()
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(p.pid, &ws, 0, nil); err != syscall.EINTR {
+			break
+		}
+	}
+}
+
+// invocation is what Start clones and execs, in the wire format prelaunch.c reads.
+type invocation struct {
+	flags          uint64
+	setgroupsDeny  bool
+	uidMap, gidMap string
+	fds            []int32
+	dir            string
+	config         []byte
+	argv, env      []string
+}
+
+func (v *invocation) encode() []byte {
+	var b bytes.Buffer
+	u32 := func(x uint32) { binary.Write(&b, binary.LittleEndian, x) }
+	str := func(s []byte) { u32(uint32(len(s))); b.Write(s) }
+	u32(uint32(C.VR_INV_MAGIC))
+	u32(uint32(C.VR_INV_VERSION))
+	binary.Write(&b, binary.LittleEndian, v.flags)
+	deny := uint32(0)
+	if v.setgroupsDeny {
+		deny = 1
+	}
+	u32(deny)
+	str([]byte(v.uidMap))
+	str([]byte(v.gidMap))
+	u32(uint32(len(v.fds)))
+	for _, fd := range v.fds {
+		u32(uint32(fd))
+	}
+	str([]byte(v.dir))
+	str(v.config)
+	u32(uint32(len(v.argv)))
+	for _, s := range v.argv {
+		str([]byte(s))
+	}
+	u32(uint32(len(v.env)))
+	for _, s := range v.env {
+		str([]byte(s))
+	}
+	return b.Bytes()
+}
+
+// idMap is a uid_map/gid_map text as Go's forkExec writes it.
+func idMap(ms []syscall.SysProcIDMap) string {
+	var s strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&s, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
+	}
+	return s.String()
+}
+
+// saveLaunch writes the cache entry of an ordinary launch of the worker at path (argv0 as typed).
+func saveLaunch(key, dir string, inv []byte, path, argv0 string) error {
+	if key == "" || dir == "" {
+		return fmt.Errorf("no cache directory")
+	}
+	if !strings.Contains(argv0, "/") {
+		return fmt.Errorf("the worker was found through PATH, which the entry cannot re-check")
+	}
+	c, err := workerfiles.Of(path)
+	if err != nil {
+		return err
+	}
+	keys := c.Keys()
+	if len(keys) == 0 || keys[0].Path != path {
+		return fmt.Errorf("the worker's closure is incomplete")
+	}
+	pre.Lock()
+	extra := pre.extra
+	pre.Unlock()
+	for _, p := range append([]string{argv0}, extra...) {
+		k, ok := workerfiles.KeyOf(p)
+		if !ok {
+			return fmt.Errorf("cannot stat %s", p)
+		}
+		keys = append(keys, k)
+	}
+	now := time.Now()
+	for _, k := range keys {
+		if now.Sub(time.Unix(k.Ctime, k.CtimeNsec)) < launchSettle {
+			return fmt.Errorf("%s changed less than %v ago", k.Path, launchSettle)
+		}
+	}
+	var b bytes.Buffer
+	u32 := func(x uint32) { binary.Write(&b, binary.LittleEndian, x) }
+	u64 := func(x uint64) { binary.Write(&b, binary.LittleEndian, x) }
+	u32(uint32(C.VR_LC_MAGIC))
+	u32(uint32(C.VR_LC_VERSION))
+	kb, err := hexKey(key)
+	if err != nil {
+		return err
+	}
+	b.Write(kb)
+	u32(uint32(len(keys)))
+	for _, k := range keys {
+		u32(uint32(len(k.Path)))
+		b.WriteString(k.Path)
+		for _, v := range []uint64{k.Dev, k.Ino, uint64(k.Size), uint64(k.Mtime), uint64(k.MtimeNsec), uint64(k.Ctime), uint64(k.CtimeNsec)} {
+			u64(v)
+		}
+	}
+	u32(uint32(len(inv)))
+	b.Write(inv)
+	sum := sha256.Sum256(b.Bytes())
+	b.Write(sum[:])
+	if b.Len() > int(C.VR_LC_MAX) {
+		return fmt.Errorf("entry of %d bytes is over %d", b.Len(), C.VR_LC_MAX)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	cdir := C.CString(dir)
+	trusted := C.vr_pre_trusted_dir(cdir) != 0
+	C.free(unsafe.Pointer(cdir))
+	if !trusted {
+		return fmt.Errorf("%s (or a directory above it) can be written by another user", dir)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(b.Bytes())
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), filepath.Join(dir, key))
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+		return werr
+	}
+	pruneLaunchCache(dir)
+	return nil
+}
+
+func hexKey(key string) ([]byte, error) {
+	if len(key) != 64 {
+		return nil, fmt.Errorf("bad key %q", key)
+	}
+	out := make([]byte, 32)
+	for i := range out {
+		var v byte
+		for _, ch := range key[2*i : 2*i+2] {
+			switch {
+			case ch >= '0' && ch <= '9':
+				v = v<<4 | byte(ch-'0')
+			case ch >= 'a' && ch <= 'f':
+				v = v<<4 | byte(ch-'a'+10)
+			default:
+				return nil, fmt.Errorf("bad key %q", key)
+			}
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// pruneLaunchCache removes the older half of the entries when there are more than launchCacheMax.
+func pruneLaunchCache(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) <= launchCacheMax {
+		return
+	}
+	type aged struct {
+		name string
+		mod  time.Time
+	}
+	var all []aged
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil {
+			all = append(all, aged{e.Name(), info.ModTime()})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mod.Before(all[j].mod) })
+	for _, a := range all[:len(all)/2] {
+		os.Remove(filepath.Join(dir, a.name))
+	}
+}
