@@ -577,8 +577,10 @@ void vr_prelaunch(int argc, char **argv, char **envp)
 	}
 	vr_pre.state = 1;
 	const char *mode = vr_getenv(envp, "VATRUN_PRELAUNCH");
-	if (mode != NULL && strcmp(mode, "off") == 0)
+	if (mode != NULL && strcmp(mode, "off") == 0) {
+		vr_pre.state = 4;
 		return;
+	}
 	int saved = errno;
 	uint32_t inv_len = 0;
 	uint8_t *inv = vr_pre_load(key, &inv_len);

@@ -85,6 +85,8 @@ func LaunchCacheState() LaunchCache {
 			st.State = "hit"
 		case 3:
 			st.State, st.Why = "refused", C.GoString(&C.vr_pre.why[0])
+		case 4:
+			st.State = "off"
 		}
 	}
 	return st
@@ -108,6 +110,9 @@ func takePrelaunched() (*prelaunched, string, string) {
 	pre.taken = true
 	key, dir := C.GoString(&C.vr_pre.key[0]), C.GoString(&C.vr_pre.dir[0])
 	switch C.vr_pre.state {
+	case 4:
+		pre.state.State = "off"
+		return nil, "", ""
 	case 1:
 		pre.state.State = "miss"
 	case 3:
@@ -317,4 +322,16 @@ func pruneLaunchCache(dir string) {
 	for _, a := range all[:len(all)/2] {
 		os.Remove(filepath.Join(dir, a.name))
 	}
+}
+
+// cSHA256 is prelaunch.c's SHA-256, for the test against crypto/sha256.
+func cSHA256(b []byte) [32]byte {
+	var s C.struct_vr_sha256
+	var out [32]byte
+	C.vr_sha256_init(&s)
+	if len(b) > 0 {
+		C.vr_sha256_update(&s, unsafe.Pointer(&b[0]), C.size_t(len(b)))
+	}
+	C.vr_sha256_final(&s, (*C.uint8_t)(unsafe.Pointer(&out[0])))
+	return out
 }
