@@ -25,21 +25,36 @@ var (
 	diskDir  string // "" = no disk cache
 )
 
+// CacheBase is vatrun's cache directory for a process with this environment and euid, "" for
+// none: $VATRUN_CACHE_DIR ("off": none), else $XDG_CACHE_HOME/vatrun, else $HOME/.cache/vatrun,
+// else /var/cache/vatrun for root (a service started without HOME); only an absolute path.
+// The launch cache's C constructor (sandbox/prelaunch.c, vr_cache_base) finds the same directory;
+// sandbox's TestCacheBaseAgrees holds the two together.
+func CacheBase(getenv func(string) string, euid int) string {
+	d := getenv(CacheDirEnv)
+	switch {
+	case d == "off":
+		return ""
+	case d != "":
+	case getenv("XDG_CACHE_HOME") != "":
+		d = filepath.Join(getenv("XDG_CACHE_HOME"), "vatrun")
+	case getenv("HOME") != "":
+		d = filepath.Join(getenv("HOME"), ".cache", "vatrun")
+	case euid == 0:
+		d = "/var/cache/vatrun"
+	default:
+		return ""
+	}
+	if !filepath.IsAbs(d) {
+		return ""
+	}
+	return filepath.Clean(d)
+}
+
 func cacheDir() string {
 	diskOnce.Do(func() {
-		d := os.Getenv(CacheDirEnv)
-		switch {
-		case d == "off":
-			return
-		case d != "":
-		case os.Getenv("XDG_CACHE_HOME") != "":
-			d = filepath.Join(os.Getenv("XDG_CACHE_HOME"), "vatrun")
-		case os.Getenv("HOME") != "":
-			d = filepath.Join(os.Getenv("HOME"), ".cache", "vatrun")
-		default:
-			return
-		}
-		if !filepath.IsAbs(d) {
+		d := CacheBase(os.Getenv, os.Geteuid())
+		if d == "" {
 			return
 		}
 		dir := filepath.Join(d, "filehash")

@@ -143,24 +143,36 @@ static const char *vr_getenv(char **envp, const char *name)
 	return NULL;
 }
 
-/* The cache directory, as hostfacts' file-hash cache finds its own: $VATRUN_CACHE_DIR ("off": none),
- * else $XDG_CACHE_HOME/vatrun, else $HOME/.cache/vatrun; then /launch. 0 when there is none. */
-static int vr_pre_dir(char **envp, char *out, size_t outsz)
+/* vatrun's cache directory, as hostfacts.CacheBase finds it (TestCacheBaseAgrees): $VATRUN_CACHE_DIR
+ * ("off": none), else $XDG_CACHE_HOME/vatrun, else $HOME/.cache/vatrun, else /var/cache/vatrun for
+ * root; only an absolute path. 0 when there is none. */
+int vr_cache_base(char **envp, unsigned euid, char *out, size_t outsz)
 {
-	const char *d = vr_getenv(envp, "VATRUN_CACHE_DIR"), *suffix = "/launch";
+	const char *d = vr_getenv(envp, "VATRUN_CACHE_DIR"), *suffix = "";
 	if (d != NULL && strcmp(d, "off") == 0)
 		return 0;
 	if (d == NULL || *d == 0) {
 		d = vr_getenv(envp, "XDG_CACHE_HOME");
-		suffix = "/vatrun/launch";
+		suffix = "/vatrun";
 		if (d == NULL || *d == 0) {
 			d = vr_getenv(envp, "HOME");
-			suffix = "/.cache/vatrun/launch";
+			suffix = "/.cache/vatrun";
 		}
+		if ((d == NULL || *d == 0) && euid == 0)
+			d = "/var/cache/vatrun", suffix = "";
 	}
 	if (d == NULL || d[0] != '/')
 		return 0;
 	int n = snprintf(out, outsz, "%s%s", d, suffix);
+	return n > 0 && (size_t)n < outsz;
+}
+
+static int vr_pre_dir(char **envp, char *out, size_t outsz)
+{
+	char base[512];
+	if (!vr_cache_base(envp, geteuid(), base, sizeof(base)))
+		return 0;
+	int n = snprintf(out, outsz, "%s/launch", base);
 	return n > 0 && (size_t)n < outsz;
 }
 

@@ -335,3 +335,18 @@ func cSHA256(b []byte) [32]byte {
 	C.vr_sha256_final(&s, (*C.uint8_t)(unsafe.Pointer(&out[0])))
 	return out
 }
+
+// cCacheBase is prelaunch.c's cache directory for env and euid, for the test against
+// hostfacts.CacheBase.
+func cCacheBase(env []string, euid int) string {
+	cenv := make([]*C.char, len(env)+1)
+	for i, e := range env {
+		cenv[i] = C.CString(e)
+		defer C.free(unsafe.Pointer(cenv[i]))
+	}
+	var out [512]C.char
+	if C.vr_cache_base(&cenv[0], C.unsigned(euid), &out[0], C.size_t(len(out))) == 0 {
+		return ""
+	}
+	return C.GoString(&out[0])
+}

@@ -63,6 +63,9 @@ void vr_prelaunch(int argc, char **argv, char **envp);
  * the worker, so a worker only ever runs in a launch the Go side computed and confirmed. */
 extern int vr_stage_gate;
 
+/* vatrun's cache directory for this environment and euid (hostfacts.CacheBase); 0 for none. */
+int vr_cache_base(char **envp, unsigned euid, char *out, size_t outsz);
+
 /* Whether nobody but this euid (or root) can replace dir or anything above it. */
 int vr_pre_trusted_dir(const char *dir);
 

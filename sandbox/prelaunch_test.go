@@ -3,7 +3,11 @@ package sandbox
 import (
 	"crypto/sha256"
 	"math/rand"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/vatrun/vatrun/hostfacts"
 )
 
 // TestCSHA256 checks prelaunch.c's SHA-256 (the launch cache's key and integrity trailer) against
@@ -41,5 +45,41 @@ func TestInvocationEncoding(t *testing.T) {
 	}
 	if string(got) != string(want) {
 		t.Fatalf("encoding\n got % x\nwant % x", got, want)
+	}
+}
+
+// TestCacheBaseAgrees: the launch cache's C constructor and the file-hash cache find vatrun's
+// cache directory alike, for every way the environment can name it (or not).
+func TestCacheBaseAgrees(t *testing.T) {
+	for _, env := range [][]string{
+		{"VATRUN_CACHE_DIR=/srv/vc", "XDG_CACHE_HOME=/x", "HOME=/h"},
+		{"VATRUN_CACHE_DIR=off", "HOME=/h"},
+		{"VATRUN_CACHE_DIR=relative", "HOME=/h"},
+		{"VATRUN_CACHE_DIR=", "XDG_CACHE_HOME=/x", "HOME=/h"},
+		{"XDG_CACHE_HOME=/x", "HOME=/h"},
+		{"XDG_CACHE_HOME=rel", "HOME=/h"},
+		{"HOME=/home/v"},
+		{"HOME="},
+		{"PATH=/bin"},
+		{},
+	} {
+		for _, euid := range []int{0, 1000} {
+			getenv := func(k string) string {
+				for _, e := range env {
+					if name, v, _ := strings.Cut(e, "="); name == k {
+						return v
+					}
+				}
+				return ""
+			}
+			want := hostfacts.CacheBase(getenv, euid)
+			got := cCacheBase(env, euid)
+			if got != "" {
+				got = filepath.Clean(got)
+			}
+			if got != want {
+				t.Errorf("env %q euid %d: C %q, hostfacts %q", env, euid, got, want)
+			}
+		}
 	}
 }
