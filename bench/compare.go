@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vatrun/vatrun/seccompprofiles"
@@ -33,6 +34,7 @@ type cmpMode struct {
 	argv func(worker []string) []string
 	// extra opens the fds 5, 6, … the command needs; done is called after the run.
 	extra               func() (files []*os.File, done func() error, err error)
+	env                 []string // nil: workerEnv
 	wall, cpu, flt, rss []int64
 }
 
@@ -56,7 +58,11 @@ func (m *cmpMode) sample(_ kind, worker []string) (time.Duration, error) {
 		defer done()
 		files = append(append(files, nil), extra...)
 	}
-	p, err := os.StartProcess(m.runner, append([]string{m.runner}, argv...), &os.ProcAttr{Env: workerEnv, Files: files})
+	env := workerEnv
+	if m.env != nil {
+		env = m.env
+	}
+	p, err := os.StartProcess(m.runner, append([]string{m.runner}, argv...), &os.ProcAttr{Env: env, Files: files})
 	w.Close()
 	if err != nil {
 		return 0, err
@@ -125,6 +131,9 @@ const (
 	cmpMini    = "minijail0"
 	cmpSystemd = "systemd-run"
 	cmpVatrun  = "vatrun run"
+	// cmpVatrunOff is vatrun run without the C-first launch: the Go runtime starts first, and
+	// then the sandbox (VATRUN_PRELAUNCH=off).
+	cmpVatrunOff = "vatrun run, no launch cache"
 )
 
 // firstLine runs name args and returns the first line of its output ("" on failure).
@@ -239,7 +248,19 @@ func compareHelper(o *options) int {
 			Root:  "minimal: the worker, its libraries, ld.so.cache; private /dev, fresh /proc, read-only",
 			Privs: "no capabilities, no_new_privs, xsnap rlimits, new session; no cgroup (`--no-cgroup`); writes its JSON report"}
 		r.Version = firstLine(o.vatrun, "version")
-		add(r, &cmpMode{argv: func(w []string) []string { return append(append([]string{o.vatrun}, runArgs...), w...) }, extra: reportPipe})
+		cacheDir := filepath.Join(tmp, "vatrun-cache")
+		hitEnv := append(slices.Clone(workerEnv), "VATRUN_CACHE_DIR="+cacheDir)
+		vatrunArgv := func(w []string) []string { return append(append([]string{o.vatrun}, runArgs...), w...) }
+		vm := &cmpMode{argv: vatrunArgv, extra: reportPipe, env: hitEnv}
+		add(r, vm)
+		off := *r
+		off.Name, off.Cmd = cmpVatrunOff, "VATRUN_PRELAUNCH=off "+r.Cmd
+		offEnv := append(slices.Clone(hitEnv), "VATRUN_PRELAUNCH=off")
+		add(&off, &cmpMode{argv: vatrunArgv, extra: reportPipe, env: offEnv})
+		entry, err := primeLaunchCache(vm, worker, cacheDir)
+		if err != nil {
+			return err
+		}
 
 		ss := make([]sampler, len(modes))
 		names := make([]string, len(modes))
@@ -250,6 +271,10 @@ func compareHelper(o *options) int {
 		if err != nil {
 			return err
 		}
+		if err := launchCacheUnchanged(cacheDir, entry); err != nil {
+			return err
+		}
+		vm.wall, vm.cpu, vm.flt, vm.rss = vm.wall[1:], vm.cpu[1:], vm.flt[1:], vm.rss[1:] // the priming run
 		for _, m := range modes {
 			row := res.row(m.name)
 			if len(got[m.name]) != o.cmpRuns || len(m.wall) != o.cmpRuns+o.warm {
@@ -383,4 +408,39 @@ func (c *compareResult) versionOf(name string) string {
 		return r.Version
 	}
 	return ""
+}
+
+// primeLaunchCache makes the C-first launch's entry for the vatrun row: once the worker's change
+// time is old enough for an entry (2 s), one run writes it. It returns the entry's identity.
+func primeLaunchCache(m *cmpMode, worker []string, dir string) (os.FileInfo, error) {
+	st, err := os.Stat(worker[0])
+	if err != nil {
+		return nil, err
+	}
+	ctime := st.Sys().(*syscall.Stat_t).Ctim
+	if wait := 2100*time.Millisecond - time.Since(time.Unix(ctime.Sec, ctime.Nsec)); wait > 0 {
+		time.Sleep(wait)
+	}
+	if _, err := m.sample(kindTrue, worker); err != nil {
+		return nil, err
+	}
+	ents, _ := filepath.Glob(filepath.Join(dir, "launch", "[0-9a-f]*"))
+	if len(ents) != 1 {
+		return nil, fmt.Errorf("launch cache: want one entry after the priming run, found %v", ents)
+	}
+	return os.Stat(ents[0])
+}
+
+// launchCacheUnchanged checks that every vatrun run used the primed entry: a run whose launch
+// did not match it (or that missed it) would have written an entry of its own.
+func launchCacheUnchanged(dir string, entry os.FileInfo) error {
+	ents, _ := filepath.Glob(filepath.Join(dir, "launch", "[0-9a-f]*"))
+	if len(ents) != 1 {
+		return fmt.Errorf("launch cache: %d entries after the runs (want the primed one only): some runs did not use the C-first launch", len(ents))
+	}
+	now, err := os.Stat(ents[0])
+	if err != nil || !os.SameFile(now, entry) || !now.ModTime().Equal(entry.ModTime()) {
+		return fmt.Errorf("launch cache: the entry was rewritten during the runs: some runs did not use the C-first launch")
+	}
+	return nil
 }

@@ -487,85 +487,80 @@ static int vr_write_file(pid_t pid, const char *name, const char *data)
 	return w == (ssize_t)strlen(data) ? 0 : -1;
 }
 
+/* The intermediate process: it makes the clone into the namespaces, which costs the caller
+ * milliseconds (a network namespace alone is hundreds of microseconds), so that vatrun's main thread
+ * only pays for a plain fork and goes on to start the Go runtime meanwhile. The stage is cloned
+ * with CLONE_PARENT: it is vatrun's child (Go waits for it), and its parent-death signal follows
+ * vatrun's main thread. This process then writes the stage's id maps (user namespace), tells
+ * vatrun the stage's pid (or -errno) on pidfd, and exits; vatrun reaps it. */
+static void vr_pre_mid(const struct vr_inv *inv, int cfgfd, int statusfd, int devnull, int sync[2], int gatefd, int pidfd,
+		       pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(120);
+	long pid = syscall(SYS_clone, (unsigned long)(inv->flags | CLONE_PARENT), 0, 0, 0, 0);
+	if (pid == 0)
+		vr_pre_child(inv, cfgfd, statusfd, devnull, sync[0], gatefd, parent);
+	int32_t msg = pid < 0 ? -errno : (int32_t)pid;
+	if (pid > 0 && (inv->flags & CLONE_NEWUSER)) {
+		int ok = vr_write_file((pid_t)pid, "uid_map", inv->uid_map) == 0 &&
+			 (!inv->setgroups_deny || vr_write_file((pid_t)pid, "setgroups", "deny") == 0) &&
+			 vr_write_file((pid_t)pid, "gid_map", inv->gid_map) == 0 && write(sync[1], "x", 1) == 1;
+		if (!ok) {
+			kill((pid_t)pid, SIGKILL); /* vatrun reaps it */
+			msg = -EPERM;
+		}
+	}
+	if (write(pidfd, &msg, sizeof(msg)) != sizeof(msg))
+		_exit(121);
+	_exit(0);
+}
+
 static void vr_pre_spawn(const uint8_t *invb, uint32_t inv_len)
 {
 	struct vr_inv inv;
+	int cfgp[2] = {-1, -1}, stp[2] = {-1, -1}, syncp[2] = {-1, -1}, gate[2] = {-1, -1}, pidp[2] = {-1, -1}, devnull = -1;
+	int *all[] = {&cfgp[0], &cfgp[1], &stp[0], &stp[1], &syncp[0], &syncp[1], &gate[0], &gate[1], &pidp[0], &pidp[1], &devnull};
+	const char *step = NULL;
+
 	memset(&inv, 0, sizeof(inv));
 	if (!vr_parse_inv(invb, inv_len, &inv)) {
 		vr_pre_refuse("launch cache entry %s: malformed invocation", vr_pre.key);
 		return;
 	}
-	int cfgp[2], stp[2], syncp[2] = {-1, -1}, gate[2], devnull;
-	if (pipe2(cfgp, O_CLOEXEC) != 0)
-		{
-		vr_pre_refuse("launch cache: %s", strerror(errno));
+	if (pipe2(cfgp, O_CLOEXEC) != 0 || pipe2(stp, O_CLOEXEC) != 0 || pipe2(gate, O_CLOEXEC) != 0 ||
+	    pipe2(pidp, O_CLOEXEC) != 0 || ((inv.flags & CLONE_NEWUSER) && pipe2(syncp, O_CLOEXEC) != 0) ||
+	    (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+		step = strerror(errno);
+	else if (write(cfgp[1], inv.config, inv.config_len) != (ssize_t)inv.config_len)
+		step = "the config does not fit a pipe";
+	pid_t parent = getpid(), mid = -1;
+	if (step == NULL) {
+		close(cfgp[1]);
+		cfgp[1] = -1;
+		mid = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
+		if (mid == 0)
+			vr_pre_mid(&inv, cfgp[0], stp[1], devnull, syncp, gate[0], pidp[1], parent);
+		if (mid < 0)
+			step = strerror(errno);
+	}
+	/* Keep only what vatrun needs: the status pipe's read end, the gate, the pid pipe. */
+	int keep[] = {stp[0], gate[1], pidp[0]};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		int fd = *all[i], kept = 0;
+		for (size_t j = 0; step == NULL && j < 3; j++)
+			kept |= fd == keep[j];
+		if (fd >= 0 && !kept)
+			close(fd);
+	}
+	if (step != NULL) {
+		vr_pre_refuse("launch cache: %s", step);
 		return;
-	}
-	if (write(cfgp[1], inv.config, inv.config_len) != (ssize_t)inv.config_len) {
-		close(cfgp[0]), close(cfgp[1]);
-		{
-		vr_pre_refuse("launch cache: %s", "config does not fit a pipe");
-		return;
-	}
-	}
-	close(cfgp[1]);
-	if (pipe2(stp, O_CLOEXEC) != 0) {
-		close(cfgp[0]);
-		{
-		vr_pre_refuse("launch cache: %s", strerror(errno));
-		return;
-	}
-	}
-	if (pipe2(gate, O_CLOEXEC) != 0) {
-		close(cfgp[0]), close(stp[0]), close(stp[1]);
-		vr_pre_refuse("launch cache: %s", strerror(errno));
-		return;
-	}
-	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (devnull < 0 || ((inv.flags & CLONE_NEWUSER) && pipe2(syncp, O_CLOEXEC) != 0)) {
-		close(cfgp[0]), close(stp[0]), close(stp[1]), close(gate[0]), close(gate[1]);
-		if (devnull >= 0)
-			close(devnull);
-		{
-		vr_pre_refuse("launch cache: %s", strerror(errno));
-		return;
-	}
-	}
-	pid_t parent = getpid();
-	long pid = syscall(SYS_clone, (unsigned long)(inv.flags | SIGCHLD), 0, 0, 0, 0);
-	if (pid == 0)
-		vr_pre_child(&inv, cfgp[0], stp[1], devnull, syncp[0], gate[0], parent);
-	int err = errno;
-	close(cfgp[0]), close(stp[1]), close(devnull), close(gate[0]);
-	if (syncp[0] >= 0)
-		close(syncp[0]);
-	if (pid < 0) {
-		close(stp[0]), close(gate[1]);
-		if (syncp[1] >= 0)
-			close(syncp[1]);
-		{
-		vr_pre_refuse("launch cache: clone of the init stage: %s (the ordinary launch says why)", strerror(err));
-		return;
-	}
-	}
-	if (inv.flags & CLONE_NEWUSER) {
-		int ok = vr_write_file((pid_t)pid, "uid_map", inv.uid_map) == 0 &&
-			 (!inv.setgroups_deny || vr_write_file((pid_t)pid, "setgroups", "deny") == 0) &&
-			 vr_write_file((pid_t)pid, "gid_map", inv.gid_map) == 0 && write(syncp[1], "x", 1) == 1;
-		close(syncp[1]);
-		if (!ok) {
-			kill((pid_t)pid, SIGKILL);
-			while (waitpid((pid_t)pid, NULL, __WALL) < 0 && errno == EINTR)
-				;
-			close(stp[0]);
-			{
-		vr_pre_refuse("launch cache: %s", "writing the user namespace's id maps failed");
-		return;
-	}
-		}
 	}
 	vr_pre.state = 2;
-	vr_pre.pid = (int)pid;
+	vr_pre.mid = (int)mid;
+	vr_pre.pid_fd = pidp[0];
 	vr_pre.status_fd = stp[0];
 	vr_pre.gate_fd = gate[1];
 	vr_pre.inv = invb;
@@ -579,6 +574,7 @@ void vr_prelaunch(int argc, char **argv, char **envp)
 
 	vr_pre.status_fd = -1;
 	vr_pre.gate_fd = -1;
+	vr_pre.pid_fd = -1;
 	if (argc < 2 || strcmp(argv[1], "run") != 0)
 		return;
 	if (!vr_pre_dir(envp, vr_pre.dir, sizeof(vr_pre.dir)) || !vr_pre_key(argc, argv, envp, key))

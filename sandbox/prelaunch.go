@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -120,12 +121,30 @@ func takePrelaunched() (*prelaunched, string, string) {
 	case 2:
 		pre.state.State = "hit"
 		p := &prelaunched{
-			pid:    int(C.vr_pre.pid),
 			status: os.NewFile(uintptr(C.vr_pre.status_fd), "prelaunch-status"),
 			gate:   os.NewFile(uintptr(C.vr_pre.gate_fd), "prelaunch-gate"),
 			inv:    C.GoBytes(unsafe.Pointer(C.vr_pre.inv), C.int(C.vr_pre.inv_len)),
 			key:    key, dir: dir,
 		}
+		// The intermediate process says the stage's pid (or why the clone failed), then exits.
+		pidf := os.NewFile(uintptr(C.vr_pre.pid_fd), "prelaunch-pid")
+		var msg [4]byte
+		_, err := io.ReadFull(pidf, msg[:])
+		pidf.Close()
+		var ws syscall.WaitStatus
+		for {
+			if _, werr := syscall.Wait4(int(C.vr_pre.mid), &ws, 0, nil); werr != syscall.EINTR {
+				break
+			}
+		}
+		pid := int32(binary.LittleEndian.Uint32(msg[:]))
+		if err != nil || pid <= 0 {
+			p.gate.Close()
+			p.status.Close()
+			pre.state.State, pre.state.Why = "refused", fmt.Sprintf("the C-first clone of the init stage failed (%v, errno %d): the ordinary launch says why", err, -pid)
+			return nil, key, dir
+		}
+		p.pid = int(pid)
 		return p, key, dir
 	}
 	return nil, key, dir
