@@ -49,6 +49,14 @@ func (p *Profile) Canonical() ([]byte, error) {
 // same digest run identical sandboxes. It returns "" only if the profile cannot be encoded
 // (a negative Size other than Unlimited, which Validate rejects).
 func (p *Profile) Digest() string {
+	if d, ok := builtinDigest(p); ok {
+		return d
+	}
+	return p.computeDigest()
+}
+
+// computeDigest is the sha256 of the profile's canonical form.
+func (p *Profile) computeDigest() string {
 	c, err := p.Canonical()
 	if err != nil {
 		return ""

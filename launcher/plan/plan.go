@@ -139,7 +139,13 @@ func compile(p *seccompprofiles.Profile, digest string) (*Plan, error) {
 	}
 	if !(p.Seccomp.DefaultAction == "SCMP_ACT_ALLOW" && len(p.Seccomp.Syscalls) == 0) {
 		// (An allow-everything filter would only cost: it is not loaded.)
-		bpf, warnings, err := filter.Compile(p)
+		// A built-in's program was compiled when vatrun was built (filter.Precompiled); any
+		// other profile's is compiled now.
+		bpf, warnings, ok := filter.Precompiled(digest)
+		var err error
+		if !ok {
+			bpf, warnings, err = filter.Compile(p)
+		}
 		pl.Warnings = warnings
 		if err != nil {
 			return nil, fmt.Errorf("%w: profile %q: compile seccomp filter: %w", ErrConfig, p.Name, err)

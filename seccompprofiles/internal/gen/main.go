@@ -104,7 +104,7 @@ func main() {
 			panic(n)
 		}
 		p.Source = ""
-		fmt.Fprintf(b, "%q: {sum: %#v, make: func() *Profile { return ", n, sha256.Sum256(data))
+		fmt.Fprintf(b, "%q: {sum: %#v, digest: %q, make: func() *Profile { return ", n, sha256.Sum256(data), p.Digest())
 		lit(b, reflect.ValueOf(p))
 		b.WriteString(" }},\n")
 	}
