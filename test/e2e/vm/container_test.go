@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -42,17 +43,35 @@ const (
 	podMemory = 160 << 20
 )
 
-// TestContainerCgroupNest starts the container and relays what TestInsideContainer found in it.
-func TestContainerCgroupNest(t *testing.T) {
-	vmTest(t)
-	for _, p := range []string{crunBin, "/bin/sh", "/bin/grep", nestScript, recipeSeccomp, vatrunBin, "/bin/vatrun-testworker"} {
-		needBinary(t, p)
-	}
+// podConfig is one way to start the container.
+type podConfig struct {
+	cgroupRO   bool     // mount /sys/fs/cgroup read-only (Docker's and Kubernetes' default)
+	hostCgroup bool     // no cgroup namespace: the container sees the VM's whole hierarchy
+	args       []string // the container's command, after the entrypoint
+	env        []string // more environment for it
+}
+
+// podRun is what one container run gave.
+type podRun struct {
+	err           error  // crun's exit
+	output        string // the container's stdout and stderr, without the inside rows
+	rows          []string
+	podSeen       bool   // the pod cgroup appeared under the run's parent
+	podMax        string // its memory.max as crun wrote it
+	pod           string // its cgroup path
+	took          time.Duration
+	insidePassed  bool
+	insideSkipped bool
+}
+
+// runPod runs one crun container, configured as Docker configures one (Docker's capabilities, the
+// recipe's seccomp profile resolved for them) with /proc unmasked, a private pid, net, ipc, uts,
+// mount and (unless hostCgroup) cgroup namespace, a fresh cgroup2 at /sys/fs/cgroup, and a
+// memory limit of podMemory on its cgroup, <parent>/ctr-pod: the pod. Its entrypoint is
+// contrib/containers/cgroup-nest.sh.
+func runPod(t *testing.T, pc podConfig) podRun {
+	t.Helper()
 	start := time.Now()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bundle := t.TempDir()
 	rootfs := filepath.Join(bundle, "rootfs")
 	for _, d := range []string{"proc", "dev", "sys", "tmp", "root"} {
@@ -60,14 +79,18 @@ func TestContainerCgroupNest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	cgroupMode := "rw"
+	if pc.cgroupRO {
+		cgroupMode = "ro"
+	}
 	mounts := []map[string]any{
 		{"destination": "/proc", "type": "proc", "source": "proc"},
 		{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": []string{"nosuid", "noexec", "nodev", "ro"}},
-		// What Docker mounts read-only for an unprivileged container; rw here, as Podman's
-		// systemd mode, LXC and nspawn mount it. With the cgroup namespace, crun mounts a fresh
-		// cgroup2 whose root is the container's cgroup.
-		{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": []string{"nosuid", "noexec", "nodev", "relatime", "rw"}},
+		// Docker and Kubernetes mount it read-only for an unprivileged container; the recipe
+		// needs it read-write, as Podman's systemd mode, LXC and nspawn mount it. With the
+		// cgroup namespace, crun mounts a fresh cgroup2 whose root is the container's cgroup.
+		{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": []string{"nosuid", "noexec", "nodev", "relatime", cgroupMode}},
 		{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "nodev"}},
 	}
 	// The VM's programs and their libraries, read-only (the image's /bin, /lib, /lib64, /e2e, /etc).
@@ -103,35 +126,36 @@ func TestContainerCgroupNest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod := filepath.Join(cgroupParentPath(t), "ctr-pod")
-	podDir := filepath.Join(cgroupRoot, pod)
+	r := podRun{pod: filepath.Join(cgroupParentPath(t), "ctr-pod")}
+	podDir := filepath.Join(cgroupRoot, r.pod)
 	t.Cleanup(func() {
 		if _, err := os.Stat(podDir); err == nil {
 			// crun removes it when the container ends; this is for a crun that did not.
 			removeTree(t, podDir)
 		}
 	})
-	caps := dockerseccomp.DockerCaps
-	env := []string{"PATH=/bin", "HOME=/root", "TMPDIR=/tmp", "container=oci", insideEnv + "=1", podMemoryEnv + "=" + strconv.Itoa(podMemory)}
-	if strict() {
-		env = append(env, "VATRUN_E2E_STRICT=1")
+	namespaces := []map[string]string{{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}}
+	if !pc.hostCgroup {
+		namespaces = append(namespaces, map[string]string{"type": "cgroup"})
 	}
+	caps := dockerseccomp.DockerCaps
+	env := append([]string{"PATH=/bin", "HOME=/root", "TMPDIR=/tmp", "container=oci"}, pc.env...)
 	cfg := map[string]any{
 		"ociVersion": "1.0.2",
 		"root":       map[string]any{"path": "rootfs"},
 		"hostname":   "pod",
 		"process": map[string]any{
 			"user": map[string]int{"uid": 0, "gid": 0}, "cwd": "/",
-			// The recipe's entrypoint; the container's command is this test binary.
-			"args":         []string{nestScript, self, "-test.run", "^TestInsideContainer$", "-test.v", "-test.count=1", "-test.timeout=5m"},
+			// The recipe's entrypoint, then the container's command.
+			"args":         append([]string{nestScript}, pc.args...),
 			"env":          env,
 			"capabilities": map[string][]string{"bounding": caps, "effective": caps, "permitted": caps},
 		},
 		"mounts": mounts,
 		"linux": map[string]any{
-			"namespaces":  []map[string]string{{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}},
+			"namespaces":  namespaces,
 			"seccomp":     sc,
-			"cgroupsPath": pod,
+			"cgroupsPath": r.pod,
 			// memory+swap = memory: no swap for the pod.
 			"resources": map[string]any{"memory": map[string]any{"limit": podMemory, "swap": podMemory}},
 		},
@@ -153,41 +177,95 @@ func TestContainerCgroupNest(t *testing.T) {
 		t.Fatalf("start crun: %v", err)
 	}
 	// The pod as the VM sees it: crun makes it under this run's parent, then writes the limit.
-	podMax, podSeen := "", false
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if m, err := os.ReadFile(filepath.Join(podDir, "memory.max")); err == nil {
-			podMax, podSeen = strings.TrimSpace(string(m)), true
-			if podMax != "max" {
+			r.podMax, r.podSeen = strings.TrimSpace(string(m)), true
+			if r.podMax != "max" {
 				break
 			}
 		}
 	}
-	werr := cmd.Wait()
-	output := out.String()
+	r.err = cmd.Wait()
+	r.took = time.Since(start)
 	// The inside test's rows go to the host's table, the rest to this test's log.
-	var inner []string
 	var rest strings.Builder
-	sc2 := bufio.NewScanner(strings.NewReader(output))
-	for sc2.Scan() {
-		if l := sc2.Text(); strings.HasPrefix(l, "E2E-ROW ") {
+	lines := bufio.NewScanner(&out)
+	for lines.Scan() {
+		if l := lines.Text(); strings.HasPrefix(l, "E2E-ROW ") {
 			fmt.Println(l)
-			inner = append(inner, l)
+			r.rows = append(r.rows, l)
 		} else {
 			rest.WriteString(l + "\n")
 		}
 	}
-	t.Logf("crun run (%v):\n%s", werr, rest.String())
-	passed := strings.Contains(output, "--- PASS: TestInsideContainer") && !strings.Contains(output, "--- FAIL")
-	row(t, "container-crun", fmt.Sprintf("crun exit 0, pod %s memory.max %d, inside PASS", pod, podMemory),
-		fmt.Sprintf("crun %v, pod seen %v memory.max %s, inside passed %v, %d rows", werr, podSeen, podMax, passed, len(inner)), time.Since(start))
-	if !podSeen || podMax != strconv.Itoa(podMemory) {
-		t.Errorf("pod cgroup %s: seen %v, memory.max %q; want crun to make it with %d", podDir, podSeen, podMax, podMemory)
+	r.output = rest.String()
+	r.insidePassed = strings.Contains(r.output, "--- PASS: TestInsideContainer") && !strings.Contains(r.output, "--- FAIL")
+	r.insideSkipped = strings.Contains(r.output, "--- SKIP: TestInsideContainer")
+	t.Logf("crun run (%v, %.2fs):\n%s", r.err, r.took.Seconds(), r.output)
+	return r
+}
+
+func needContainer(t *testing.T) {
+	t.Helper()
+	for _, p := range []string{crunBin, "/bin/sh", "/bin/grep", nestScript, recipeSeccomp, vatrunBin, "/bin/vatrun-testworker"} {
+		needBinary(t, p)
 	}
-	if werr != nil || !passed {
-		t.Errorf("the container (cgroup-nest.sh, then TestInsideContainer) failed: %v; output above", werr)
+}
+
+// TestContainerCgroupNest starts the container with the recipe and relays what
+// TestInsideContainer found in it.
+func TestContainerCgroupNest(t *testing.T) {
+	vmTest(t)
+	needContainer(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(output, "--- SKIP: TestInsideContainer") || len(inner) < 4 {
-		t.Errorf("TestInsideContainer did not run its cases in the container (%d rows)", len(inner))
+	env := []string{insideEnv + "=1", podMemoryEnv + "=" + strconv.Itoa(podMemory)}
+	if strict() {
+		env = append(env, "VATRUN_E2E_STRICT=1")
+	}
+	r := runPod(t, podConfig{args: []string{self, "-test.run", "^TestInsideContainer$", "-test.v", "-test.count=1", "-test.timeout=5m"}, env: env})
+	row(t, "container-crun", fmt.Sprintf("crun exit 0, pod %s memory.max %d, inside PASS", r.pod, podMemory),
+		fmt.Sprintf("crun %v, pod seen %v memory.max %s, inside passed %v, %d rows", r.err, r.podSeen, r.podMax, r.insidePassed, len(r.rows)), r.took)
+	if !r.podSeen || r.podMax != strconv.Itoa(podMemory) {
+		t.Errorf("pod cgroup %s: seen %v, memory.max %q; want crun to make it with %d", r.pod, r.podSeen, r.podMax, podMemory)
+	}
+	if r.err != nil || !r.insidePassed {
+		t.Errorf("the container (cgroup-nest.sh, then TestInsideContainer) failed: %v; output above", r.err)
+	}
+	if r.insideSkipped || len(r.rows) < 4 {
+		t.Errorf("TestInsideContainer did not run its cases in the container (%d rows)", len(r.rows))
+	}
+}
+
+// TestContainerCgroupNestRefuses: the recipe's entrypoint refuses, with its message, the two
+// containers it cannot nest in: a read-only /sys/fs/cgroup (Docker's and Kubernetes' default)
+// and no private cgroup namespace.
+func TestContainerCgroupNestRefuses(t *testing.T) {
+	vmTest(t)
+	needContainer(t)
+	for _, c := range []struct {
+		name string
+		pc   podConfig
+		want string
+	}{
+		{"cgroup-ro", podConfig{cgroupRO: true, args: []string{"/bin/true"}}, "cgroup-nest: /sys/fs/cgroup is read-only"},
+		{"host-cgroupns", podConfig{hostCgroup: true, args: []string{"/bin/true"}}, "cgroup-nest: not at the root of a private cgroup namespace (0::/e2e-root/ctr-pod)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runPod(t, c.pc)
+			code := -1
+			var ee *exec.ExitError
+			if errors.As(r.err, &ee) {
+				code = ee.ExitCode()
+			}
+			msg, _, _ := strings.Cut(strings.TrimSpace(r.output), "\n")
+			row(t, "container-nest-refuses-"+c.name, "exit 1: "+c.want, fmt.Sprintf("exit %d: %s", code, msg), r.took)
+			if code != 1 || !strings.Contains(r.output, c.want) {
+				t.Errorf("crun exit %v, output %q; want exit 1 with %q", r.err, r.output, c.want)
+			}
+		})
 	}
 }
 
@@ -336,6 +414,7 @@ func TestInsideContainer(t *testing.T) {
 			t.Errorf("the 32M worker's leaf has memory.max %s", got)
 		}
 		hog.send("alloc:134217728")
+		hog.cmdW.Close() // a worker that survives the allocation exits 0 at EOF instead of waiting
 		out := hog.wait()
 		idle.cmdW.Close()
 		idleOut := idle.wait()
@@ -378,6 +457,7 @@ func TestInsideContainer(t *testing.T) {
 			t.Errorf("leaves %v, want the worker's one", ls)
 		}
 		v.send("alloc:" + strconv.FormatInt(2*podMem, 10))
+		v.cmdW.Close()
 		out := v.wait()
 		podOOM, podKill := readKeyed(t, local)["oom"]-beforeLocal["oom"], readKeyed(t, events)["oom_kill"]-before["oom_kill"]
 		observed := fmt.Sprintf("exit %d, no report", out.code)
