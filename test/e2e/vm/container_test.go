@@ -47,6 +47,7 @@ const (
 type podConfig struct {
 	cgroupRO   bool     // mount /sys/fs/cgroup read-only (Docker's and Kubernetes' default)
 	hostCgroup bool     // no cgroup namespace: the container sees the VM's whole hierarchy
+	noNest     bool     // no entrypoint: the command runs in the namespace's root cgroup
 	args       []string // the container's command, after the entrypoint
 	env        []string // more environment for it
 }
@@ -138,6 +139,10 @@ func runPod(t *testing.T, pc podConfig) podRun {
 	if !pc.hostCgroup {
 		namespaces = append(namespaces, map[string]string{"type": "cgroup"})
 	}
+	args := append([]string{nestScript}, pc.args...)
+	if pc.noNest {
+		args = pc.args
+	}
 	caps := dockerseccomp.DockerCaps
 	env := append([]string{"PATH=/bin", "HOME=/root", "TMPDIR=/tmp", "container=oci"}, pc.env...)
 	cfg := map[string]any{
@@ -147,7 +152,7 @@ func runPod(t *testing.T, pc podConfig) podRun {
 		"process": map[string]any{
 			"user": map[string]int{"uid": 0, "gid": 0}, "cwd": "/",
 			// The recipe's entrypoint, then the container's command.
-			"args":         append([]string{nestScript}, pc.args...),
+			"args":         args,
 			"env":          env,
 			"capabilities": map[string][]string{"bounding": caps, "effective": caps, "permitted": caps},
 		},
@@ -236,6 +241,23 @@ func TestContainerCgroupNest(t *testing.T) {
 	}
 	if r.insideSkipped || len(r.rows) < 4 {
 		t.Errorf("TestInsideContainer did not run its cases in the container (%d rows)", len(r.rows))
+	}
+}
+
+// TestContainerWithoutNest: the same container without the recipe's entrypoint. Its processes sit
+// in the namespace's root, which is the pod and not the host's root: check says the profile cannot
+// run and why (the nesting recipe), and run refuses the same way (TestInsideContainerBare).
+func TestContainerWithoutNest(t *testing.T) {
+	vmTest(t)
+	needContainer(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runPod(t, podConfig{noNest: true, args: []string{self, "-test.run", "^TestInsideContainerBare$", "-test.v", "-test.count=1", "-test.timeout=2m"}, env: []string{insideEnv + "=1"}})
+	row(t, "container-without-nest-crun", "crun exit 0, inside PASS", fmt.Sprintf("crun %v, inside passed %v, %d rows", r.err, r.insidePassed, len(r.rows)), r.took)
+	if r.err != nil || !r.insidePassed || strings.Contains(r.output, "--- SKIP: TestInsideContainerBare") || len(r.rows) < 1 {
+		t.Errorf("the container without the recipe (TestInsideContainerBare) failed: %v; output above", r.err)
 	}
 }
 
@@ -483,4 +505,43 @@ func TestInsideContainer(t *testing.T) {
 			t.Errorf("leaves left: %v", l)
 		}
 	})
+}
+
+// TestInsideContainerBare is the command of the container without the recipe's entrypoint: check
+// and run agree that the namespace's root, holding the container's processes, cannot be the parent.
+func TestInsideContainerBare(t *testing.T) {
+	if os.Getenv(insideEnv) != "1" || os.Getpid() != 1 {
+		t.Skip("runs only as the container's pid 1, started by TestContainerWithoutNest")
+	}
+	const why = "cgroup parent / is the root of a cgroup namespace"
+	start := time.Now()
+	if self := readFile(t, "/proc/self/cgroup"); self != "0::/" {
+		t.Fatalf("/proc/self/cgroup %q, want 0::/ (no cgroup-nest.sh here)", self)
+	}
+	cmd := exec.Command(vatrunBin, "check", "--profile", "consensus", "--json")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	checkErr := cmd.Run()
+	var c insideCheck
+	if err := json.Unmarshal(stdout.Bytes(), &c); err != nil {
+		t.Fatalf("vatrun check --json (%v): not JSON: %v\n%s", checkErr, err, stdout.String())
+	}
+	var stderr bytes.Buffer
+	run := exec.Command(vatrunBin, "run", "--profile", "consensus", "--", "/bin/vatrun-testworker")
+	run.Stderr = &stderr
+	runErr := run.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(runErr, &ee) {
+		code = ee.ExitCode()
+	}
+	msg, _, _ := strings.Cut(stderr.String(), "\n")
+	row(t, "container-without-nest", "check canRun=false parent / ("+why+"); run exit 122 or 125, the same",
+		fmt.Sprintf("check canRun=%v privateNS=%v parent=%s problem %q; run exit %d: %s", c.CanRun, c.Where.CgroupView.PrivateNS, c.Cgroup.Parent, c.Cgroup.Problem, code, msg), time.Since(start))
+	if c.CanRun || checkErr == nil || c.Cgroup.Parent != "/" || !strings.Contains(c.Cgroup.Problem, why) || !c.Where.CgroupView.PrivateNS {
+		t.Errorf("check: exit %v canRun %v cgroup %+v privateNS %v; want it to refuse / as the parent: %q", checkErr, c.CanRun, c.Cgroup, c.Where.CgroupView.PrivateNS, why)
+	}
+	if code != 122 && code != 125 || !strings.Contains(stderr.String(), why) {
+		t.Errorf("run: %v, stderr %q; want exit 122 or 125 naming %q, as check does", runErr, stderr.String(), why)
+	}
 }
