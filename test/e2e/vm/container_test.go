@@ -59,6 +59,7 @@ type podRun struct {
 	rows          []string
 	podSeen       bool   // the pod cgroup appeared under the run's parent
 	podMax        string // its memory.max as crun wrote it
+	podRemoved    bool   // crun removed it (and the recipe's cgroups in it) when the container ended
 	pod           string // its cgroup path
 	took          time.Duration
 	insidePassed  bool
@@ -192,6 +193,8 @@ func runPod(t *testing.T, pc podConfig) podRun {
 	}
 	r.err = cmd.Wait()
 	r.took = time.Since(start)
+	_, statErr := os.Stat(podDir)
+	r.podRemoved = errors.Is(statErr, os.ErrNotExist)
 	// The inside test's rows go to the host's table, the rest to this test's log.
 	var rest strings.Builder
 	lines := bufio.NewScanner(&out)
@@ -232,7 +235,7 @@ func TestContainerCgroupNest(t *testing.T) {
 	}
 	r := runPod(t, podConfig{args: []string{self, "-test.run", "^TestInsideContainer$", "-test.v", "-test.count=1", "-test.timeout=5m"}, env: env})
 	row(t, "container-crun", fmt.Sprintf("crun exit 0, pod %s memory.max %d, inside PASS", r.pod, podMemory),
-		fmt.Sprintf("crun %v, pod seen %v memory.max %s, inside passed %v, %d rows", r.err, r.podSeen, r.podMax, r.insidePassed, len(r.rows)), r.took)
+		fmt.Sprintf("crun %v, pod seen %v memory.max %s, inside passed %v, %d rows; pod removed after %v", r.err, r.podSeen, r.podMax, r.insidePassed, len(r.rows), r.podRemoved), r.took)
 	if !r.podSeen || r.podMax != strconv.Itoa(podMemory) {
 		t.Errorf("pod cgroup %s: seen %v, memory.max %q; want crun to make it with %d", r.pod, r.podSeen, r.podMax, podMemory)
 	}
