@@ -228,7 +228,7 @@ func unwritable(dir string) string {
 // internalProcs refuses a parent that holds processes other than vatrun's own cgroup-mates while
 // controllers still have to be enabled there (cgroup v2's no-internal-process rule).
 func internalProcs(t tree, parent, self string, need []string) (problem, fix string) {
-	if parent == "/" || ours(parent, self) {
+	if parent == "/" && t.hostRoot() || parent != "/" && ours(parent, self) {
 		return "", "" // the root is exempt; vatrun's own cgroup is emptied into vatrun-supervisor
 	}
 	dir := t.dir(parent)
@@ -239,6 +239,16 @@ func internalProcs(t tree, parent, self string, need []string) (problem, fix str
 	procs, _ := read(filepath.Join(dir, "cgroup.procs"))
 	if procs == "" {
 		return "", ""
+	}
+	if parent == "/" {
+		// A container's own cgroup, seen from its private cgroup namespace: prepareParent does not
+		// move the container's processes (its init, the node) out of it.
+		return fmt.Sprintf("cgroup parent / is the root of a cgroup namespace (a container's cgroup, not the host's root) "+
+				"and holds processes (%s), so controllers cannot be enabled for children there (cgroup v2 allows "+
+				"processes only in leaves)", strings.Join(strings.Fields(procs), " ")),
+			"move the container's processes out of its cgroup root first: run the container with " +
+				"contrib/containers/cgroup-nest.sh as its entrypoint, which does that and sets " +
+				"VATRUN_CGROUP_PARENT=/vatrun (docs/containers.md, the cgroup v2 nesting recipe)"
 	}
 	return fmt.Sprintf("cgroup parent %s holds processes (%s) and is not vatrun's own cgroup, so controllers "+
 			"cannot be enabled for children there (cgroup v2 allows processes only in leaves)", parent,
@@ -269,6 +279,11 @@ func selfCgroup() (string, error) {
 	}
 	return "", fmt.Errorf("%s has no cgroup v2 line (0::/path)", selfCgroupFile)
 }
+
+// hostRoot says whether the tree's root is the host's root cgroup, which the no-internal-process
+// rule exempts, rather than the root of a cgroup namespace (a container's own cgroup, which it
+// does not): the kernel gives every cgroup but the host's root a cgroup.type file.
+func (t tree) hostRoot() bool { return !exists(filepath.Join(t.root, "cgroup.type")) }
 
 // ours says whether parent is vatrun's own (delegated) cgroup: vatrun runs in it or in its
 // supervisor leaf, so every process in it belongs to the same service as vatrun.

@@ -219,3 +219,26 @@ func TestDetectRealHost(t *testing.T) {
 		t.Errorf("Detect changed the host's cgroups:\nbefore %v\nafter  %v", before, after)
 	}
 }
+
+// TestRefuseNamespaceRootWithProcesses: in a container's private cgroup namespace, "/" is the
+// container's own cgroup (it has cgroup.type, the host's root has not), so the no-internal-process
+// rule applies to it: with the container's processes still in it, check refuses it as the parent,
+// naming the nesting recipe, as Open does (it cannot enable the controllers: EBUSY on a kernel).
+// Without processes, or on the host's root, it is accepted.
+func TestRefuseNamespaceRootWithProcesses(t *testing.T) {
+	k := newFake(t, nil)
+	k.put("cgroup.subtree_control", "")
+	k.put("cgroup.procs", "4194305")
+	k.setSelf(t, "/")
+	if h := Detect(k.root, "/"); h.Problem != "" {
+		t.Errorf("the host's root with processes: %q, want it accepted (exempt from the rule)", h.Problem)
+	}
+	k.put("cgroup.type", "domain")
+	wantRefusal(t, k, k.root, "/", full,
+		"cgroup parent / is the root of a cgroup namespace (a container's cgroup, not the host's root) and holds processes (4194305)",
+		"contrib/containers/cgroup-nest.sh")
+	k.put("cgroup.procs", "")
+	if h := Detect(k.root, "/"); h.Problem != "" {
+		t.Errorf("an empty namespace root: %q, want it accepted", h.Problem)
+	}
+}

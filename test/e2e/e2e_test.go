@@ -399,6 +399,11 @@ func planRuns(c *config, tests []string) []plannedRun {
 			if c.filter != nil && !c.filter.MatchString(name) {
 				continue
 			}
+			// TestInside* are the commands of the containers vm/container_test.go starts; they
+			// skip anywhere else.
+			if strings.HasPrefix(name, "TestInside") {
+				continue
+			}
 			// Benchmarks (TestBench*) run only when VATRUN_E2E_RUN names them (make bench).
 			if strings.HasPrefix(name, "TestBench") && c.filter == nil {
 				continue

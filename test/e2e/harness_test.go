@@ -109,9 +109,9 @@ func TestPlanAndManifest(t *testing.T) {
 			t.Errorf("swingset manifest lacks %q:\n%s", want, m)
 		}
 	}
-	// Benchmarks only when the filter names them.
+	// Benchmarks only when the filter names them; a container's command (TestInside*) never.
 	c.filter = nil
-	if runs := planRuns(c, []string{"TestEnvironment", "TestBenchSpawn"}); len(runs) != 1 || strings.Join(runs[0].tests, ",") != "TestEnvironment" {
+	if runs := planRuns(c, []string{"TestEnvironment", "TestBenchSpawn", "TestInsideContainer"}); len(runs) != 1 || strings.Join(runs[0].tests, ",") != "TestEnvironment" {
 		t.Errorf("without a filter: runs = %+v, want TestEnvironment only", runs)
 	}
 	c.filter = regexp.MustCompile("^TestBench")
