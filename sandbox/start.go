@@ -198,18 +198,23 @@ func Start(spec Spec) (*Process, error) {
 
 	pl, key, dir := takePrelaunched()
 	if pl != nil {
-		if spec.CgroupFD < 0 && bytes.Equal(pl.inv, invBytes) {
-			return adopt(pl, spec)
+		why := "the cached launch differs from the launch computed now"
+		if bytes.Equal(pl.inv, invBytes) {
+			// The same launch. With a cgroup, the waiting stage moves into the worker's leaf
+			// before the gate opens, so the worker is forked inside it, as after a clone into
+			// the cgroup (CLONE_INTO_CGROUP).
+			err := moveIntoCgroup(spec.CgroupFD, pl.pid)
+			if err == nil {
+				return adopt(pl, spec)
+			}
+			why = err.Error()
 		}
-		// Not this launch: the stage never forked a worker. Kill it, drop the entry, and launch
-		// the ordinary way.
+		// Not this launch (or it cannot be placed): the stage never forked a worker. Kill it,
+		// drop the entry, and launch the ordinary way.
 		pl.discard()
 		os.Remove(filepath.Join(dir, key))
 		pre.Lock()
-		pre.state.Mismatch = "the cached launch differs from the launch computed now"
-		if spec.CgroupFD >= 0 {
-			pre.state.Mismatch = "this launch uses a cgroup, which the C-first launch does not set up"
-		}
+		pre.state.Mismatch = why
 		pre.Unlock()
 	}
 
@@ -246,12 +251,7 @@ func Start(spec Spec) (*Process, error) {
 	}
 	if key != "" {
 		// vatrun run: next time, the C constructor can start this launch before Go does.
-		var serr error
-		if spec.CgroupFD >= 0 {
-			serr = errors.New("the launch uses a cgroup, which the C-first launch does not set up")
-		} else {
-			serr = saveLaunch(key, dir, invBytes, spec.Path, spec.Args[0])
-		}
+		serr := saveLaunch(key, dir, invBytes, spec.Path, spec.Args[0])
 		pre.Lock()
 		pre.state.Saved = serr == nil
 		if serr != nil {
@@ -260,6 +260,23 @@ func Start(spec Spec) (*Process, error) {
 		pre.Unlock()
 	}
 	return p, nil
+}
+
+// moveIntoCgroup moves the waiting stage (pid) into the cgroup directory cgroupFD (none when
+// negative).
+func moveIntoCgroup(cgroupFD, pid int) error {
+	if cgroupFD < 0 {
+		return nil
+	}
+	fd, err := unix.Openat(cgroupFD, "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("move the waiting stage into the worker's cgroup: %w", err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, []byte(strconv.Itoa(pid))); err != nil {
+		return fmt.Errorf("move the waiting stage into the worker's cgroup: %w", err)
+	}
+	return nil
 }
 
 // adopt lets the stage the C constructor started fork the worker, and supervises it as if Start
