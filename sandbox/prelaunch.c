@@ -11,7 +11,8 @@
  *
  * The entry's name is the sha256 of everything the launch is computed from that this process can
  * see before Go starts: vatrun's own executable (device, inode, size, times), its ids, its working
- * directory, its whole argv and environment, the fds it inherited (and how each is open, and
+ * directory, its argv up to the worker's path (the worker's own arguments are the entry's only
+ * when they follow `-- WORKER`, filled in from the command line), its environment, the fds it inherited (and how each is open, and
  * whether fd 0 is a terminal), the boot, the user-namespace sysctls, its own id maps, capabilities,
  * seccomp state and cgroup. What it cannot see from here, the files the launch read (the worker's
  * closure, a profile file, mount sources), is listed in the entry with each file's identity and
@@ -108,10 +109,15 @@ static int vr_pre_key(int argc, char **argv, char **envp, uint8_t key[32])
 	uint32_t ids[4] = {getuid(), geteuid(), getgid(), getegid()};
 	vr_sha256_update(&s, ids, sizeof(ids));
 	vr_sha256_update(&s, cwd, strlen(cwd) + 1);
-	uint32_t n = (uint32_t)argc;
+	/* The worker's arguments (after `-- WORKER`) are left out when the entry can take them from
+	 * the command line (vr_pre.args_from): a kernel restarts a worker with other arguments (a
+	 * snapshot to load) but the same sandbox. */
+	int upto = vr_pre.args_from >= 0 ? vr_pre.args_from : argc;
+	uint32_t n = (uint32_t)upto;
 	vr_sha256_update(&s, &n, sizeof(n));
-	for (int i = 0; i < argc; i++)
+	for (int i = 0; i < upto; i++)
 		vr_sha256_update(&s, argv[i], strlen(argv[i]) + 1);
+	vr_sha256_update(&s, vr_pre.args_from >= 0 ? "+args" : "", vr_pre.args_from >= 0 ? 6 : 1);
 	for (n = 0; envp != NULL && envp[n] != NULL; n++)
 		vr_sha256_update(&s, envp[n], strlen(envp[n]) + 1);
 	vr_sha256_update(&s, &n, sizeof(n));
@@ -283,7 +289,7 @@ struct vr_inv {
 	uint64_t flags;
 	uint32_t setgroups_deny;
 	char *uid_map, *gid_map, *dir, *config;
-	uint32_t config_len, nfds, argc, envc;
+	uint32_t config_len, nfds, argc, envc, append_args;
 	int32_t fds[VR_MAX_INHERITED_FD];
 	char **argv, **envp;
 };
@@ -309,8 +315,25 @@ static int vr_parse_inv(const uint8_t *p, uint32_t len, struct vr_inv *inv)
 	inv->dir = vr_str(&c, NULL);
 	inv->config = vr_str(&c, &inv->config_len);
 	inv->argv = vr_strs(&c, &inv->argc, 1 << 16);
+	inv->append_args = vr_u32(&c);
 	inv->envp = vr_strs(&c, &inv->envc, 1 << 16);
-	return c.ok && c.p == c.end && inv->argc >= 1 && inv->config_len <= 60 * 1024;
+	if (!c.ok || c.p != c.end || inv->argc < 1 || inv->config_len > 60 * 1024)
+		return 0;
+	if (inv->append_args) {
+		/* The entry's argv is the worker's path and argv[0]; its arguments are this command
+		 * line's, after them (the Go side checks that they are the worker's). */
+		if (vr_pre.args_from < 0 || inv->argc != 2)
+			return 0;
+		uint32_t extra = (uint32_t)(vr_pre.argc - vr_pre.args_from);
+		char **all = calloc((size_t)inv->argc + extra + 1, sizeof(char *));
+		if (all == NULL)
+			return 0;
+		memcpy(all, inv->argv, inv->argc * sizeof(char *));
+		memcpy(all + inv->argc, vr_pre.argv + vr_pre.args_from, extra * sizeof(char *));
+		inv->argv = all;
+		inv->argc += extra;
+	}
+	return 1;
 }
 
 /* Reads and checks the entry; returns its invocation (malloc'd) or NULL with vr_pre.why set. */
@@ -575,8 +598,16 @@ void vr_prelaunch(int argc, char **argv, char **envp)
 	vr_pre.status_fd = -1;
 	vr_pre.gate_fd = -1;
 	vr_pre.pid_fd = -1;
+	vr_pre.args_from = -1;
 	if (argc < 2 || strcmp(argv[1], "run") != 0)
 		return;
+	vr_pre.argc = argc;
+	vr_pre.argv = argv;
+	for (int i = 2; i + 1 < argc; i++)
+		if (strcmp(argv[i], "--") == 0) {
+			vr_pre.args_from = i + 2; /* after `-- WORKER` */
+			break;
+		}
 	if (!vr_pre_dir(envp, vr_pre.dir, sizeof(vr_pre.dir)) || !vr_pre_key(argc, argv, envp, key))
 		return;
 	for (int i = 0; i < 32; i++) {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -172,9 +173,12 @@ type invocation struct {
 	dir            string
 	config         []byte
 	argv, env      []string
+	// appendArgs: argv is the worker's path and argv[0]; its arguments are the command line's
+	// (after `-- WORKER`), filled in by prelaunch.c.
+	appendArgs bool
 }
 
-func (v *invocation) encode() []byte {
+func (v invocation) encode() []byte {
 	var b bytes.Buffer
 	u32 := func(x uint32) { binary.Write(&b, binary.LittleEndian, x) }
 	str := func(s []byte) { u32(uint32(len(s))); b.Write(s) }
@@ -198,6 +202,11 @@ func (v *invocation) encode() []byte {
 	for _, s := range v.argv {
 		str([]byte(s))
 	}
+	appendArgs := uint32(0)
+	if v.appendArgs {
+		appendArgs = 1
+	}
+	u32(appendArgs)
 	u32(uint32(len(v.env)))
 	for _, s := range v.env {
 		str([]byte(s))
@@ -368,4 +377,17 @@ func cCacheBase(env []string, euid int) string {
 		return ""
 	}
 	return C.GoString(&out[0])
+}
+
+// template is the form of inv a launch-cache entry holds: when the worker's arguments are this
+// command line's after `-- WORKER` (the part the C side's key leaves out), argv holds only the
+// worker's path and argv[0], and the arguments come from the command line. Otherwise inv itself.
+func (v invocation) template() invocation {
+	from := int(C.vr_pre.args_from)
+	if from < 0 || len(v.argv) < 2 || from > len(os.Args) || !slices.Equal(v.argv[2:], os.Args[from:]) {
+		return v
+	}
+	v.argv = v.argv[:2]
+	v.appendArgs = true
+	return v
 }

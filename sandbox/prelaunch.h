@@ -15,7 +15,9 @@
  *     u32 setgroups_deny, str uid_map, str gid_map,
  *     u32 nfds, nfds × i32 (the stage's fd i is the parent's fd N; VR_FD_DEVNULL; VR_FD_CLOSED),
  *     str dir, str config (struct vr_config and what follows it),
- *     u32 argc, argc × str (the worker's path, then its argv), u32 envc, envc × str.
+ *     u32 argc, argc × str (the worker's path, then its argv), u32 append_args, u32 envc, envc × str.
+ * append_args 1: argv holds the worker's path and argv[0] only, and its arguments are the command
+ * line's after `-- WORKER` (args_from), which the key leaves out.
  * str is a u32 length and that many bytes; integers are little-endian.
  */
 #ifndef VATRUN_PRELAUNCH_H
@@ -27,7 +29,7 @@
 #define VR_LC_MAGIC 0x434c5256u  /* "VRLC" */
 #define VR_LC_VERSION 1u
 #define VR_INV_MAGIC 0x494c5256u /* "VRLI" */
-#define VR_INV_VERSION 1u
+#define VR_INV_VERSION 2u
 #define VR_FD_DEVNULL (-1)
 #define VR_FD_CLOSED (-2)
 #define VR_LC_MAX (1u << 20) /* an entry's size bound */
@@ -54,7 +56,10 @@ struct vr_prelaunch {
 	uint32_t inv_len;
 	char key[65];       /* states 1-3: the entry's name (hex of the key) */
 	char dir[512];      /* states 1-3: the cache directory (…/vatrun/launch) */
-	char why[800];      /* state 3: why the entry was not used */
+	char why[800];
+	int args_from;      /* index in argv of the worker's first argument after `-- WORKER`, or -1 */
+	int argc;
+	char **argv;      /* state 3: why the entry was not used */
 };
 extern struct vr_prelaunch vr_pre;
 

@@ -34,13 +34,14 @@ func TestInvocationEncoding(t *testing.T) {
 		dir: "/", config: []byte{1, 2}, argv: []string{"/w", "w"}, env: []string{"A=1"}}
 	got := v.encode()
 	want := []byte{
-		0x56, 0x52, 0x4c, 0x49, 1, 0, 0, 0, // magic "VRLI", version 1
+		0x56, 0x52, 0x4c, 0x49, 2, 0, 0, 0, // magic "VRLI", version 2
 		0, 0, 2, 0, 0, 0, 0, 0, // flags
 		1, 0, 0, 0, // setgroups deny
 		6, 0, 0, 0, '0', ' ', '0', ' ', '1', '\n', 0, 0, 0, 0, // uid map, gid map
 		4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0, 2, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, // fds
 		1, 0, 0, 0, '/', 2, 0, 0, 0, 1, 2, // dir, config
 		2, 0, 0, 0, 2, 0, 0, 0, '/', 'w', 1, 0, 0, 0, 'w', // argv
+		0, 0, 0, 0, // append args
 		1, 0, 0, 0, 3, 0, 0, 0, 'A', '=', '1', // env
 	}
 	if string(got) != string(want) {

@@ -194,7 +194,8 @@ func Start(spec Spec) (*Process, error) {
 			inv.fds = append(inv.fds, int32(f.Fd()))
 		}
 	}
-	invBytes := inv.encode()
+	// The form a launch-cache entry holds (the worker's arguments left to the command line).
+	invBytes := inv.template().encode()
 
 	pl, key, dir := takePrelaunched()
 	if pl != nil {

@@ -39,14 +39,20 @@ var cacheLine = regexp.MustCompile(`msg="launch cache" state=(\S+) why=("(?:[^"\
 
 func runCached(t *testing.T, dir, worker string, nobody bool, env []string, cmds ...string) cacheRun {
 	t.Helper()
+	return runCachedArgs(t, dir, worker, nobody, env, nil, cmds...)
+}
+
+func runCachedArgs(t *testing.T, dir, worker string, nobody bool, env, workerArgs []string, cmds ...string) cacheRun {
+	t.Helper()
 	// The same report path every time: the path is part of the command line, hence of the key.
 	rep := filepath.Join(dir, "..", "report.json")
 	os.Remove(rep)
 	p := startVatrun(t, procOpts{
-		runArgs:  []string{"--log-level", "debug", "--profile", "xsnap", "--no-cgroup", "--report-file", rep},
-		env:      append([]string{"VATRUN_CACHE_DIR=" + dir}, env...),
-		worker:   worker,
-		asNobody: nobody,
+		runArgs:    []string{"--log-level", "debug", "--profile", "xsnap", "--no-cgroup", "--report-file", rep},
+		env:        append([]string{"VATRUN_CACHE_DIR=" + dir}, env...),
+		worker:     worker,
+		workerArgs: workerArgs,
+		asNobody:   nobody,
 	})
 	var r cacheRun
 	for _, c := range cmds {
@@ -187,6 +193,29 @@ func TestLaunchCacheSameLaunch(t *testing.T) {
 	}
 }
 
+// TestLaunchCacheWorkerArguments: a kernel restarts a worker with other arguments (the snapshot
+// to load), so one entry serves every argument list after `-- WORKER`: the cached launch runs the
+// worker with this command line's arguments, never the entry's.
+func TestLaunchCacheWorkerArguments(t *testing.T) {
+	worker := settledWorker(t)
+	dir := cacheDir(t, false)
+	if r := runCached(t, dir, worker, false, nil, "ping"); r.cache["saved"] != "true" || r.replies[0] != "pong" {
+		t.Fatalf("first run: %v %v", r.cache, r.replies)
+	}
+	for _, code := range []string{"3", "5"} {
+		r := runCachedArgs(t, dir, worker, false, nil, []string{"--exit-at-start", code})
+		if r.cache["state"] != "hit" || r.cache["used"] != "true" {
+			t.Fatalf("--exit-at-start %s: want the entry used, got %v\n%s", code, r.cache, r.stderr)
+		}
+		if fmt.Sprint(r.exit) != code || r.report == nil || r.report.ExitCode == nil || fmt.Sprint(*r.report.ExitCode) != code {
+			t.Fatalf("--exit-at-start %s: the worker did not get this command line's arguments: exit %d", code, r.exit)
+		}
+	}
+	if ents, _ := filepath.Glob(filepath.Join(dir, "launch", "[0-9a-f]*")); len(ents) != 1 {
+		t.Fatalf("want one entry for every argument list, found %d", len(ents))
+	}
+}
+
 // TestLaunchCacheRefusesStaleAndTampered: an entry whose worker changed, whose bytes were
 // altered, or that another user could have written is not used, and the launch still works.
 func TestLaunchCacheRefusesStaleAndTampered(t *testing.T) {
@@ -255,6 +284,7 @@ type lcInv struct {
 	fds            []uint32
 	dir, config    []byte
 	argv, env      [][]byte
+	appendArgs     uint32
 }
 
 func decodeEntry(t *testing.T, b []byte) lcEntry {
@@ -297,6 +327,7 @@ func decodeEntry(t *testing.T, b []byte) lcEntry {
 	for n := u32(ir); n > 0; n-- {
 		v.argv = append(v.argv, str(ir))
 	}
+	v.appendArgs = u32(ir)
 	for n := u32(ir); n > 0; n-- {
 		v.env = append(v.env, str(ir))
 	}
@@ -324,6 +355,7 @@ func (e lcEntry) encode() []byte {
 	for _, s := range v.argv {
 		str(&ib, s)
 	}
+	u32(&ib, v.appendArgs)
 	u32(&ib, uint32(len(v.env)))
 	for _, s := range v.env {
 		str(&ib, s)
@@ -379,6 +411,7 @@ func TestLaunchCacheForgedEntryNeverRuns(t *testing.T) {
 	binary.LittleEndian.PutUint32(cfg[off+12:], 0)
 	e.inv.config = cfg[:hdr]
 	e.inv.argv = [][]byte{[]byte(sh), []byte("sh"), []byte("-c"), []byte("echo pwned > " + mark)}
+	e.inv.appendArgs = 0
 	if err := os.WriteFile(entry, e.encode(), 0o600); err != nil {
 		t.Fatal(err)
 	}
