@@ -134,6 +134,9 @@ const (
 	// cmpVatrunOff is vatrun run without the C-first launch: the Go runtime starts first, and
 	// then the sandbox (VATRUN_PRELAUNCH=off).
 	cmpVatrunOff = "vatrun run, no launch cache"
+	// cmpThin is the long-lived-supervisor prototype: a static client per worker, one Go
+	// supervisor for all (bench/thin.go).
+	cmpThin = "prototype: thin client + one Go supervisor"
 )
 
 // firstLine runs name args and returns the first line of its output ("" on failure).
@@ -262,6 +265,23 @@ func compareHelper(o *options) int {
 			return err
 		}
 
+		thinSock := filepath.Join(tmp, "thin.sock")
+		thin, err := startThinServer(thinSock)
+		if err != nil {
+			return err
+		}
+		defer thin.Process.Kill()
+		r = &cmpRow{Name: cmpThin, Cmd: "vatrun-bench-thin SOCKET -- WORKER 5>report-pipe (the supervisor: `vatrun-bench -thin-server SOCKET`, launcher.Launch per request)",
+			NS: "pid, mount, ipc, uts, net", Seccomp: "xsnap, compiled once by the supervisor",
+			Root:  "minimal: the worker, its libraries, ld.so.cache; private /dev, fresh /proc, read-only",
+			Privs: "as vatrun run; CPU and page faults include the supervisor's share per launch (its own and its reaped init stages' and workers')"}
+		tm := &cmpMode{argv: func(w []string) []string { return append([]string{o.thinBin, thinSock, "--"}, w...) }, extra: reportPipe}
+		add(r, tm)
+		cpu0, flt0, err := supervisorCost(thin.Process.Pid)
+		if err != nil {
+			return err
+		}
+
 		ss := make([]sampler, len(modes))
 		names := make([]string, len(modes))
 		for i, m := range modes {
@@ -275,6 +295,17 @@ func compareHelper(o *options) int {
 			return err
 		}
 		vm.wall, vm.cpu, vm.flt, vm.rss = vm.wall[1:], vm.cpu[1:], vm.flt[1:], vm.rss[1:] // the priming run
+		// The supervisor's share: its CPU (and its reaped children's) and page faults over all
+		// its launches, spread evenly over them (ticks are too coarse per launch).
+		cpu1, flt1, err := supervisorCost(thin.Process.Pid)
+		if err != nil {
+			return err
+		}
+		n := int64(len(tm.cpu))
+		for i := range tm.cpu {
+			tm.cpu[i] += (cpu1 - cpu0) * 1_000_000 / clockTicks / n
+			tm.flt[i] += (flt1 - flt0) / n
+		}
 		for _, m := range modes {
 			row := res.row(m.name)
 			if len(got[m.name]) != o.cmpRuns || len(m.wall) != o.cmpRuns+o.warm {
@@ -301,7 +332,7 @@ func benchCompare(o *options) (*compareResult, error) {
 	}
 	cmd := exec.Command("unshare", "-m", "--propagation", "private", self, "-compare-helper",
 		"-compare-runs", strconv.Itoa(o.cmpRuns), "-warm", strconv.Itoa(o.warm),
-		"-true", o.trueBin, "-vatrun", o.vatrun, "-rusage", o.rusage, "-testworker", o.testWorker)
+		"-true", o.trueBin, "-vatrun", o.vatrun, "-rusage", o.rusage, "-testworker", o.testWorker, "-thin", o.thinBin)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -443,4 +474,31 @@ func launchCacheUnchanged(dir string, entry os.FileInfo) error {
 		return fmt.Errorf("launch cache: the entry was rewritten during the runs: some runs did not use the C-first launch")
 	}
 	return nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times (100 on Linux).
+const clockTicks = 100
+
+// startThinServer starts the prototype's supervisor and waits until it listens.
+func startThinServer(sock string) (*exec.Cmd, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-thin-server", sock)
+	cmd.Env = workerEnv
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line := make([]byte, 6)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "ready\n" {
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("thin server did not start: %q %v", line, err)
+	}
+	return cmd, nil
 }

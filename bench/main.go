@@ -37,6 +37,7 @@ type options struct {
 	out                                  string
 	only                                 map[string]bool
 	crunHelper, compareHelper            bool
+	thinServer, thinBin                  string
 	cmpRuns                              int
 	rusage                               string
 	command                              string
@@ -80,6 +81,8 @@ func parseOptions() (*options, error) {
 	only := flag.String("only", "", "comma-separated sections to run: spawn,ns,death,mem,seccomp,storm,xsnap,tput,compare (default all)")
 	flag.BoolVar(&o.crunHelper, "crun-helper", false, "internal: crun runs, in a private mount namespace")
 	flag.BoolVar(&o.compareHelper, "compare-helper", false, "internal: the cross-sandbox comparison, in a private mount namespace")
+	flag.StringVar(&o.thinServer, "thin-server", "", "internal: serve the long-lived-supervisor prototype's launches on this unix socket (bench/thin.go)")
+	flag.StringVar(&o.thinBin, "thin", "bin/vatrun-bench-thin", "the prototype's thin client (bench/csrc/thin.c)")
 	flag.StringVar(&o.rusage, "rusage", "bin/vatrun-bench-rusage", "tiny static parent timing one launch and reading its rusage (bench/csrc/rusage.c)")
 	flag.IntVar(&o.cmpRuns, "compare-runs", 300, "runs per launcher in the start-up comparison across sandboxes (section 8)")
 	flag.StringVar(&o.command, "command", "", "the command line to print as the way to reproduce")
@@ -101,8 +104,8 @@ func parseOptions() (*options, error) {
 	}
 	o.vatrun, o.testWorker, o.trueBin, o.sysloop = abs(o.vatrun), abs(o.testWorker), abs(o.trueBin), abs(o.sysloop)
 	vatrunPath = o.vatrun
-	o.noop, o.phases, o.repo, o.rusage = abs(o.noop), abs(o.phases), abs(o.repo), abs(o.rusage)
-	for _, p := range []string{o.vatrun, o.testWorker, o.trueBin, o.sysloop, o.noop, o.phases, o.rusage} {
+	o.noop, o.phases, o.repo, o.rusage, o.thinBin = abs(o.noop), abs(o.phases), abs(o.repo), abs(o.rusage), abs(o.thinBin)
+	for _, p := range []string{o.vatrun, o.testWorker, o.trueBin, o.sysloop, o.noop, o.phases, o.rusage, o.thinBin} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("%v (run make bench, or scripts/bench.sh, which builds it)", err)
 		}
@@ -123,6 +126,9 @@ func main() {
 	}
 	if o.crunHelper {
 		os.Exit(crunHelper(o))
+	}
+	if o.thinServer != "" {
+		os.Exit(thinServer(o.thinServer))
 	}
 	if o.compareHelper {
 		os.Exit(compareHelper(o))
