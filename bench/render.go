@@ -129,6 +129,12 @@ func (r *results) targets() [][4]string {
 		if pss > 1024 {
 			why = fmt.Sprintf("the Go supervisor's private memory: %s USS each (heap, stacks, runtime metadata of a %s binary)", mib(m.vatrunSum.USS/int64(m.n)), binarySize())
 		}
+		if m.thinN > 0 {
+			n := int64(m.thinN)
+			thin := m.thinClients.PSS/n + (m.thinSupAfter.PSS-m.thinSupBefore.PSS)/n
+			why += fmt.Sprintf("; the prototype (a static thin client per worker, one Go supervisor): %s PSS per live worker (client %s + the supervisor's growth %s), + %s per init stage",
+				mib(thin), mib(m.thinClients.PSS/n), mib((m.thinSupAfter.PSS-m.thinSupBefore.PSS)/n), mib(m.thinInits.PSS/n))
+		}
 		out = append(out, [4]string{"`vatrun run` per live worker ≤ 1 MiB PSS",
 			fmt.Sprintf("%s PSS (%s RSS) per supervisor at %d workers, + %s PSS per init stage; Go API: %s per worker",
 				mib(pss), mib(m.vatrunSum.RSS/int64(m.n)), m.n, mib(m.initSum.PSS/int64(m.n)), mib(m.goDelta/int64(m.goN))),
@@ -357,6 +363,12 @@ func (r *results) markdown() string {
 		p("| %d workers through the Go API in one process: supervisor RSS growth | %s (%s per worker, %.1f goroutines per worker) | | |\n",
 			mm.goN, mib(mm.goDelta), mib(mm.goDelta/int64(mm.goN)), float64(mm.goGoroutines)/float64(mm.goN))
 		row(fmt.Sprintf("%d workers through the Go API: sum of the init stages", mm.goN), mm.goInits, 1)
+		if mm.thinN > 0 {
+			n := int64(mm.thinN)
+			p("| prototype (thin client + one Go supervisor, `bench/thin.go`), %d workers: per thin client | %s | %s | %s |\n", mm.thinN, mib(mm.thinClients.RSS/n), mib(mm.thinClients.PSS/n), mib(mm.thinClients.USS/n))
+			p("| prototype: the supervisor's growth per worker | %s | %s | %s |\n", mib((mm.thinSupAfter.RSS-mm.thinSupBefore.RSS)/n), mib((mm.thinSupAfter.PSS-mm.thinSupBefore.PSS)/n), mib((mm.thinSupAfter.USS-mm.thinSupBefore.USS)/n))
+			p("| prototype: per init stage | %s | %s | %s |\n", mib(mm.thinInits.RSS/n), mib(mm.thinInits.PSS/n), mib(mm.thinInits.USS/n))
+		}
 		p("\n")
 	}
 

@@ -23,7 +23,11 @@ type idleRun struct {
 	reportDone chan []byte
 }
 
-func startIdleRun(o *options) (*idleRun, error) {
+func startIdleRun(o *options) (*idleRun, error) { return startIdle(o, "") }
+
+// startIdle starts `vatrun run`, or with thinSock the prototype's thin client of the supervisor
+// listening there (whose init stage is the supervisor's child, not the client's).
+func startIdle(o *options, thinSock string) (*idleRun, error) {
 	iw, err := newIdle()
 	if err != nil {
 		return nil, err
@@ -34,7 +38,10 @@ func startIdleRun(o *options) (*idleRun, error) {
 		return nil, err
 	}
 	argv := []string{o.vatrun, "run", "--profile", "xsnap", "--no-cgroup", "--report-fd", "5", "--", o.testWorker, "--ready"}
-	p, err := os.StartProcess(o.vatrun, argv, &os.ProcAttr{Env: workerEnv,
+	if thinSock != "" {
+		argv = []string{o.thinBin, thinSock, "--", o.testWorker, "--ready"}
+	}
+	p, err := os.StartProcess(argv[0], argv, &os.ProcAttr{Env: workerEnv,
 		Files: []*os.File{devNull, devNull, devNull, iw.pp.cmdR, iw.pp.replyW, repW}})
 	repW.Close()
 	if err != nil {
@@ -48,6 +55,9 @@ func startIdleRun(o *options) (*idleRun, error) {
 	if err := iw.pp.awaitReply(readyMsg); err != nil {
 		r.stop()
 		return nil, err
+	}
+	if thinSock != "" {
+		return r, nil
 	}
 	inits := childrenOf(p.Pid)
 	if len(inits) != 1 {
@@ -86,6 +96,11 @@ type memResult struct {
 	goInits                     procMem
 	goGoroutines                int
 	idle                        *idleResult
+	// The long-lived-supervisor prototype (bench/thin.go): thinN live workers, each with its
+	// thin client; the supervisor's PSS growth over them, and its init stages.
+	thinN                       int
+	thinClients, thinInits      procMem
+	thinSupBefore, thinSupAfter procMem
 }
 
 func benchMem(o *options, prof *seccompprofiles.Profile) (*memResult, error) {
@@ -144,6 +159,11 @@ func benchMem(o *options, prof *seccompprofiles.Profile) (*memResult, error) {
 		return nil, err
 	}
 
+	// N workers through the prototype: one supervisor, a thin client each.
+	if err := benchThinMem(o, &res); err != nil {
+		return nil, fmt.Errorf("prototype: %w", err)
+	}
+
 	// N workers through the Go API, in this process.
 	res.goN = o.concurrent
 	runtime.GC()
@@ -199,4 +219,53 @@ func benchMem(o *options, prof *seccompprofiles.Profile) (*memResult, error) {
 	}
 	ws = nil
 	return &res, nil
+}
+
+// benchThinMem measures o.concurrent live workers launched through the prototype's supervisor.
+func benchThinMem(o *options, res *memResult) error {
+	dir, err := os.MkdirTemp("", "vatrun-bench-thin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	sock := dir + "/thin.sock"
+	sup, err := startThinServer(sock)
+	if err != nil {
+		return err
+	}
+	defer func() { sup.Process.Kill(); sup.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	res.thinSupBefore, _ = readMem(sup.Process.Pid)
+	var runs []*idleRun
+	defer func() {
+		for _, r := range runs {
+			r.stop()
+		}
+	}()
+	res.thinN = o.concurrent
+	for range res.thinN {
+		r, err := startIdle(o, sock)
+		if err != nil {
+			return fmt.Errorf("%d live workers: %w", len(runs), err)
+		}
+		runs = append(runs, r)
+	}
+	time.Sleep(500 * time.Millisecond)
+	res.thinSupAfter, _ = readMem(sup.Process.Pid)
+	for _, r := range runs {
+		m, _ := readMem(r.proc.Pid)
+		res.thinClients.add(m)
+	}
+	for _, pid := range childrenOf(sup.Process.Pid) {
+		m, _ := readMem(pid)
+		res.thinInits.add(m)
+	}
+	for _, r := range runs {
+		if err := r.stop(); err != nil {
+			runs = nil
+			return err
+		}
+	}
+	runs = nil
+	return nil
 }

@@ -122,4 +122,3 @@ func supervisorCost(pid int) (ticks, faults int64, err error) {
 	// minflt cminflt (fields 10, 12), utime stime cutime cstime (fields 14-17)
 	return field(11) + field(12) + field(13) + field(14), field(7) + field(8), nil
 }
-
