@@ -41,6 +41,9 @@ gcc -O2 -Wall -Wextra -static -o bin/vatrun-bench-true bench/csrc/true.c
 gcc -O2 -Wall -Wextra -static -o bin/vatrun-bench-sysloop bench/csrc/sysloop.c
 gcc -O2 -Wall -Wextra -static -o bin/vatrun-bench-rusage bench/csrc/rusage.c
 gcc -O2 -Wall -Wextra -static -o bin/vatrun-bench-thin bench/csrc/thin.c
+# vatrun run writes a launch-cache entry only for files that changed over 2 s ago
+# (docs/launch-cache.md): let the freshly built workers settle, so the runs use the C-first launch.
+sleep 2
 # Linked like bin/vatrun (static, cgo): the Go runtime's start, and the cold steps of a launch.
 for t in noop phases; do
 	CGO_ENABLED=1 go build -trimpath -tags osusergo,netgo -ldflags '-linkmode external -extldflags "-static"' \
