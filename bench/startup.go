@@ -96,10 +96,13 @@ func (r *results) startupTable(p func(string, ...any)) {
 		if err == nil {
 			p("\nThe same, function by function, in the real binary: `bench/tools/phases.sh 60` records 60 runs of\n")
 			p("`vatrun run --profile xsnap --no-cgroup -- bin/vatrun-bench-true` with perf (uprobes on vatrun's functions,\n")
-			p("including the C constructor of the init stage, plus the sched exec/fork/exit events) just before this run;\n")
-			p("medians per phase. The uprobes add a few µs each; page faults per phase come from a second recording with\n")
-			p("every fault traced, whose times are not used. Phases overlap where threads run in parallel (the supervisor's\n")
-			p("reaper can build the report before the init stage's exit is traced: negative quartiles).\n\n")
+			p("including the C constructor of the init stage, plus the sched exec/fork/exit events) just before this run,\n")
+			p("once for each path: the ordinary launch (`VATRUN_PRELAUNCH=off`) and the C-first launch from the launch\n")
+			p("cache ([docs/launch-cache.md](docs/launch-cache.md)); medians per phase. The uprobes add a few µs each; page\n")
+			p("faults per phase come from a second recording with every fault traced, whose times are not used. Phases\n")
+			p("overlap where processes run in parallel (in the C-first launch, the init stage's clone and setup run while\n")
+			p("the Go runtime starts, on the machine's other core: both slow down when perf and they share 2 cores), and a\n")
+			p("vfork's fork event is traced after the child's exec (negative worker_fork → worker_exec).\n\n")
 			p("%s\n\n", strings.TrimSpace(string(b)))
 		}
 	} else {

@@ -608,6 +608,11 @@ void vr_prelaunch(int argc, char **argv, char **envp)
 			vr_pre.args_from = i + 2; /* after `-- WORKER` */
 			break;
 		}
+	const char *mode = vr_getenv(envp, "VATRUN_PRELAUNCH");
+	if (mode != NULL && strcmp(mode, "off") == 0) {
+		vr_pre.state = 4; /* not even the key: the ordinary path pays nothing here */
+		return;
+	}
 	if (!vr_pre_dir(envp, vr_pre.dir, sizeof(vr_pre.dir)) || !vr_pre_key(argc, argv, envp, key))
 		return;
 	for (int i = 0; i < 32; i++) {
@@ -615,11 +620,6 @@ void vr_prelaunch(int argc, char **argv, char **envp)
 		vr_pre.key[2 * i + 1] = hex[key[i] & 15];
 	}
 	vr_pre.state = 1;
-	const char *mode = vr_getenv(envp, "VATRUN_PRELAUNCH");
-	if (mode != NULL && strcmp(mode, "off") == 0) {
-		vr_pre.state = 4;
-		return;
-	}
 	int saved = errno;
 	uint32_t inv_len = 0;
 	uint8_t *inv = vr_pre_load(key, &inv_len);

@@ -33,18 +33,36 @@ p14_sbstart github.com/vatrun/vatrun/sandbox.Start
 p16_build github.com/vatrun/vatrun/report.Build
 p17_write main.(*reportSink).write
 p18_exit os.Exit
+p02_prelaunch vr_prelaunch
+p03_stagemain vr_stage_main
+p15_adopt github.com/vatrun/vatrun/sandbox.adopt
 PROBES
-cat >"$tmp/loop.sh" <<LOOP
+# Two paths, each in its own pair of recordings: the ordinary launch (VATRUN_PRELAUNCH=off: the Go
+# runtime first, then the sandbox) and the C-first launch (a launch-cache entry made by one priming
+# run: the sandbox starts in the C constructor, docs/launch-cache.md).
+for mode in ordinary cfirst; do
+	env=(VATRUN_CACHE_DIR="$tmp/cache")
+	[ "$mode" = ordinary ] && env+=(VATRUN_PRELAUNCH=off)
+	cat >"$tmp/loop.sh" <<LOOP
 #!/bin/sh
 for i in \$(seq $n); do "$bin" run --profile xsnap --no-cgroup -- "$worker" || exit 1; done
 LOOP
-chmod +x "$tmp/loop.sh"
-# Two recordings: times (no fault tracing), then page faults (every fault traced, times unused).
-for kind in times faults; do
-	pf=()
-	[ "$kind" = faults ] && pf=(-e page-faults -c 1)
-	perf record -q -o "$tmp/$kind.data" -e 'probe_vatrun:*' -e sched:sched_process_exec -e sched:sched_process_fork \
-		-e sched:sched_process_exit "${pf[@]}" -e raw_syscalls:sys_enter --filter 'id == 231' -- "$tmp/loop.sh" >/dev/null
-	perf script -i "$tmp/$kind.data" -F pid,tid,time,event,trace 2>/dev/null >"$tmp/$kind.txt"
+	chmod +x "$tmp/loop.sh"
+	env "${env[@]}" "$bin" run --profile xsnap --no-cgroup -- "$worker" # the priming run
+	# Two recordings: times (no fault tracing), then page faults (every fault traced, times unused).
+	for kind in times faults; do
+		pf=()
+		[ "$kind" = faults ] && pf=(-e page-faults -c 1)
+		env "${env[@]}" perf record -q -o "$tmp/$kind.data" -e 'probe_vatrun:*' -e sched:sched_process_exec -e sched:sched_process_fork \
+			-e sched:sched_process_exit "${pf[@]}" -e raw_syscalls:sys_enter --filter 'id == 231' -- "$tmp/loop.sh" >/dev/null
+		perf script -i "$tmp/$kind.data" -F pid,tid,time,event,trace 2>/dev/null >"$tmp/$kind.txt"
+	done
+	if [ "$mode" = ordinary ]; then
+		echo "Ordinary launch (\`VATRUN_PRELAUNCH=off\`: the Go runtime first, then the sandbox):"
+	else
+		echo "C-first launch (a launch-cache entry: the sandbox is started by the C constructor and waits at its gate):"
+	fi
+	echo
+	python3 bench/tools/phases.py "$mode" "$tmp/times.txt" "$tmp/faults.txt"
+	echo
 done
-python3 bench/tools/phases.py "$tmp/times.txt" "$tmp/faults.txt"
