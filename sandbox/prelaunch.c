@@ -515,7 +515,7 @@ static int vr_write_file(pid_t pid, const char *name, const char *data)
  * only pays for a plain fork and goes on to start the Go runtime meanwhile. The stage is cloned
  * with CLONE_PARENT: it is vatrun's child (Go waits for it), and its parent-death signal follows
  * vatrun's main thread. This process then writes the stage's id maps (user namespace), tells
- * vatrun the stage's pid (or -errno) on pidfd, and exits; vatrun reaps it. */
+ * vatrun the stage's pid and whether it failed (errno) on pidfd, and exits; vatrun reaps both. */
 static void vr_pre_mid(const struct vr_inv *inv, int cfgfd, int statusfd, int devnull, int sync[2], int gatefd, int pidfd,
 		       pid_t parent)
 {
@@ -525,14 +525,15 @@ static void vr_pre_mid(const struct vr_inv *inv, int cfgfd, int statusfd, int de
 	long pid = syscall(SYS_clone, (unsigned long)(inv->flags | CLONE_PARENT), 0, 0, 0, 0);
 	if (pid == 0)
 		vr_pre_child(inv, cfgfd, statusfd, devnull, sync[0], gatefd, parent);
-	int32_t msg = pid < 0 ? -errno : (int32_t)pid;
+	/* { the stage's pid (0 if the clone failed), 0 or the errno of what failed } */
+	int32_t msg[2] = {pid > 0 ? (int32_t)pid : 0, pid < 0 ? errno : 0};
 	if (pid > 0 && (inv->flags & CLONE_NEWUSER)) {
 		int ok = vr_write_file((pid_t)pid, "uid_map", inv->uid_map) == 0 &&
 			 (!inv->setgroups_deny || vr_write_file((pid_t)pid, "setgroups", "deny") == 0) &&
 			 vr_write_file((pid_t)pid, "gid_map", inv->gid_map) == 0 && write(sync[1], "x", 1) == 1;
 		if (!ok) {
-			kill((pid_t)pid, SIGKILL); /* vatrun reaps it */
-			msg = -EPERM;
+			msg[1] = errno ? errno : EPERM;
+			kill((pid_t)pid, SIGKILL); /* vatrun reaps it (its pid is in msg) */
 		}
 	}
 	if (write(pidfd, &msg, sizeof(msg)) != sizeof(msg))

@@ -127,9 +127,9 @@ func takePrelaunched() (*prelaunched, string, string) {
 			inv:    C.GoBytes(unsafe.Pointer(C.vr_pre.inv), C.int(C.vr_pre.inv_len)),
 			key:    key, dir: dir,
 		}
-		// The intermediate process says the stage's pid (or why the clone failed), then exits.
+		// The intermediate process says the stage's pid and whether its setup failed, then exits.
 		pidf := os.NewFile(uintptr(C.vr_pre.pid_fd), "prelaunch-pid")
-		var msg [4]byte
+		var msg [8]byte
 		_, err := io.ReadFull(pidf, msg[:])
 		pidf.Close()
 		var ws syscall.WaitStatus
@@ -138,11 +138,17 @@ func takePrelaunched() (*prelaunched, string, string) {
 				break
 			}
 		}
-		pid := int32(binary.LittleEndian.Uint32(msg[:]))
-		if err != nil || pid <= 0 {
-			p.gate.Close()
-			p.status.Close()
-			pre.state.State, pre.state.Why = "refused", fmt.Sprintf("the C-first clone of the init stage failed (%v, errno %d): the ordinary launch says why", err, -pid)
+		pid := int32(binary.LittleEndian.Uint32(msg[:4]))
+		errno := syscall.Errno(binary.LittleEndian.Uint32(msg[4:]))
+		if err != nil || pid <= 0 || errno != 0 {
+			if pid > 0 { // killed by the intermediate process: reap it
+				p.pid = int(pid)
+				p.discard()
+			} else {
+				p.gate.Close()
+				p.status.Close()
+			}
+			pre.state.State, pre.state.Why = "refused", fmt.Sprintf("the C-first start of the init stage failed (%v, %v): the ordinary launch says why", err, errno)
 			return nil, key, dir
 		}
 		p.pid = int(pid)

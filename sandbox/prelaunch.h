@@ -49,7 +49,7 @@ struct vr_prelaunch {
 	int state;          /* 0: not `vatrun run`, or no cache directory; 1: no entry (miss); 2: started; 3: refused
 			     * or failed; 4: VATRUN_PRELAUNCH=off */
 	int mid;            /* state 2: the process that clones the stage (a child of this process, to reap) */
-	int pid_fd;         /* state 2: it writes the stage's pid there (int32; -errno if the clone failed) */
+	int pid_fd;         /* state 2: it writes { stage pid or 0, errno or 0 } there (int32 each) */
 	int status_fd;      /* state 2: the read end of its status pipe (close-on-exec) */
 	int gate_fd;        /* state 2: the gate's write end: 'g' lets the stage fork the worker */
 	const uint8_t *inv; /* state 2: the invocation it started */
