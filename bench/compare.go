@@ -247,7 +247,7 @@ func compareHelper(o *options) int {
 
 		runArgs := []string{"run", "--profile", "xsnap", "--no-cgroup", "--report-fd", "5", "--"}
 		r = &cmpRow{Name: cmpVatrun, Cmd: "vatrun " + strings.Join(runArgs, " ") + " WORKER 5>report-pipe",
-			NS: "pid, mount, ipc, uts, net", Seccomp: "xsnap, compiled by vatrun (libseccomp) at every start",
+			NS: "pid, mount, ipc, uts, net", Seccomp: "xsnap, compiled with libseccomp when vatrun was built (a built-in profile's program is generated)",
 			Root:  "minimal: the worker, its libraries, ld.so.cache; private /dev, fresh /proc, read-only",
 			Privs: "no capabilities, no_new_privs, xsnap rlimits, new session; no cgroup (`--no-cgroup`); writes its JSON report"}
 		r.Version = firstLine(o.vatrun, "version")
@@ -427,8 +427,14 @@ func (r *results) compareSection(p func(string, ...any)) {
 	}
 	p("\nbwrap and vatrun give the same isolation (the same five namespaces, bwrap also a cgroup namespace; the same\n")
 	p("minimal root; the xsnap filter, bwrap's with wait4 added for its own pid 1); crun gets the same namespaces, filter\n")
-	p("and rlimits but the host's whole root read-only; `unshare` gives namespaces only. vatrun and crun compile the\n")
-	p("filter at every start; bwrap loads a program compiled ahead of time.\n\n")
+	p("and rlimits but the host's whole root read-only; `unshare` gives namespaces only. crun compiles the filter at\n")
+	p("every start; bwrap loads a program compiled ahead of time, and so does vatrun for a built-in profile.\n\n")
+	p("The two `vatrun run` rows are the same command: the first uses the launch cache (one priming run made its\n")
+	p("entry, and the bench checks that every sampled run used it: the C-first launch, [docs/launch-cache.md](docs/launch-cache.md)),\n")
+	p("the second has `VATRUN_PRELAUNCH=off` (the Go runtime first, then the sandbox). The prototype row measures a design,\n")
+	p("not a product: a static client per worker (`bench/csrc/thin.c`) that hands its argv and fds over a unix socket\n")
+	p("to one long-lived Go supervisor (`bench/thin.go`, launcher.Launch per request) and mirrors the worker's wait status;\n")
+	p("its CPU and page faults include the supervisor's, spread evenly over its launches.\n\n")
 	p("Rerun this section alone (as root, ~%s): `scripts/bench.sh -only compare -out -` prints it (installing\n", "1 min")
 	p("bubblewrap and crun first if they are missing); `bin/vatrun-bench -only compare -compare-runs N -out -` once built.\n\n")
 }

@@ -162,6 +162,11 @@ func (r *results) targets() [][4]string {
 				st.med("bwrap", func(x stormRound) int64 { return x.faults }),
 				ms(time.Duration(st.med("vatrun run", func(x stormRound) int64 { return int64(x.cpu) }))),
 				ms(time.Duration(st.med("bwrap", func(x stormRound) int64 { return int64(x.cpu) }))))
+			if len(st.rounds[cmpThin]) > 0 {
+				why += fmt.Sprintf("; the prototype (thin clients, one Go supervisor): time %.2f×, peak memory %.2f×, CPU %s",
+					float64(st.med(cmpThin, wall))/float64(st.med("bwrap", wall)), float64(st.med(cmpThin, rss))/float64(st.med("bwrap", rss)),
+					ms(time.Duration(st.med(cmpThin, func(x stormRound) int64 { return int64(x.cpu) }))))
+			}
 		}
 		out = append(out, [4]string{fmt.Sprintf("launch storm: %d concurrent `vatrun run` ≤ 1.2× %d concurrent bwrap's time (peak memory reported)", st.n, st.n),
 			fmt.Sprintf("time %.2f×, peak memory %.2f×", wr, mr), verdict(wr <= 1.2), why})
@@ -473,16 +478,20 @@ func (r *results) markdown() string {
 	if s := r.spawn; s != nil {
 		if st, pl := s.row(rowStart), s.row(rowPlain); st != nil && pl != nil && len(st.true) > 0 && len(pl.true) > 0 {
 			p("- `vatrun run` adds a whole Go process: the \"process start\" row (Go runtime, package inits, profile parsing and\n")
-			p("  digest, no launch) alone is %s a plain exec, and each run also compiles the profile with libseccomp (the Go API\n", ratio(st.true.median(), pl.true.median()))
-			p("  compiles once per profile digest). A Go supervisor process cannot meet 3× a plain exec here; a kernel that wants\n")
-			p("  the fast path uses the Go API (one supervisor for all its workers).\n")
+			p("  digest, no launch) alone is %s a plain exec. Since the C-first launch ([docs/launch-cache.md](docs/launch-cache.md)),\n", ratio(st.true.median(), pl.true.median()))
+			p("  the sandbox is started by the C constructor from the launch cache and set up while the Go runtime starts, and a\n")
+			p("  built-in profile's digest and seccomp program are generated at build time; what remains on the path is the Go\n")
+			p("  runtime's start and the launch Go computes to confirm the cached one. A Go supervisor process per worker cannot\n")
+			p("  meet 3× a plain exec, nor 2× bwrap's CPU (section 8); the prototype of section 8 (a static thin client per\n")
+			p("  worker, one long-lived Go supervisor) shows what would, and a kernel that wants the fast path today uses the Go\n")
+			p("  API (one supervisor for all its workers).\n")
 		}
 	}
 	p("- On this kind of VM a page fault costs about 10 µs, so start-up cost follows the pages a process touches: see\n")
 	p("  the page-fault columns of section 1. `vatrun run` touches several times the pages bwrap does, most of them\n")
 	p("  before any sandbox work: the Go runtime's start (heap arenas, threads) and the package inits of a %s binary\n", binarySize())
 	p("  (the built-in profiles come from generated literals, so no JSON is parsed; containerd/cgroups, which brought\n")
-	p("  protobuf, cilium/ebpf, dbus and logrus, is gone), then the profile's digest and seccomp compile.\n")
+	p("  protobuf, cilium/ebpf, dbus and logrus, is gone; a built-in's digest and program are generated too).\n")
 	p("- Death notice: the worker's exit, the init stage's wait4 wakeup, its report on the status pipe and its own exit\n")
 	p("  (it is pid 1 of the pid namespace and owns the mount, ipc, uts and net namespaces, torn down before it can be\n")
 	p("  reaped), then the supervisor's wakeup, reaping, report build and write. `vatrun run` pays the report path cold\n")

@@ -33,8 +33,10 @@ func (r *results) moreSections(p func(string, ...any)) {
 				mib(st.med(n, func(x stormRound) int64 { return x.peakMem })), st.med(n, func(x stormRound) int64 { return x.faults }),
 				ms(time.Duration(st.med(n, func(x stormRound) int64 { return int64(x.cpu) }))))
 		}
-		p("\nCommands: as in section 1 (`vatrun run --profile xsnap --no-cgroup --report-fd 5 -- WORKER`; bwrap with the same\n")
-		p("isolation and the xsnap+wait4 program).\n\n")
+		p("\nCommands: as in section 1 (`vatrun run --profile xsnap --no-cgroup --report-fd 5 -- WORKER`, from the launch\n")
+		p("cache: the C-first launch; bwrap with the same isolation and the xsnap+wait4 program). The prototype: `vatrun-bench-thin\n")
+		p("SOCKET -- WORKER` against one `vatrun-bench -thin-server` (bench/thin.go), whose own memory counts in the peak and\n")
+		p("whose CPU and page faults during the storm (its own, its init stages' and workers') are added.\n\n")
 	}
 	if x := r.xsnap; x != nil {
 		p("## 7. The real xsnap worker and a SwingSet kernel\n\n")

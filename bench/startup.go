@@ -74,7 +74,7 @@ func (r *results) startupTable(p func(string, ...any)) {
 	line("+ Go runtime start and exit (static cgo no-op − plain)", med(noop)-med(plain), fl(noop)-fl(plain))
 	line("+ vatrun's package inits, "+binarySize()+" binary (`vatrun help` − no-op)", med(help)-med(noop), fl(help)-fl(noop))
 	line("+ profile load and digest (`vatrun profile digest xsnap` − `vatrun help`)", med(start)-med(help), fl(start)-fl(help))
-	line("+ the launch: seccomp compile, worker root, init stage (clone, exec of the "+binarySize()+" binary, mounts, filter), worker, teardown, report (`vatrun run` − digest)", total-med(start), fl(run)-fl(start))
+	line("+ the launch (C-first from the launch cache: the stage's clone and setup overlap the Go runtime's start; Go computes and compares the launch, opens the gate), worker, teardown, report (`vatrun run` − digest)", total-med(start), fl(run)-fl(start))
 	line("= `vatrun run`", total, fl(run))
 	if goAPI != nil && len(goAPI.true) > 0 {
 		p("| for comparison: the Go API's launch in a running process (filter compiled once) | %s | %s | |\n", ms(med(goAPI)), pct(med(goAPI), total))
