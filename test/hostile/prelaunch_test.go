@@ -216,19 +216,27 @@ func TestLaunchCacheWorkerArguments(t *testing.T) {
 	}
 }
 
-// TestLaunchCacheRefusesStaleAndTampered: an entry whose worker changed, whose bytes were
-// altered, or that another user could have written is not used, and the launch still works.
-func TestLaunchCacheRefusesStaleAndTampered(t *testing.T) {
-	worker := settledWorker(t)
-	dir := cacheDir(t, false)
+// primedEntry runs the settled test worker once through vatrun run, which writes its launch-cache
+// entry: the worker, the cache directory, the entry's path and its bytes.
+func primedEntry(t *testing.T) (worker, dir, entry string, orig []byte) {
+	t.Helper()
+	worker = settledWorker(t)
+	dir = cacheDir(t, false)
 	if r := runCached(t, dir, worker, false, nil, "ping"); r.cache["saved"] != "true" {
 		t.Fatalf("no entry saved: %v", r.cache)
 	}
-	entry := entryPath(t, dir)
+	entry = entryPath(t, dir)
 	orig, err := os.ReadFile(entry)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return worker, dir, entry, orig
+}
+
+// TestLaunchCacheRefusesStaleAndTampered: an entry whose worker changed, whose bytes were
+// altered, or that another user could have written is not used, and the launch still works.
+func TestLaunchCacheRefusesStaleAndTampered(t *testing.T) {
+	worker, dir, entry, orig := primedEntry(t)
 	check := func(name, wantWhy string) {
 		t.Helper()
 		r := runCached(t, dir, worker, false, nil, "ping")
@@ -380,16 +388,7 @@ func TestLaunchCacheForgedEntryNeverRuns(t *testing.T) {
 	if err != nil {
 		t.Skipf("no /bin/sh: %v", err)
 	}
-	worker := settledWorker(t)
-	dir := cacheDir(t, false)
-	if r := runCached(t, dir, worker, false, nil, "ping"); r.cache["saved"] != "true" {
-		t.Fatalf("no entry saved: %v", r.cache)
-	}
-	entry := entryPath(t, dir)
-	orig, err := os.ReadFile(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
+	worker, dir, entry, orig := primedEntry(t)
 	e := decodeEntry(t, orig)
 	markDir := openTempDir(t, 0o777)
 	mark := filepath.Join(markDir, "forged-worker-ran")
