@@ -33,6 +33,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -46,6 +47,12 @@
 #endif
 
 struct vr_prelaunch vr_pre;
+
+/* The pipes between vatrun, the intermediate process and the stage. */
+struct vr_pre_fds {
+	int cfg[2], st[2], sync[2], gate[2], pid[2];
+	int devnull;
+};
 int vr_stage_gate = -1;
 
 static void vr_pre_refuse(const char *fmt, const char *arg)
@@ -510,91 +517,107 @@ static int vr_write_file(pid_t pid, const char *name, const char *data)
 	return w == (ssize_t)strlen(data) ? 0 : -1;
 }
 
-/* The intermediate process: it makes the clone into the namespaces, which costs the caller
- * milliseconds (a network namespace alone is hundreds of microseconds), so that vatrun's main thread
- * only pays for a plain fork and goes on to start the Go runtime meanwhile. The stage is cloned
- * with CLONE_PARENT: it is vatrun's child (Go waits for it), and its parent-death signal follows
- * vatrun's main thread. This process then writes the stage's id maps (user namespace), tells
- * vatrun the stage's pid and whether it failed (errno) on pidfd, and exits; vatrun reaps both. */
-static void vr_pre_mid(const struct vr_inv *inv, int cfgfd, int statusfd, int devnull, int sync[2], int gatefd, int pidfd,
-		       pid_t parent)
+static void vr_pre_send(int fd, const uint8_t *inv, uint32_t inv_len)
 {
+	struct vr_pre_msg m;
+	memset(&m, 0, sizeof(m));
+	m.state = vr_pre.state;
+	m.pid = vr_pre.pid;
+	m.err = vr_pre.err;
+	m.why_len = vr_pre.state == 3 ? (uint32_t)strlen(vr_pre.why) : 0;
+	m.inv_len = vr_pre.state == 2 ? inv_len : 0;
+	memcpy(m.key, vr_pre.key, sizeof(m.key));
+	struct iovec iov[3] = {{&m, sizeof(m)}, {vr_pre.why, m.why_len}, {(void *)inv, m.inv_len}};
+	size_t want = sizeof(m) + m.why_len + m.inv_len, done = 0;
+	while (done < want) {
+		ssize_t w = writev(fd, iov, 3);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			_exit(121);
+		done += (size_t)w;
+		for (int i = 0; i < 3; i++) { /* advance past what was written */
+			size_t take = (size_t)w < iov[i].iov_len ? (size_t)w : iov[i].iov_len;
+			iov[i].iov_base = (char *)iov[i].iov_base + take;
+			iov[i].iov_len -= take;
+			w -= (ssize_t)take;
+		}
+	}
+}
+
+/* The stage's clone, in the intermediate process: it costs milliseconds (a network namespace alone
+ * is hundreds of microseconds). The stage is cloned with CLONE_PARENT: it is vatrun's child (Go
+ * waits for it), and its parent-death signal follows vatrun's main thread. Then its id maps (user
+ * namespace). Sets vr_pre.state 2 (and pid) or 3. */
+static void vr_pre_start(const struct vr_inv *inv, const struct vr_pre_fds *f, pid_t parent)
+{
+	if (write(f->cfg[1], inv->config, inv->config_len) != (ssize_t)inv->config_len) {
+		vr_pre_refuse("launch cache: %s", "the config does not fit a pipe");
+		return;
+	}
+	close(f->cfg[1]);
+	long pid = syscall(SYS_clone, (unsigned long)(inv->flags | CLONE_PARENT), 0, 0, 0, 0);
+	if (pid == 0)
+		vr_pre_child(inv, f->cfg[0], f->st[1], f->devnull, (inv->flags & CLONE_NEWUSER) ? f->sync[0] : -1, f->gate[0], parent);
+	if (pid < 0) {
+		vr_pre.err = errno;
+		vr_pre_refuse("launch cache: clone of the init stage: %s (the ordinary launch says why)", strerror(errno));
+		return;
+	}
+	vr_pre.pid = (int32_t)pid;
+	if (inv->flags & CLONE_NEWUSER) {
+		int ok = vr_write_file((pid_t)pid, "uid_map", inv->uid_map) == 0 &&
+			 (!inv->setgroups_deny || vr_write_file((pid_t)pid, "setgroups", "deny") == 0) &&
+			 vr_write_file((pid_t)pid, "gid_map", inv->gid_map) == 0 && write(f->sync[1], "x", 1) == 1;
+		if (!ok) {
+			vr_pre.err = errno ? errno : EPERM;
+			kill((pid_t)pid, SIGKILL); /* vatrun reaps it (its pid is in the message) */
+			vr_pre_refuse("launch cache: %s", "writing the user namespace's id maps failed");
+			return;
+		}
+	}
+	vr_pre.state = 2;
+}
+
+/* The intermediate process, forked by the constructor so that vatrun's main thread goes on to
+ * start the Go runtime at once: it computes the key, reads and checks the entry, starts the stage
+ * on a hit, tells vatrun what it did, and exits (vatrun reaps it). */
+static void vr_pre_mid(int argc, char **argv, char **envp, const struct vr_pre_fds *f, pid_t parent)
+{
+	uint8_t key[32];
+	static const char hex[] = "0123456789abcdef";
+
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(120);
-	long pid = syscall(SYS_clone, (unsigned long)(inv->flags | CLONE_PARENT), 0, 0, 0, 0);
-	if (pid == 0)
-		vr_pre_child(inv, cfgfd, statusfd, devnull, sync[0], gatefd, parent);
-	/* { the stage's pid (0 if the clone failed), 0 or the errno of what failed } */
-	int32_t msg[2] = {pid > 0 ? (int32_t)pid : 0, pid < 0 ? errno : 0};
-	if (pid > 0 && (inv->flags & CLONE_NEWUSER)) {
-		int ok = vr_write_file((pid_t)pid, "uid_map", inv->uid_map) == 0 &&
-			 (!inv->setgroups_deny || vr_write_file((pid_t)pid, "setgroups", "deny") == 0) &&
-			 vr_write_file((pid_t)pid, "gid_map", inv->gid_map) == 0 && write(sync[1], "x", 1) == 1;
-		if (!ok) {
-			msg[1] = errno ? errno : EPERM;
-			kill((pid_t)pid, SIGKILL); /* vatrun reaps it (its pid is in msg) */
-		}
+	close(f->st[0]), close(f->gate[1]), close(f->pid[0]);
+	vr_pre.state = 3;
+	if (!vr_pre_key(argc, argv, envp, key)) {
+		snprintf(vr_pre.why, sizeof(vr_pre.why), "launch cache: the key cannot be computed (no /proc?)");
+		vr_pre_send(f->pid[1], NULL, 0);
+		_exit(0);
 	}
-	if (write(pidfd, &msg, sizeof(msg)) != sizeof(msg))
-		_exit(121);
-	_exit(0);
-}
-
-static void vr_pre_spawn(const uint8_t *invb, uint32_t inv_len)
-{
+	for (int i = 0; i < 32; i++) {
+		vr_pre.key[2 * i] = hex[key[i] >> 4];
+		vr_pre.key[2 * i + 1] = hex[key[i] & 15];
+	}
+	vr_pre.state = 1;
+	uint32_t inv_len = 0;
+	uint8_t *invb = vr_pre_load(key, &inv_len);
 	struct vr_inv inv;
-	int cfgp[2] = {-1, -1}, stp[2] = {-1, -1}, syncp[2] = {-1, -1}, gate[2] = {-1, -1}, pidp[2] = {-1, -1}, devnull = -1;
-	int *all[] = {&cfgp[0], &cfgp[1], &stp[0], &stp[1], &syncp[0], &syncp[1], &gate[0], &gate[1], &pidp[0], &pidp[1], &devnull};
-	const char *step = NULL;
-
 	memset(&inv, 0, sizeof(inv));
-	if (!vr_parse_inv(invb, inv_len, &inv)) {
+	if (invb != NULL && !vr_parse_inv(invb, inv_len, &inv))
 		vr_pre_refuse("launch cache entry %s: malformed invocation", vr_pre.key);
-		return;
-	}
-	if (pipe2(cfgp, O_CLOEXEC) != 0 || pipe2(stp, O_CLOEXEC) != 0 || pipe2(gate, O_CLOEXEC) != 0 ||
-	    pipe2(pidp, O_CLOEXEC) != 0 || ((inv.flags & CLONE_NEWUSER) && pipe2(syncp, O_CLOEXEC) != 0) ||
-	    (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
-		step = strerror(errno);
-	else if (write(cfgp[1], inv.config, inv.config_len) != (ssize_t)inv.config_len)
-		step = "the config does not fit a pipe";
-	pid_t parent = getpid(), mid = -1;
-	if (step == NULL) {
-		close(cfgp[1]);
-		cfgp[1] = -1;
-		mid = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
-		if (mid == 0)
-			vr_pre_mid(&inv, cfgp[0], stp[1], devnull, syncp, gate[0], pidp[1], parent);
-		if (mid < 0)
-			step = strerror(errno);
-	}
-	/* Keep only what vatrun needs: the status pipe's read end, the gate, the pid pipe. */
-	int keep[] = {stp[0], gate[1], pidp[0]};
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-		int fd = *all[i], kept = 0;
-		for (size_t j = 0; step == NULL && j < 3; j++)
-			kept |= fd == keep[j];
-		if (fd >= 0 && !kept)
-			close(fd);
-	}
-	if (step != NULL) {
-		vr_pre_refuse("launch cache: %s", step);
-		return;
-	}
-	vr_pre.state = 2;
-	vr_pre.mid = (int)mid;
-	vr_pre.pid_fd = pidp[0];
-	vr_pre.status_fd = stp[0];
-	vr_pre.gate_fd = gate[1];
-	vr_pre.inv = invb;
-	vr_pre.inv_len = inv_len;
+	else if (invb != NULL)
+		vr_pre_start(&inv, f, parent);
+	vr_pre_send(f->pid[1], invb, inv_len);
+	_exit(0);
 }
 
 void vr_prelaunch(int argc, char **argv, char **envp)
 {
-	static const char hex[] = "0123456789abcdef";
-	uint8_t key[32];
+	struct vr_pre_fds f = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, -1};
+	int *all[] = {&f.cfg[0], &f.cfg[1], &f.st[0], &f.st[1], &f.sync[0], &f.sync[1], &f.gate[0], &f.gate[1], &f.pid[0], &f.pid[1], &f.devnull};
 
 	vr_pre.status_fd = -1;
 	vr_pre.gate_fd = -1;
@@ -611,23 +634,36 @@ void vr_prelaunch(int argc, char **argv, char **envp)
 		}
 	const char *mode = vr_getenv(envp, "VATRUN_PRELAUNCH");
 	if (mode != NULL && strcmp(mode, "off") == 0) {
-		vr_pre.state = 4; /* not even the key: the ordinary path pays nothing here */
+		vr_pre.state = 4; /* nothing at all: the ordinary path pays nothing here */
 		return;
 	}
-	if (!vr_pre_dir(envp, vr_pre.dir, sizeof(vr_pre.dir)) || !vr_pre_key(argc, argv, envp, key))
+	if (!vr_pre_dir(envp, vr_pre.dir, sizeof(vr_pre.dir)))
 		return;
-	for (int i = 0; i < 32; i++) {
-		vr_pre.key[2 * i] = hex[key[i] >> 4];
-		vr_pre.key[2 * i + 1] = hex[key[i] & 15];
-	}
-	vr_pre.state = 1;
 	int saved = errno;
-	uint32_t inv_len = 0;
-	uint8_t *inv = vr_pre_load(key, &inv_len);
-	if (inv != NULL) {
-		vr_pre_spawn(inv, inv_len);
-		if (vr_pre.state != 2)
-			free(inv);
+	pid_t parent = getpid(), mid = -1;
+	if (pipe2(f.cfg, O_CLOEXEC) == 0 && pipe2(f.st, O_CLOEXEC) == 0 && pipe2(f.gate, O_CLOEXEC) == 0 &&
+	    pipe2(f.pid, O_CLOEXEC) == 0 && pipe2(f.sync, O_CLOEXEC) == 0 &&
+	    (f.devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
+		/* A plain fork of a process that is still single-threaded (no Go runtime yet). */
+		mid = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
+		if (mid == 0)
+			vr_pre_mid(argc, argv, envp, &f, parent);
+	}
+	/* Keep only what vatrun needs: the status pipe's read end, the gate, the pid pipe. */
+	int keep[] = {f.st[0], f.gate[1], f.pid[0]};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		int fd = *all[i], kept = 0;
+		for (size_t j = 0; mid > 0 && j < 3; j++)
+			kept |= fd == keep[j];
+		if (fd >= 0 && !kept)
+			close(fd);
+	}
+	if (mid > 0) {
+		vr_pre.state = 5;
+		vr_pre.mid = (int)mid;
+		vr_pre.pid_fd = f.pid[0];
+		vr_pre.status_fd = f.st[0];
+		vr_pre.gate_fd = f.gate[1];
 	}
 	errno = saved;
 }

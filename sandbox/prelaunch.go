@@ -44,8 +44,9 @@ var launchSettle = 2 * time.Second
 
 // LaunchCache is the state of the C-first launch in this process.
 type LaunchCache struct {
-	// State: "" (not `vatrun run`, or no cache directory), "miss", "hit" (the stage was started
-	// before Go), "refused" (an entry existed and was not used: Why), "off" (VATRUN_PRELAUNCH=off).
+	// State: "" (not `vatrun run`, no cache directory, or not looked at yet), "miss", "hit" (the
+	// stage was started before Go), "refused" (an entry existed and was not used, or the start
+	// failed: Why), "off" (VATRUN_PRELAUNCH=off).
 	State string
 	Why   string
 	// Used: the started stage was adopted (the launch matched); Mismatch says why it was not.
@@ -79,17 +80,8 @@ func LaunchCacheState() LaunchCache {
 	pre.Lock()
 	defer pre.Unlock()
 	st := pre.state
-	if st.State == "" {
-		switch C.vr_pre.state {
-		case 1:
-			st.State = "miss"
-		case 2:
-			st.State = "hit"
-		case 3:
-			st.State, st.Why = "refused", C.GoString(&C.vr_pre.why[0])
-		case 4:
-			st.State = "off"
-		}
+	if st.State == "" && C.vr_pre.state == 4 {
+		st.State = "off"
 	}
 	return st
 }
@@ -110,51 +102,77 @@ func takePrelaunched() (*prelaunched, string, string) {
 		return nil, "", ""
 	}
 	pre.taken = true
-	key, dir := C.GoString(&C.vr_pre.key[0]), C.GoString(&C.vr_pre.dir[0])
+	dir := C.GoString(&C.vr_pre.dir[0])
 	switch C.vr_pre.state {
 	case 4:
 		pre.state.State = "off"
 		return nil, "", ""
-	case 1:
-		pre.state.State = "miss"
-	case 3:
-		pre.state.State, pre.state.Why = "refused", C.GoString(&C.vr_pre.why[0])
-	case 2:
-		pre.state.State = "hit"
-		p := &prelaunched{
-			status: os.NewFile(uintptr(C.vr_pre.status_fd), "prelaunch-status"),
-			gate:   os.NewFile(uintptr(C.vr_pre.gate_fd), "prelaunch-gate"),
-			inv:    C.GoBytes(unsafe.Pointer(C.vr_pre.inv), C.int(C.vr_pre.inv_len)),
-			key:    key, dir: dir,
-		}
-		// The intermediate process says the stage's pid and whether its setup failed, then exits.
-		pidf := os.NewFile(uintptr(C.vr_pre.pid_fd), "prelaunch-pid")
-		var msg [8]byte
-		_, err := io.ReadFull(pidf, msg[:])
-		pidf.Close()
-		var ws syscall.WaitStatus
-		for {
-			if _, werr := syscall.Wait4(int(C.vr_pre.mid), &ws, 0, nil); werr != syscall.EINTR {
-				break
-			}
-		}
-		pid := int32(binary.LittleEndian.Uint32(msg[:4]))
-		errno := syscall.Errno(binary.LittleEndian.Uint32(msg[4:]))
-		if err != nil || pid <= 0 || errno != 0 {
-			if pid > 0 { // killed by the intermediate process: reap it
-				p.pid = int(pid)
-				p.discard()
-			} else {
-				p.gate.Close()
-				p.status.Close()
-			}
-			pre.state.State, pre.state.Why = "refused", fmt.Sprintf("the C-first start of the init stage failed (%v, %v): the ordinary launch says why", err, errno)
-			return nil, key, dir
-		}
-		p.pid = int(pid)
-		return p, key, dir
+	case 5:
+	default:
+		return nil, "", ""
 	}
-	return nil, key, dir
+	// The intermediate process's message, then it exits.
+	pidf := os.NewFile(uintptr(C.vr_pre.pid_fd), "prelaunch-result")
+	status := os.NewFile(uintptr(C.vr_pre.status_fd), "prelaunch-status")
+	gate := os.NewFile(uintptr(C.vr_pre.gate_fd), "prelaunch-gate")
+	m, why, inv, err := readPreMsg(pidf)
+	pidf.Close()
+	var ws syscall.WaitStatus
+	for {
+		if _, werr := syscall.Wait4(int(C.vr_pre.mid), &ws, 0, nil); werr != syscall.EINTR {
+			break
+		}
+	}
+	p := &prelaunched{pid: int(m.pid), status: status, gate: gate, inv: inv, key: m.key, dir: dir}
+	switch {
+	case err != nil:
+		pre.state.State, pre.state.Why = "refused", fmt.Sprintf("launch cache: no word from the intermediate process (%v, %v)", err, ws)
+	case m.state == 1:
+		pre.state.State = "miss"
+	case m.state == 2 && m.pid > 0:
+		pre.state.State = "hit"
+		return p, m.key, dir
+	default:
+		pre.state.State, pre.state.Why = "refused", why
+		if m.err != 0 {
+			pre.state.Why += fmt.Sprintf(" (%v)", syscall.Errno(m.err))
+		}
+	}
+	if p.pid > 0 { // a stage the intermediate process started and then killed: reap it
+		p.discard()
+	} else {
+		gate.Close()
+		status.Close()
+	}
+	return nil, m.key, dir
+}
+
+// preMsg is struct vr_pre_msg (prelaunch.h).
+type preMsg struct {
+	state, pid, err int32
+	key             string
+}
+
+func readPreMsg(f *os.File) (m preMsg, why string, inv []byte, err error) {
+	hdr := make([]byte, C.sizeof_struct_vr_pre_msg)
+	if _, err = io.ReadFull(f, hdr); err != nil {
+		return m, "", nil, err
+	}
+	le := binary.LittleEndian
+	m.state, m.pid, m.err = int32(le.Uint32(hdr[0:])), int32(le.Uint32(hdr[4:])), int32(le.Uint32(hdr[8:]))
+	whyLen, invLen := le.Uint32(hdr[12:]), le.Uint32(hdr[16:])
+	m.key = strings.TrimRight(string(hdr[20:20+64]), "\x00")
+	if len(m.key) != 64 {
+		m.key = ""
+	}
+	if whyLen > 4096 || invLen > uint32(C.VR_LC_MAX) {
+		return m, "", nil, fmt.Errorf("malformed message")
+	}
+	body := make([]byte, whyLen+invLen)
+	if _, err = io.ReadFull(f, body); err != nil {
+		return m, "", nil, err
+	}
+	return m, string(body[:whyLen]), body[whyLen:], nil
 }
 
 // discard kills the waiting stage (it never forked a worker) and reaps it.

@@ -44,18 +44,28 @@ void vr_sha256_init(struct vr_sha256 *s);
 void vr_sha256_update(struct vr_sha256 *s, const void *data, size_t len);
 void vr_sha256_final(struct vr_sha256 *s, uint8_t out[32]);
 
+/* What the intermediate process tells vatrun on the pid pipe: this header, then why_len bytes of
+ * why (state 3) and inv_len bytes of the invocation it started (state 2). */
+struct vr_pre_msg {
+	int32_t state; /* 1 miss, 2 started, 3 refused or failed */
+	int32_t pid;   /* the stage (0: none; with state 3, one it killed: vatrun reaps it) */
+	int32_t err;   /* errno of what failed, or 0 */
+	uint32_t why_len, inv_len;
+	char key[65];
+};
+
 /* What the constructor did, for the Go side. */
 struct vr_prelaunch {
-	int state;          /* 0: not `vatrun run`, or no cache directory; 1: no entry (miss); 2: started; 3: refused
-			     * or failed; 4: VATRUN_PRELAUNCH=off */
-	int mid;            /* state 2: the process that clones the stage (a child of this process, to reap) */
-	int pid_fd;         /* state 2: it writes { stage pid or 0, errno or 0 } there (int32 each) */
-	int status_fd;      /* state 2: the read end of its status pipe (close-on-exec) */
-	int gate_fd;        /* state 2: the gate's write end: 'g' lets the stage fork the worker */
-	const uint8_t *inv; /* state 2: the invocation it started */
-	uint32_t inv_len;
-	char key[65];       /* states 1-3: the entry's name (hex of the key) */
-	char dir[512];      /* states 1-3: the cache directory (…/vatrun/launch) */
+	int state;          /* 0: not `vatrun run`, or no cache directory; 4: VATRUN_PRELAUNCH=off; 5: the
+			     * intermediate process looks the entry up (its message on pid_fd says: 1 miss,
+			     * 2 started, 3 refused or failed); 1-3 are also its own states */
+	int mid;            /* state 5: the intermediate process (a child of this process, to reap) */
+	int pid_fd;         /* state 5: its message (struct vr_pre_msg in prelaunch.c, then why, then the invocation) */
+	int32_t pid, err;   /* in the intermediate process: the stage it started, the errno of a failure */
+	int status_fd;      /* state 5: the read end of the stage's status pipe (close-on-exec) */
+	int gate_fd;        /* state 5: the gate's write end: 'g' lets the stage fork the worker */
+	char key[65];       /* in the intermediate process: the entry's name (hex of the key) */
+	char dir[512];      /* state 5: the cache directory (…/vatrun/launch) */
 	char why[800];
 	int args_from;      /* index in argv of the worker's first argument after `-- WORKER`, or -1 */
 	int argc;
