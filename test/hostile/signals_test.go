@@ -1,7 +1,9 @@
 package hostile
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,54 +25,97 @@ import (
 // (earlysig), before any of its own work, and relays them to the worker once it runs, so the run
 // ends with a report. Issue 13 saw 40 of 300 runs die with no report when SIGTERM came in the
 // first ~5 ms. What is left is the runtime's own start (about 1-2 ms after exec on this machine,
-// before any Go code can catch a signal): sent then, SIGTERM ends vatrun, which has started
-// nothing, by SIGTERM and with no report (TestEarlySIGTERMWindow measures it). This test sends
-// SIGTERM the moment the sandbox's init stage exists, before the worker's exec.
+// before any Go code can catch a signal): sent then, SIGTERM ends vatrun by SIGTERM and with no
+// report (TestEarlySIGTERMWindow measures it), and nothing may have run.
+//
+// The SIGTERM goes out the moment vatrun has a child. On the ordinary path
+// (VATRUN_PRELAUNCH=off) that is the init stage, cloned by Go after earlysig: every run must
+// report. On the C-first path (a launch-cache entry, docs/launch-cache.md) the constructor forks
+// before the Go runtime starts, so the signal can land in the runtime's window: then vatrun dies
+// without a report, and the worker must never have run (no "ready" on fd 4: the stage was still
+// at its gate) and nothing may be left.
 func TestEarlySIGTERMStillReports(t *testing.T) {
 	n := 300
 	if testing.Short() {
 		n = 60
 	}
 	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
-	var mu sync.Mutex
-	noReport := 0
-	causes := map[report.Cause]int{}
-	launchtest.Sweep(n, 2, func(i int) {
-		dir := t.TempDir()
-		rf := dir + "/report.json"
-		pipes := testbin.WorkerPipes(t)
-		cmdW, replyR := pipes.Commands, pipes.Results
-		cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker)
-		cmd.ExtraFiles = pipes.WorkerFiles()
-		if err := cmd.Start(); err != nil {
-			t.Error(err)
-			return
-		}
-		pipes.CloseWorkerEnds()
-		// The moment vatrun has started the sandbox (its init stage exists), before the
-		// worker's exec: the worker will be started and stopped, and reported.
-		for deadline := time.Now().Add(5 * time.Second); len(proctree.Children(cmd.Process.Pid)) == 0 && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Microsecond)
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		code, signaled, _ := testbin.ExitOf(cmd.Wait())
-		cmdW.Close()
-		replyR.Close()
-		data, _ := os.ReadFile(rf)
-		mu.Lock()
-		if len(data) == 0 {
-			noReport++
-			t.Logf("run %d: no report; vatrun exit %d (signaled %v)", i, code, signaled)
-		} else if r, err := report.Decode(data); err != nil {
-			t.Errorf("run %d: report does not decode: %v", i, err)
-		} else {
-			causes[r.Cause]++
-		}
-		mu.Unlock()
-	})
-	t.Logf("%d SIGTERMs as the sandbox starts: causes %v, no report %d", n, causes, noReport)
-	if noReport > 0 {
-		t.Errorf("%d of %d runs ended without a report", noReport, n)
+	for _, path := range []string{"ordinary", "c-first"} {
+		t.Run(path, func(t *testing.T) {
+			env := append(os.Environ(), "VATRUN_CACHE_DIR="+t.TempDir())
+			if path == "ordinary" {
+				env = append(env, "VATRUN_PRELAUNCH=off")
+			} else {
+				// One run writes the entry (the worker binary is older than 2 s by now).
+				waitSettled(t, worker)
+				prime := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--", worker, "--exit-at-start", "0")
+				prime.Env = env
+				if out, err := prime.CombinedOutput(); err != nil {
+					t.Fatalf("priming run: %v: %s", err, out)
+				}
+			}
+			var mu sync.Mutex
+			noReport, ranUnreported := 0, 0
+			causes := map[report.Cause]int{}
+			launchtest.Sweep(n, 2, func(i int) {
+				dir := t.TempDir()
+				rf := dir + "/report.json"
+				pipes := testbin.WorkerPipes(t)
+				cmdW, replyR := pipes.Commands, pipes.Results
+				cmd := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--report-file", rf, "--", worker, "--ready")
+				cmd.ExtraFiles = pipes.WorkerFiles()
+				cmd.Env = env
+				if err := cmd.Start(); err != nil {
+					t.Error(err)
+					return
+				}
+				pipes.CloseWorkerEnds()
+				for deadline := time.Now().Add(5 * time.Second); len(proctree.Children(cmd.Process.Pid)) == 0 && time.Now().Before(deadline); {
+					time.Sleep(20 * time.Microsecond)
+				}
+				cmd.Process.Signal(syscall.SIGTERM)
+				code, signaled, _ := testbin.ExitOf(cmd.Wait())
+				cmdW.Close()
+				replyR.SetReadDeadline(time.Now().Add(5 * time.Second))
+				fd4, _ := io.ReadAll(replyR)
+				replyR.Close()
+				data, _ := os.ReadFile(rf)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case len(data) > 0:
+					if r, err := report.Decode(data); err != nil {
+						t.Errorf("run %d: report does not decode: %v", i, err)
+					} else {
+						causes[r.Cause]++
+					}
+				case bytes.Contains(fd4, []byte("ready")):
+					ranUnreported++
+					t.Errorf("run %d: the worker ran (fd 4: %q) but there is no report; vatrun exit %d (signaled %v)", i, fd4, code, signaled)
+				default:
+					noReport++
+				}
+			})
+			t.Logf("%s path, %d SIGTERMs as the sandbox starts: causes %v, no report (nothing ran) %d", path, n, causes, noReport)
+			if path == "ordinary" && noReport > 0 {
+				t.Errorf("%d of %d runs ended without a report", noReport, n)
+			}
+			if left := proctree.Children(os.Getpid()); len(left) > 0 {
+				t.Errorf("processes left: %v", left)
+			}
+		})
+	}
+}
+
+// waitSettled waits until path changed over 2 s ago (a launch-cache entry is written only then).
+func waitSettled(t *testing.T, path string) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if wait := 2100*time.Millisecond - time.Since(time.Unix(st.Ctim.Sec, st.Ctim.Nsec)); wait > 0 {
+		time.Sleep(wait)
 	}
 }
 
