@@ -283,6 +283,11 @@ func moveIntoCgroup(cgroupFD, pid int) error {
 // adopt lets the stage the C constructor started fork the worker, and supervises it as if Start
 // had cloned it.
 func adopt(pl *prelaunched, spec Spec) (*Process, error) {
+	proc, err := os.FindProcess(pl.pid)
+	if err != nil { // cannot happen on Linux
+		pl.discard()
+		return nil, fmt.Errorf("sandbox: adopt the init stage %d: %w", pl.pid, err)
+	}
 	if spec.CloseExtraFiles {
 		for _, f := range spec.ExtraFiles {
 			if f != nil {
@@ -290,20 +295,11 @@ func adopt(pl *prelaunched, spec Spec) (*Process, error) {
 			}
 		}
 	}
+	p := &Process{InitPid: pl.pid, proc: proc, status: pl.status, reaped: make(chan struct{})}
 	// A stage that already failed its setup has reported it and exited: the write then fails
-	// (EPIPE) and awaitExec reads the failure, as after an ordinary clone. The gate opens first:
-	// os.FindProcess's first call forks a probe child (pidfd support), off the worker's path.
+	// (EPIPE) and awaitExec reads the failure, as after an ordinary clone.
 	pl.gate.Write([]byte{'g'})
 	pl.gate.Close()
-	proc, err := os.FindProcess(pl.pid)
-	if err != nil { // cannot happen on Linux
-		syscall.Kill(pl.pid, syscall.SIGKILL) // the stage, and with it its pid namespace
-		var ws syscall.WaitStatus
-		syscall.Wait4(pl.pid, &ws, 0, nil)
-		pl.status.Close()
-		return nil, fmt.Errorf("sandbox: adopt the init stage %d: %w", pl.pid, err)
-	}
-	p := &Process{InitPid: pl.pid, proc: proc, status: pl.status, reaped: make(chan struct{})}
 	pre.Lock()
 	pre.state.Used = true
 	pre.Unlock()
