@@ -2,17 +2,18 @@
  * The C-first launch of `vatrun run` (see prelaunch.h for the formats).
  *
  * `vatrun run` is a new Go process per worker, and the Go runtime's start alone costs more than a
- * whole bubblewrap run. So, in a constructor that runs before the Go runtime exists, vatrun looks
- * up this exact invocation in the launch cache and, on a verified hit, clones the init stage right
- * away; the stage sets up the sandbox and execs the worker while the Go runtime starts. The Go
- * side then computes the launch exactly as without the cache, compares it byte for byte with the
- * invocation that was started, and adopts the running sandbox (or kills it and fails on any
- * difference). Supervision and the report are the Go side's, unchanged.
+ * whole bubblewrap run. So its constructor, before the Go runtime exists, forks an intermediate
+ * process and goes on: that process looks this exact invocation up in the launch cache and, on a
+ * verified hit, clones the init stage, which sets up the sandbox and waits at a gate while the Go
+ * runtime starts. The Go side (prelaunch.go) computes the launch exactly as without the cache,
+ * compares it byte for byte with the invocation that was started, and opens the gate only when
+ * they are equal; otherwise it kills the waiting stage, which never forked a worker, and launches
+ * the ordinary way. Supervision and the report are the Go side's, unchanged.
  *
  * The entry's name is the sha256 of everything the launch is computed from that this process can
  * see before Go starts: vatrun's own executable (device, inode, size, times), its ids, its working
- * directory, its argv up to the worker's path (the worker's own arguments are the entry's only
- * when they follow `-- WORKER`, filled in from the command line), its environment, the fds it inherited (and how each is open, and
+ * directory, its argv up to the worker's path (arguments after `-- WORKER` are left out and taken
+ * from the command line), its environment, the fds it inherited (and how each is open, and
  * whether fd 0 is a terminal), the boot, the user-namespace sysctls, its own id maps, capabilities,
  * seccomp state and cgroup. What it cannot see from here, the files the launch read (the worker's
  * closure, a profile file, mount sources), is listed in the entry with each file's identity and

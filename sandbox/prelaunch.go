@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -25,15 +26,12 @@ import (
 	"github.com/vatrun/vatrun/internal/workerfiles"
 )
 
-// The C-first launch (prelaunch.c, prelaunch.h): `vatrun run` looks its invocation up in the
-// launch cache in a C constructor and, on a verified hit, clones the init stage before the Go
-// runtime starts. The stage sets up the sandbox and waits at a gate; Start computes the launch as
+// The C-first launch (prelaunch.c, prelaunch.h): before the Go runtime starts, `vatrun run`'s C
+// constructor forks an intermediate process that looks the invocation up in the launch cache and,
+// on a verified hit, clones the init stage. The stage sets up the sandbox and waits at a gate; Start computes the launch as
 // always, and lets the worker run only when what was started is byte for byte what it would
 // start itself. Otherwise it kills the waiting stage (no worker ever ran there) and launches
 // the ordinary way. After an ordinary launch, `vatrun run` writes the entry for next time.
-
-// LaunchCacheDirName is the launch cache's directory under vatrun's cache directory.
-const LaunchCacheDirName = "launch"
 
 // launchCacheMax bounds the entries kept: past it, the older half is removed.
 const launchCacheMax = 256
@@ -102,27 +100,20 @@ func takePrelaunched() (*prelaunched, string, string) {
 		return nil, "", ""
 	}
 	pre.taken = true
-	dir := C.GoString(&C.vr_pre.dir[0])
-	switch C.vr_pre.state {
-	case 4:
+	if C.vr_pre.state == 4 {
 		pre.state.State = "off"
-		return nil, "", ""
-	case 5:
-	default:
+	}
+	if C.vr_pre.state != 5 { // off, or not `vatrun run`, or no cache directory
 		return nil, "", ""
 	}
+	dir := C.GoString(&C.vr_pre.dir[0])
 	// The intermediate process's message, then it exits.
 	pidf := os.NewFile(uintptr(C.vr_pre.pid_fd), "prelaunch-result")
 	status := os.NewFile(uintptr(C.vr_pre.status_fd), "prelaunch-status")
 	gate := os.NewFile(uintptr(C.vr_pre.gate_fd), "prelaunch-gate")
 	m, why, inv, err := readPreMsg(pidf)
 	pidf.Close()
-	var ws syscall.WaitStatus
-	for {
-		if _, werr := syscall.Wait4(int(C.vr_pre.mid), &ws, 0, nil); werr != syscall.EINTR {
-			break
-		}
-	}
+	ws := reap(int(C.vr_pre.mid))
 	p := &prelaunched{pid: int(m.pid), status: status, gate: gate, inv: inv, key: m.key, dir: dir}
 	switch {
 	case err != nil:
@@ -180,10 +171,15 @@ func (p *prelaunched) discard() {
 	syscall.Kill(p.pid, syscall.SIGKILL)
 	p.gate.Close()
 	p.status.Close()
+	reap(p.pid)
+}
+
+// reap waits for the child pid (the intermediate process, a discarded stage) to end.
+func reap(pid int) syscall.WaitStatus {
 	var ws syscall.WaitStatus
 	for {
-		if _, err := syscall.Wait4(p.pid, &ws, 0, nil); err != syscall.EINTR {
-			break
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+			return ws
 		}
 	}
 }
@@ -202,40 +198,44 @@ type invocation struct {
 	appendArgs bool
 }
 
+// wire writes prelaunch.h's formats: little-endian integers, and str as a u32 length and bytes.
+type wire struct{ bytes.Buffer }
+
+func (w *wire) u32(x uint32) { w.Write(binary.LittleEndian.AppendUint32(nil, x)) }
+func (w *wire) u64(x uint64) { w.Write(binary.LittleEndian.AppendUint64(nil, x)) }
+func (w *wire) str(s string) { w.u32(uint32(len(s))); w.WriteString(s) }
+func (w *wire) flag(b bool) {
+	if b {
+		w.u32(1)
+	} else {
+		w.u32(0)
+	}
+}
+func (w *wire) strs(ss []string) {
+	w.u32(uint32(len(ss)))
+	for _, s := range ss {
+		w.str(s)
+	}
+}
+
 func (v invocation) encode() []byte {
-	var b bytes.Buffer
-	u32 := func(x uint32) { binary.Write(&b, binary.LittleEndian, x) }
-	str := func(s []byte) { u32(uint32(len(s))); b.Write(s) }
-	u32(uint32(C.VR_INV_MAGIC))
-	u32(uint32(C.VR_INV_VERSION))
-	binary.Write(&b, binary.LittleEndian, v.flags)
-	deny := uint32(0)
-	if v.setgroupsDeny {
-		deny = 1
-	}
-	u32(deny)
-	str([]byte(v.uidMap))
-	str([]byte(v.gidMap))
-	u32(uint32(len(v.fds)))
+	var w wire
+	w.u32(uint32(C.VR_INV_MAGIC))
+	w.u32(uint32(C.VR_INV_VERSION))
+	w.u64(v.flags)
+	w.flag(v.setgroupsDeny)
+	w.str(v.uidMap)
+	w.str(v.gidMap)
+	w.u32(uint32(len(v.fds)))
 	for _, fd := range v.fds {
-		u32(uint32(fd))
+		w.u32(uint32(fd))
 	}
-	str([]byte(v.dir))
-	str(v.config)
-	u32(uint32(len(v.argv)))
-	for _, s := range v.argv {
-		str([]byte(s))
-	}
-	appendArgs := uint32(0)
-	if v.appendArgs {
-		appendArgs = 1
-	}
-	u32(appendArgs)
-	u32(uint32(len(v.env)))
-	for _, s := range v.env {
-		str([]byte(s))
-	}
-	return b.Bytes()
+	w.str(v.dir)
+	w.str(string(v.config))
+	w.strs(v.argv)
+	w.flag(v.appendArgs)
+	w.strs(v.env)
+	return w.Bytes()
 }
 
 // idMap is a uid_map/gid_map text as Go's forkExec writes it.
@@ -279,26 +279,22 @@ func saveLaunch(key, dir string, inv []byte, path, argv0 string) error {
 			return fmt.Errorf("%s changed less than %v ago", k.Path, launchSettle)
 		}
 	}
-	var b bytes.Buffer
-	u32 := func(x uint32) { binary.Write(&b, binary.LittleEndian, x) }
-	u64 := func(x uint64) { binary.Write(&b, binary.LittleEndian, x) }
-	u32(uint32(C.VR_LC_MAGIC))
-	u32(uint32(C.VR_LC_VERSION))
-	kb, err := hexKey(key)
-	if err != nil {
-		return err
+	kb, err := hex.DecodeString(key)
+	if err != nil || len(kb) != 32 || hex.EncodeToString(kb) != key {
+		return fmt.Errorf("bad key %q", key)
 	}
+	var b wire
+	b.u32(uint32(C.VR_LC_MAGIC))
+	b.u32(uint32(C.VR_LC_VERSION))
 	b.Write(kb)
-	u32(uint32(len(keys)))
+	b.u32(uint32(len(keys)))
 	for _, k := range keys {
-		u32(uint32(len(k.Path)))
-		b.WriteString(k.Path)
+		b.str(k.Path)
 		for _, v := range []uint64{k.Dev, k.Ino, uint64(k.Size), uint64(k.Mtime), uint64(k.MtimeNsec), uint64(k.Ctime), uint64(k.CtimeNsec)} {
-			u64(v)
+			b.u64(v)
 		}
 	}
-	u32(uint32(len(inv)))
-	b.Write(inv)
+	b.str(string(inv))
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
 	if b.Len() > int(C.VR_LC_MAX) {
@@ -330,28 +326,6 @@ func saveLaunch(key, dir string, inv []byte, path, argv0 string) error {
 	}
 	pruneLaunchCache(dir)
 	return nil
-}
-
-func hexKey(key string) ([]byte, error) {
-	if len(key) != 64 {
-		return nil, fmt.Errorf("bad key %q", key)
-	}
-	out := make([]byte, 32)
-	for i := range out {
-		var v byte
-		for _, ch := range key[2*i : 2*i+2] {
-			switch {
-			case ch >= '0' && ch <= '9':
-				v = v<<4 | byte(ch-'0')
-			case ch >= 'a' && ch <= 'f':
-				v = v<<4 | byte(ch-'a'+10)
-			default:
-				return nil, fmt.Errorf("bad key %q", key)
-			}
-		}
-		out[i] = v
-	}
-	return out, nil
 }
 
 // pruneLaunchCache removes the older half of the entries when there are more than launchCacheMax.

@@ -1,8 +1,9 @@
 /*
- * The C-first launch of `vatrun run` (prelaunch.c): before the Go runtime starts, a constructor
- * looks up this exact invocation in the launch cache and, on a verified hit, clones the init stage
- * at once; the Go side (prelaunch.go) then computes the launch as always, compares it byte for
- * byte with what was started, and adopts the running sandbox.
+ * The C-first launch of `vatrun run` (prelaunch.c): before the Go runtime starts, the constructor
+ * forks an intermediate process that looks this exact invocation up in the launch cache and, on a
+ * verified hit, clones the init stage, which waits at a gate; the Go side (prelaunch.go) then
+ * computes the launch as always, compares it byte for byte with what was started, and opens the
+ * gate only if they are equal.
  *
  * A cache entry (written only by the Go side, after an ordinary launch):
  *     u32 VR_LC_MAGIC, u32 VR_LC_VERSION, u8 key[32],

@@ -179,25 +179,13 @@ func Start(spec Spec) (*Process, error) {
 	if env == nil {
 		env = []string{}
 	}
-	inv := invocation{
-		flags: uint64(sys.Cloneflags), setgroupsDeny: cfg.UserNS && !sys.GidMappingsEnableSetgroups,
-		uidMap: idMap(sys.UidMappings), gidMap: idMap(sys.GidMappings),
-		dir: spec.Dir, config: payload, argv: argv[3:], env: env,
-	}
-	for _, f := range files {
-		switch f {
-		case nil:
-			inv.fds = append(inv.fds, C.VR_FD_CLOSED)
-		case devnull:
-			inv.fds = append(inv.fds, C.VR_FD_DEVNULL)
-		default:
-			inv.fds = append(inv.fds, int32(f.Fd()))
-		}
-	}
-	// The form a launch-cache entry holds (the worker's arguments left to the command line).
-	invBytes := inv.template().encode()
-
+	// vatrun run only (EnableLaunchCache): the launch as a cache entry holds it, to adopt a stage
+	// the C constructor started, or to write the entry after an ordinary launch.
 	pl, key, dir := takePrelaunched()
+	var invBytes []byte
+	if pl != nil || key != "" {
+		invBytes = invocationOf(&cfg, sys, files, devnull, spec.Dir, payload, argv[3:], env).template().encode()
+	}
 	if pl != nil {
 		why := "the cached launch differs from the launch computed now"
 		if bytes.Equal(pl.inv, invBytes) {
@@ -234,13 +222,7 @@ func Start(spec Spec) (*Process, error) {
 	var proc *os.Process
 	onSpawnerThread(func() { proc, err = os.StartProcess("/proc/self/exe", argv, attr) })
 	statusW.Close()
-	if spec.CloseExtraFiles {
-		for _, f := range spec.ExtraFiles {
-			if f != nil {
-				f.Close()
-			}
-		}
-	}
+	closeExtraFiles(spec)
 	if err != nil {
 		statusR.Close()
 		return nil, fmt.Errorf("sandbox: start the init stage: %w", explainCloneError(err, spec))
@@ -261,6 +243,40 @@ func Start(spec Spec) (*Process, error) {
 		pre.Unlock()
 	}
 	return p, nil
+}
+
+// closeExtraFiles closes the caller's copies of the worker's extra fds once the sandbox holds
+// its own (Spec.CloseExtraFiles).
+func closeExtraFiles(spec Spec) {
+	if !spec.CloseExtraFiles {
+		return
+	}
+	for _, f := range spec.ExtraFiles {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// invocationOf is the clone and exec Start makes (argv: the worker's path, then its argv), in
+// the form prelaunch.c starts it.
+func invocationOf(cfg *Config, sys *syscall.SysProcAttr, files []*os.File, devnull *os.File, dir string, payload []byte, argv, env []string) invocation {
+	inv := invocation{
+		flags: uint64(sys.Cloneflags), setgroupsDeny: cfg.UserNS && !sys.GidMappingsEnableSetgroups,
+		uidMap: idMap(sys.UidMappings), gidMap: idMap(sys.GidMappings),
+		dir: dir, config: payload, argv: argv, env: env,
+	}
+	for _, f := range files {
+		switch f {
+		case nil:
+			inv.fds = append(inv.fds, C.VR_FD_CLOSED)
+		case devnull:
+			inv.fds = append(inv.fds, C.VR_FD_DEVNULL)
+		default:
+			inv.fds = append(inv.fds, int32(f.Fd()))
+		}
+	}
+	return inv
 }
 
 // moveIntoCgroup moves the waiting stage (pid) into the cgroup directory cgroupFD (none when
@@ -288,13 +304,7 @@ func adopt(pl *prelaunched, spec Spec) (*Process, error) {
 		pl.discard()
 		return nil, fmt.Errorf("sandbox: adopt the init stage %d: %w", pl.pid, err)
 	}
-	if spec.CloseExtraFiles {
-		for _, f := range spec.ExtraFiles {
-			if f != nil {
-				f.Close()
-			}
-		}
-	}
+	closeExtraFiles(spec)
 	p := &Process{InitPid: pl.pid, proc: proc, status: pl.status, reaped: make(chan struct{})}
 	// A stage that already failed its setup has reported it and exited: the write then fails
 	// (EPIPE) and awaitExec reads the failure, as after an ordinary clone.
