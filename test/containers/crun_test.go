@@ -158,6 +158,25 @@ func (c *container) write(cfg map[string]any) {
 }
 
 // run runs args in a fresh container of this bundle and returns its output and exit status.
+// runWorker runs `vatrun run --profile profile` in the container with the test worker fed cmds on
+// fd 3 (report in /io/report.json), requires vatrun to exit 0, and returns the worker's fd 4.
+func (c *container) runWorker(profile string, cmds ...string) []byte {
+	c.t.Helper()
+	if err := os.WriteFile(filepath.Join(c.io, "cmds"), []byte(netstrings(cmds...)), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	script := `/vatrun/vatrun run --profile ` + profile + ` --report-file /io/report.json -- /vatrun/worker 3</io/cmds 4>/io/replies; echo "vatrun exit $?"`
+	out, errs, code := c.run("/bin/sh", "-c", script)
+	if code != 0 || !strings.Contains(out, "vatrun exit 0") {
+		c.t.Fatalf("container exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	replies, err := os.ReadFile(filepath.Join(c.io, "replies"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return replies
+}
+
 func (c *container) run(args ...string) (stdout, stderr string, code int) {
 	c.t.Helper()
 	data, err := os.ReadFile(filepath.Join(c.bundle, "config.json"))
@@ -282,19 +301,7 @@ func TestRecipeRunsWithFullIsolation(t *testing.T) {
 	if !res.CanRun || len(res.Refusals) != 0 || !res.Launch.UserNS || !strings.Contains(res.Launch.Namespaces, "pid net ipc uts mount user") {
 		t.Fatalf("check: canRun %v refusals %+v launch %+v, want full isolation\n%s", res.CanRun, res.Refusals, res.Launch, table)
 	}
-	cmds := netstrings("probe:uid", "probe:hostname", "probe:pid", "probe:net", "probe:open:/etc/secret", "probe:seccomp")
-	if err := os.WriteFile(filepath.Join(c.io, "cmds"), []byte(cmds), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	script := `/vatrun/vatrun run --profile xsnap --report-file /io/report.json -- /vatrun/worker 3</io/cmds 4>/io/replies; echo "vatrun exit $?"`
-	out, errs, code := c.run("/bin/sh", "-c", script)
-	if code != 0 || !strings.Contains(out, "vatrun exit 0") {
-		t.Fatalf("container exit %d, stdout %q, stderr %q", code, out, errs)
-	}
-	replies, err := os.ReadFile(filepath.Join(c.io, "replies"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	replies := c.runWorker("xsnap", "probe:uid", "probe:hostname", "probe:pid", "probe:net", "probe:open:/etc/secret", "probe:seccomp")
 	// The container's root is vatrun's uid; as root, vatrun runs the worker as the dedicated id,
 	// which its user namespace maps (docs/worker-identity.md).
 	id := strconv.Itoa(plan.WorkerID)
@@ -340,18 +347,7 @@ func TestDockerDefaultNoNamespaceMode(t *testing.T) {
 	if !res.CanRun || len(res.Refusals) == 0 || res.Refusals[0].Cause != hostfacts.CauseSeccomp || !strings.Contains(table, "no-namespace mode") {
 		t.Fatalf("check: canRun %v refusals %+v, want can run in the no-namespace mode, the seccomp filter named\n%s", res.CanRun, res.Refusals, table)
 	}
-	if err := os.WriteFile(filepath.Join(c.io, "cmds"), []byte(netstrings("probe:open:/etc/secret", "probe:killppid:28", "probe:pid")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	script := `/vatrun/vatrun run --profile /io/profile.json --report-file /io/report.json -- /vatrun/worker 3</io/cmds 4>/io/replies; echo "vatrun exit $?"`
-	out, errs, code := c.run("/bin/sh", "-c", script)
-	if code != 0 || !strings.Contains(out, "vatrun exit 0") {
-		t.Fatalf("container exit %d, stdout %q, stderr %q", code, out, errs)
-	}
-	replies, err := os.ReadFile(filepath.Join(c.io, "replies"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	replies := c.runWorker("/io/profile.json", "probe:open:/etc/secret", "probe:killppid:28", "probe:pid")
 	if !strings.HasPrefix(string(replies), netstrings("errno:13", "errno:1")) || strings.Contains(string(replies), "pid:2,") {
 		t.Errorf("worker replies %q: want the container file and the parent refused, and no pid namespace", replies)
 	}
