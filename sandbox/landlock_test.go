@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -96,20 +95,7 @@ func TestLandlockConfinesWorkerWithoutNamespaces(t *testing.T) {
 	}
 	os.Chmod(filepath.Dir(secret), 0o755)
 	name := fmt.Sprintf("@vatrun-landlock-test-%d", os.Getpid())
-	ln, err := net.Listen("unix", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testbin.ListenUnix(t, name)
 	worker := testbin.Worker(t)
 	// minABI: the first ABI at which the row is refused (0: never).
 	type row struct {

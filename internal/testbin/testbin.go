@@ -6,6 +6,7 @@ package testbin
 import (
 	"errors"
 	"github.com/vatrun/vatrun/launcher/workerio"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,4 +143,24 @@ func ExitOf(err error) (code int, signaled bool, werr error) {
 		return 128 + int(ws.Signal()), true, nil
 	}
 	return ee.ExitCode(), false, nil
+}
+
+// ListenUnix listens on the unix socket name (an abstract one when it starts with "@"),
+// accepting and closing every connection until the test ends: a peer the sandbox must not reach.
+func ListenUnix(t *testing.T, name string) {
+	t.Helper()
+	ln, err := net.Listen("unix", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 }

@@ -3,7 +3,6 @@ package hostile
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vatrun/vatrun/internal/testbin"
 	"github.com/vatrun/vatrun/seccompprofiles"
 )
 
@@ -66,7 +66,7 @@ func TestNoNamespaceModeConfinesWorker(t *testing.T) {
 				t.Fatal(err)
 			}
 			sock := fmt.Sprintf("@vatrun-hostile-%d-%s", os.Getpid(), u.name)
-			listenAbstract(t, sock)
+			testbin.ListenUnix(t, sock)
 			prof := landlockProfile(t, dir, seccompprofiles.IsolationLandlock)
 			rep := filepath.Join(dir, "report.json")
 			// A sibling worker under the same profile: its pid (no pid namespace: a host pid).
@@ -119,7 +119,7 @@ func TestNoNamespaceModeControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := fmt.Sprintf("@vatrun-hostile-control-%d", os.Getpid())
-	listenAbstract(t, sock)
+	testbin.ListenUnix(t, sock)
 	prof, err := seccompprofiles.Load("dev")
 	if err != nil {
 		t.Fatal(err)
@@ -153,24 +153,4 @@ func TestNoNamespaceModeControl(t *testing.T) {
 	p.exit()
 	sib.cmdW.Close()
 	sib.exit()
-}
-
-// listenAbstract listens on the unix socket name (an abstract one when it starts with "@"),
-// accepting and closing every connection until the test ends.
-func listenAbstract(t *testing.T, name string) {
-	t.Helper()
-	ln, err := net.Listen("unix", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 }
