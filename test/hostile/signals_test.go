@@ -39,15 +39,15 @@ func TestEarlySIGTERMStillReports(t *testing.T) {
 	if testing.Short() {
 		n = 60
 	}
-	bin, worker := testbin.Vatrun(t), testbin.Worker(t)
+	// A copy at a path of this test's own, so that whatever is left of any run can be found.
+	bin, worker := testbin.Vatrun(t), settledWorker(t)
 	for _, path := range []string{"ordinary", "c-first"} {
 		t.Run(path, func(t *testing.T) {
 			env := append(os.Environ(), "VATRUN_CACHE_DIR="+t.TempDir())
 			if path == "ordinary" {
 				env = append(env, "VATRUN_PRELAUNCH=off")
 			} else {
-				// One run writes the entry (the worker binary is older than 2 s by now).
-				waitSettled(t, worker)
+				// One run writes the entry (the worker copy is older than 2 s by now).
 				prime := exec.Command(bin, "run", "--profile", "xsnap", "--no-cgroup", "--", worker, "--exit-at-start", "0")
 				prime.Env = env
 				if out, err := prime.CombinedOutput(); err != nil {
@@ -103,19 +103,16 @@ func TestEarlySIGTERMStillReports(t *testing.T) {
 			if left := proctree.Children(os.Getpid()); len(left) > 0 {
 				t.Errorf("processes left: %v", left)
 			}
+			// Nothing of any run may survive vatrun: no waiting stage, no intermediate process,
+			// no worker (each has this worker's path and --ready in its argv).
+			left := withArg(worker, "--ready")
+			for deadline := time.Now().Add(5 * time.Second); len(left) > 0 && time.Now().Before(deadline); left = withArg(worker, "--ready") {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if len(left) > 0 {
+				t.Errorf("sandbox processes left after vatrun ended: %v", left)
+			}
 		})
-	}
-}
-
-// waitSettled waits until path changed over 2 s ago (a launch-cache entry is written only then).
-func waitSettled(t *testing.T, path string) {
-	t.Helper()
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	if wait := 2100*time.Millisecond - time.Since(time.Unix(st.Ctim.Sec, st.Ctim.Nsec)); wait > 0 {
-		time.Sleep(wait)
 	}
 }
 
